@@ -1,0 +1,370 @@
+// A throwaway PostgreSQL cluster for integration tests: its own data dir and port, wal_level=logical,
+// trust auth on 127.0.0.1, and lifecycle controls (stop, kill -9, restart) for fault tests.
+import { execFile, execFileSync } from 'node:child_process';
+import { appendFileSync, chownSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import pg, { type QueryResultRow } from 'pg';
+import { freePort } from './free-port.js';
+import {
+  childPids,
+  isExecutable,
+  findOnPath,
+  killQuietly,
+  logSize,
+  logTail,
+  lookupUser,
+  readLogFrom,
+  makeTempDir,
+  registerExitCleanup,
+  removeDir,
+  runningAsRoot,
+  ServerProcess,
+  waitForPidsGone,
+  type UserIds,
+} from './server-process.js';
+import { AbortWaitError, waitFor } from './wait-for.js';
+
+const execFileAsync = promisify(execFile);
+
+export interface PostgresServerOptions {
+  /** wal_sender_timeout: a Postgres interval ('60s', '500ms') or milliseconds. Default '60s'. */
+  walSenderTimeout?: string | number;
+  /** Further postgresql.conf settings, written after the harness defaults (so they win). */
+  settings?: Record<string, string | number | boolean>;
+  /** How long initdb plus the first start may take. Default 60_000. */
+  startTimeoutMs?: number;
+}
+
+export type PostgresStopMode = 'fast' | 'immediate';
+
+const SUPERUSER = 'postgres';
+const START_ATTEMPTS = 5;
+
+export class PostgresServer {
+  readonly dir: string;
+  readonly dataDir: string;
+  readonly logFile: string;
+  readonly binDir: string;
+  #port: number;
+  #process: ServerProcess | undefined;
+  readonly #user: UserIds | undefined;
+  readonly #startTimeoutMs: number;
+  readonly #unregisterExitCleanup: () => void;
+  #destroyed = false;
+
+  private constructor(binDir: string, dir: string, port: number, user: UserIds | undefined, startTimeoutMs: number) {
+    this.binDir = binDir;
+    this.dir = dir;
+    this.dataDir = join(dir, 'data');
+    this.logFile = join(dir, 'postgres.log');
+    this.#port = port;
+    this.#user = user;
+    this.#startTimeoutMs = startTimeoutMs;
+    this.#unregisterExitCleanup = registerExitCleanup(() => {
+      this.#killTreeNow();
+      removeDir(this.dir);
+    });
+  }
+
+  /** initdb's a fresh cluster in a temp dir and starts it on a free port of 127.0.0.1. */
+  static async start(options: PostgresServerOptions = {}): Promise<PostgresServer> {
+    const binDir = findPostgresBinDir();
+    if (binDir === undefined) throw new Error(missingPostgresMessage());
+    // initdb and postgres refuse to run as root; under root (CI) they run as the postgres OS user.
+    const user = runningAsRoot() ? postgresOsUser() : undefined;
+    const startTimeoutMs = options.startTimeoutMs ?? 60_000;
+    const dir = makeTempDir('cdc-pg-', user);
+    const server = new PostgresServer(binDir, dir, 0, user, startTimeoutMs);
+    try {
+      await server.#initdb(options);
+      await server.#startOnFreePort();
+      return server;
+    } catch (err: unknown) {
+      await server.destroy().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  get running(): boolean {
+    return this.#process?.running ?? false;
+  }
+
+  /** The postmaster's pid while it runs. */
+  get pid(): number | undefined {
+    return this.running ? this.#process?.pid : undefined;
+  }
+
+  url(database = 'postgres'): string {
+    return `postgres://${SUPERUSER}@127.0.0.1:${this.#port}/${encodeURIComponent(database)}`;
+  }
+
+  /** Creates a database and returns its connection string. */
+  async createDatabase(name: string): Promise<string> {
+    await this.query(`CREATE DATABASE ${quoteIdent(name)}`);
+    return this.url(name);
+  }
+
+  /** Runs one statement on a short-lived connection and returns its rows. */
+  async query<R extends QueryResultRow = Record<string, unknown>>(
+    sql: string,
+    params: unknown[] = [],
+    database = 'postgres',
+  ): Promise<R[]> {
+    const client = new pg.Client({ connectionString: this.url(database) });
+    await client.connect();
+    try {
+      const result = await client.query<R>(sql, params);
+      return result.rows;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Shuts the server down. 'fast' (SIGINT) rolls back open transactions, disconnects clients and writes a
+   * checkpoint; 'immediate' (SIGQUIT) aborts without a checkpoint, so the next start runs crash recovery.
+   */
+  async stop(mode: PostgresStopMode = 'fast'): Promise<void> {
+    const proc = this.#process;
+    if (proc === undefined || !proc.running) return;
+    proc.signal(mode === 'fast' ? 'SIGINT' : 'SIGQUIT');
+    // The postmaster exits only after its children have; the timeout is for a wedged server.
+    await proc.waitExit(60_000);
+  }
+
+  /**
+   * SIGKILLs the postmaster and every backend at once, as a host crash or the OOM killer would, and
+   * waits until they are gone. Killing only the postmaster would leave backends that exit on their own a
+   * moment later, and a restart before then fails because they still hold the shared memory segment.
+   */
+  async kill(): Promise<void> {
+    const proc = this.#process;
+    if (proc === undefined || !proc.running) return;
+    const children = childPids(proc.pid);
+    proc.signal('SIGKILL');
+    for (const pid of children) killQuietly(pid);
+    await proc.exited;
+    await waitForPidsGone(children, 30_000, 'postgres backends');
+  }
+
+  /** Starts the server again on the same data dir and port (stopping it first if it runs). */
+  async restart(): Promise<void> {
+    if (this.#destroyed) throw new Error('restart() after destroy()');
+    await this.stop('fast');
+    await this.#startOnce();
+  }
+
+  /** Stops the server (immediately: its data is thrown away) and removes its temp dir. Safe to call twice. */
+  async destroy(): Promise<void> {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    try {
+      await this.stop('immediate');
+    } finally {
+      this.#killTreeNow();
+      this.#unregisterExitCleanup();
+      removeDir(this.dir);
+    }
+  }
+
+  async #initdb(options: PostgresServerOptions): Promise<void> {
+    const args = ['-D', this.dataDir, '-U', SUPERUSER, '--auth=trust', '--encoding=UTF8', '--locale=C', '--no-sync'];
+    try {
+      await execFileAsync(join(this.binDir, 'initdb'), args, {
+        cwd: this.dir,
+        env: this.#env(),
+        timeout: this.#startTimeoutMs,
+        ...(this.#user === undefined ? {} : { uid: this.#user.uid, gid: this.#user.gid }),
+      });
+    } catch (err: unknown) {
+      const e = err as { stderr?: string; stdout?: string; message?: string };
+      throw new Error(`initdb failed: ${e.message ?? String(err)}\n${e.stderr ?? ''}${e.stdout ?? ''}`.trim(), {
+        cause: err,
+      });
+    }
+
+    const walSenderTimeout =
+      typeof options.walSenderTimeout === 'number' ? `${options.walSenderTimeout}ms` : (options.walSenderTimeout ?? '60s');
+    const settings: Record<string, string | number | boolean> = {
+      listen_addresses: '127.0.0.1',
+      unix_socket_directories: this.dir,
+      wal_level: 'logical',
+      max_replication_slots: 20,
+      max_wal_senders: 20,
+      wal_sender_timeout: walSenderTimeout,
+      // A throwaway cluster: surviving an OS crash buys nothing, and fsync costs seconds per test file.
+      // A killed *process* loses nothing with fsync off (written WAL stays in the page cache).
+      fsync: false,
+      // Kept on, deliberately: with it off, a commit returns before its WAL leaves shared memory, and a
+      // kill -9 within the next ~600 ms silently loses committed transactions, which would make every
+      // "kill Postgres, nothing was lost" test flaky. With fsync off it costs only a write() per commit.
+      synchronous_commit: true,
+      max_connections: 100,
+      shared_buffers: '32MB',
+      ...options.settings,
+    };
+    const lines = Object.entries(settings).map(([name, value]) => `${name} = ${confValue(value)}`);
+    appendFileSync(
+      join(this.dataDir, 'postgresql.conf'),
+      `\n# test harness\n${lines.join('\n')}\ninclude 'harness-port.conf'\n`,
+    );
+    this.#writeFile(
+      'pg_hba.conf',
+      [
+        '# test harness: trust everything local, including replication connections',
+        'local all         all                trust',
+        'local replication all                trust',
+        'host  all         all  127.0.0.1/32  trust',
+        'host  replication all  127.0.0.1/32  trust',
+        '',
+      ].join('\n'),
+    );
+  }
+
+  async #startOnFreePort(): Promise<void> {
+    // The free port can be taken between freePort() and the postmaster's bind (another test worker);
+    // then pick another one.
+    for (let attempt = 1; ; attempt++) {
+      this.#port = await freePort();
+      this.#writeFile('harness-port.conf', `port = ${this.#port}\n`);
+      try {
+        await this.#startOnce();
+        return;
+      } catch (err: unknown) {
+        if (attempt >= START_ATTEMPTS || !(err instanceof PortInUseError)) throw err;
+      }
+    }
+  }
+
+  async #startOnce(): Promise<void> {
+    const logStart = logSize(this.logFile);
+    const proc = await ServerProcess.spawn(join(this.binDir, 'postgres'), ['-D', this.dataDir], {
+      cwd: this.dir,
+      logFile: this.logFile,
+      user: this.#user,
+      env: this.#env(),
+    });
+    this.#process = proc;
+    try {
+      await waitFor(
+        async () => {
+          if (!proc.running) {
+            const log = readLogFrom(this.logFile, logStart);
+            if (/could not bind|address already in use/i.test(log)) throw new PortInUseError(this.#port);
+            throw new AbortWaitError(`postgres exited during start (${describeExit(proc)})`);
+          }
+          await this.query('SELECT 1');
+          return true;
+        },
+        { timeoutMs: this.#startTimeoutMs, intervalMs: 50, message: `postgres to accept connections on port ${this.#port}` },
+      );
+    } catch (err: unknown) {
+      proc.signal('SIGKILL');
+      await proc.exited;
+      if (err instanceof PortInUseError) throw err;
+      const message = err instanceof Error ? err.message : String(err);
+      throw new Error(`${message}\n--- ${this.logFile} ---\n${logTail(this.logFile)}`, { cause: err });
+    }
+  }
+
+  #writeFile(name: string, text: string): void {
+    const path = join(this.dataDir, name);
+    writeFileSync(path, text, { mode: 0o600 });
+    if (this.#user !== undefined) chownSync(path, this.#user.uid, this.#user.gid);
+  }
+
+  #env(): NodeJS.ProcessEnv {
+    // Locale and PG* variables of the caller must not leak into initdb or the server.
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, LC_ALL: 'C', LANG: 'C', TZ: 'UTC' };
+    if (this.#user !== undefined) {
+      env.HOME = this.dir;
+      env.USER = this.#user.name;
+      env.LOGNAME = this.#user.name;
+    }
+    return env;
+  }
+
+  #killTreeNow(): void {
+    const proc = this.#process;
+    if (proc === undefined || !proc.running) return;
+    const children = childPids(proc.pid);
+    killQuietly(proc.pid);
+    for (const pid of children) killQuietly(pid);
+  }
+}
+
+class PortInUseError extends Error {
+  constructor(port: number) {
+    super(`port ${port} is already in use`);
+  }
+}
+
+function describeExit(proc: ServerProcess): string {
+  const status = proc.status;
+  if (status === undefined) return 'still running';
+  return status.signal !== null ? `signal ${status.signal}` : `exit code ${status.code}`;
+}
+
+function confValue(value: string | number | boolean): string {
+  if (typeof value === 'boolean') return value ? 'on' : 'off';
+  if (typeof value === 'number') return String(value);
+  return `'${value.replace(/'/g, "''")}'`;
+}
+
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+function postgresOsUser(): UserIds {
+  const user = lookupUser('postgres');
+  if (user === undefined) {
+    throw new Error(
+      'running as root, and PostgreSQL refuses to run as root, but there is no "postgres" OS user to run it as. ' +
+        'Installing the Debian postgresql package creates it; or: useradd --system --home /var/lib/postgresql postgres',
+    );
+  }
+  return user;
+}
+
+const REQUIRED_BINARIES = ['initdb', 'postgres'];
+
+function hasServerBinaries(dir: string): boolean {
+  return REQUIRED_BINARIES.every((name) => isExecutable(join(dir, name)));
+}
+
+/**
+ * Where initdb and postgres live: $PG_BINDIR, `pg_config --bindir`, the newest /usr/lib/postgresql/N/bin
+ * (Debian keeps server binaries off PATH), then the directory of an initdb found on PATH.
+ */
+export function findPostgresBinDir(): string | undefined {
+  const candidates: string[] = [];
+  if (process.env.PG_BINDIR) candidates.push(process.env.PG_BINDIR);
+  try {
+    candidates.push(execFileSync('pg_config', ['--bindir'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+  } catch {
+    // no pg_config (it comes with libpq-dev or postgresql-common, not always installed)
+  }
+  try {
+    const versions = readdirSync('/usr/lib/postgresql')
+      .filter((v) => /^\d+(\.\d+)?$/.test(v))
+      .sort((a, b) => Number(b) - Number(a));
+    for (const version of versions) candidates.push(`/usr/lib/postgresql/${version}/bin`);
+  } catch {
+    // not a Debian layout
+  }
+  const initdbOnPath = findOnPath('initdb');
+  if (initdbOnPath !== undefined) candidates.push(join(realpathSync(initdbOnPath), '..'));
+  return candidates.find(hasServerBinaries);
+}
+
+export function missingPostgresMessage(): string {
+  return (
+    'PostgreSQL server binaries (initdb, postgres) not found. Looked in $PG_BINDIR, `pg_config --bindir`, ' +
+    '/usr/lib/postgresql/*/bin and PATH. Install them (Debian: apt-get install postgresql-15) or set PG_BINDIR.'
+  );
+}

@@ -1,0 +1,219 @@
+// A throwaway Redis server for integration tests: its own port and dir, no persistence, and lifecycle
+// controls (stop, kill -9, pause, restart) for fault tests.
+import { createConnection } from 'node:net';
+import { join } from 'node:path';
+import { freePort } from './free-port.js';
+import {
+  findOnPath,
+  isExecutable,
+  logSize,
+  logTail,
+  makeTempDir,
+  readLogFrom,
+  registerExitCleanup,
+  removeDir,
+  ServerProcess,
+} from './server-process.js';
+import { AbortWaitError, waitFor } from './wait-for.js';
+
+export interface RedisServerOptions {
+  /** Further `--name value` arguments, after the harness defaults (so they win). */
+  args?: string[];
+  /** How long a start may take. Default 30_000. */
+  startTimeoutMs?: number;
+}
+
+const START_ATTEMPTS = 5;
+
+export class RedisServer {
+  readonly dir: string;
+  readonly logFile: string;
+  readonly binary: string;
+  #port = 0;
+  #process: ServerProcess | undefined;
+  #paused = false;
+  #destroyed = false;
+  readonly #extraArgs: string[];
+  readonly #startTimeoutMs: number;
+  readonly #unregisterExitCleanup: () => void;
+
+  private constructor(binary: string, dir: string, options: RedisServerOptions) {
+    this.binary = binary;
+    this.dir = dir;
+    this.logFile = join(dir, 'redis.log');
+    this.#extraArgs = options.args ?? [];
+    this.#startTimeoutMs = options.startTimeoutMs ?? 30_000;
+    this.#unregisterExitCleanup = registerExitCleanup(() => {
+      // SIGKILL works on a SIGSTOPped process too.
+      this.#process?.signal('SIGKILL');
+      removeDir(this.dir);
+    });
+  }
+
+  /** Starts redis-server on a free port of 127.0.0.1, without persistence, in its own temp dir. */
+  static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
+    const binary = findRedisServer();
+    if (binary === undefined) throw new Error(missingRedisMessage());
+    const server = new RedisServer(binary, makeTempDir('cdc-redis-'), options);
+    try {
+      for (let attempt = 1; ; attempt++) {
+        // The free port can be taken before redis binds it (another test worker): pick another one.
+        server.#port = await freePort();
+        try {
+          await server.#startOnce();
+          return server;
+        } catch (err: unknown) {
+          if (attempt >= START_ATTEMPTS || !(err instanceof PortInUseError)) throw err;
+        }
+      }
+    } catch (err: unknown) {
+      await server.destroy().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  get running(): boolean {
+    return this.#process?.running ?? false;
+  }
+
+  get pid(): number | undefined {
+    return this.running ? this.#process?.pid : undefined;
+  }
+
+  url(): string {
+    return `redis://127.0.0.1:${this.#port}`;
+  }
+
+  /** Graceful shutdown (SIGTERM). Nothing is saved: the server has no persistence. */
+  async stop(): Promise<void> {
+    const proc = this.#process;
+    if (proc === undefined || !proc.running) return;
+    this.resume();
+    proc.signal('SIGTERM');
+    await proc.waitExit(30_000);
+  }
+
+  /** SIGKILL, and waits until the process is gone. */
+  async kill(): Promise<void> {
+    const proc = this.#process;
+    if (proc === undefined || !proc.running) return;
+    proc.signal('SIGKILL');
+    await proc.exited;
+    this.#paused = false;
+  }
+
+  /**
+   * SIGSTOP: the server keeps its port and accepted connections but answers nothing, like a host that
+   * hangs or a network partition (clients see timeouts, not refused connections).
+   */
+  pause(): void {
+    if (!this.running || this.#paused) return;
+    this.#process?.signal('SIGSTOP');
+    this.#paused = true;
+  }
+
+  /** SIGCONT after pause(). */
+  resume(): void {
+    if (!this.#paused) return;
+    this.#process?.signal('SIGCONT');
+    this.#paused = false;
+  }
+
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /** Starts the server again on the same port (stopping it first if it runs). It comes back empty. */
+  async restart(): Promise<void> {
+    if (this.#destroyed) throw new Error('restart() after destroy()');
+    await this.stop();
+    await this.#startOnce();
+  }
+
+  /** Kills the server and removes its temp dir. Safe to call twice. */
+  async destroy(): Promise<void> {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    try {
+      await this.kill();
+    } finally {
+      this.#unregisterExitCleanup();
+      removeDir(this.dir);
+    }
+  }
+
+  async #startOnce(): Promise<void> {
+    const args = [
+      '--port', String(this.#port),
+      '--bind', '127.0.0.1',
+      '--save', '',
+      '--appendonly', 'no',
+      '--dir', this.dir,
+      '--daemonize', 'no',
+      '--logfile', '',
+      ...this.#extraArgs,
+    ];
+    const logStart = logSize(this.logFile);
+    const proc = await ServerProcess.spawn(this.binary, args, { cwd: this.dir, logFile: this.logFile });
+    this.#process = proc;
+    this.#paused = false;
+    try {
+      await waitFor(
+        async () => {
+          if (!proc.running) {
+            if (/address already in use/i.test(readLogFrom(this.logFile, logStart))) throw new PortInUseError(this.#port);
+            throw new AbortWaitError('redis-server exited during start');
+          }
+          return (await ping(this.#port)) === 'PONG';
+        },
+        { timeoutMs: this.#startTimeoutMs, intervalMs: 20, message: `redis to answer PING on port ${this.#port}` },
+      );
+    } catch (err: unknown) {
+      proc.signal('SIGKILL');
+      await proc.exited;
+      if (err instanceof PortInUseError) throw err;
+      const message = err instanceof Error ? err.message : String(err);
+      throw new Error(`${message}\n--- ${this.logFile} ---\n${logTail(this.logFile)}`, { cause: err });
+    }
+  }
+}
+
+class PortInUseError extends Error {
+  constructor(port: number) {
+    super(`port ${port} is already in use`);
+  }
+}
+
+/** One PING over a raw socket: no client library, no reconnect logic between us and the answer. */
+async function ping(port: number): Promise<string> {
+  return await new Promise<string>((resolve, reject) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    let reply = '';
+    socket.setTimeout(1_000, () => socket.destroy(new Error('PING timed out')));
+    socket.once('error', reject);
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (chunk) => {
+      reply += chunk.toString('utf8');
+      if (reply.includes('\r\n')) {
+        socket.end();
+        resolve(reply.slice(1, reply.indexOf('\r\n')));
+      }
+    });
+    socket.once('close', () => reject(new Error('connection closed before a reply')));
+  });
+}
+
+/** redis-server from $REDIS_SERVER or PATH (Debian also puts it in /usr/bin). */
+export function findRedisServer(): string | undefined {
+  const fromEnv = process.env.REDIS_SERVER;
+  if (fromEnv && isExecutable(fromEnv)) return fromEnv;
+  return findOnPath('redis-server') ?? ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find(isExecutable);
+}
+
+export function missingRedisMessage(): string {
+  return 'redis-server not found in $REDIS_SERVER or PATH. Install it (Debian: apt-get install redis-server) or set REDIS_SERVER.';
+}
