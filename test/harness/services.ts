@@ -1,0 +1,90 @@
+// What integration tests use: one Postgres and one Redis per test file (vitest runs each file in its own
+// worker), started on first use and destroyed after the file's last test, plus unique names so tests in
+// a file never share a database, slot, publication or key prefix.
+import { randomBytes } from 'node:crypto';
+import { afterAll } from 'vitest';
+import { findPostgresBinDir, missingPostgresMessage, PostgresServer, type PostgresServerOptions } from './postgres.js';
+import { findRedisServer, missingRedisMessage, RedisServer } from './redis.js';
+
+export type ServiceKind = 'postgres' | 'redis';
+
+/** CI=true (or any value but "false"/"0"): nothing may be skipped for want of a service. */
+export function isCI(): boolean {
+  const value = process.env.CI;
+  return value !== undefined && value !== '' && value !== 'false' && value !== '0';
+}
+
+/**
+ * Why tests needing these services cannot run here, or false when they can. Always false under CI, so
+ * that there a missing binary fails the test (with the message saying what to install) instead of
+ * skipping it. Use as `describe.skipIf(servicesMissing('postgres', 'redis'))(...)`.
+ */
+export function servicesMissing(...kinds: ServiceKind[]): string | false {
+  if (isCI()) return false;
+  const reasons: string[] = [];
+  if (kinds.includes('postgres') && findPostgresBinDir() === undefined) reasons.push(missingPostgresMessage());
+  if (kinds.includes('redis') && findRedisServer() === undefined) reasons.push(missingRedisMessage());
+  if (reasons.length === 0) return false;
+  const reason = reasons.join(' ');
+  console.warn(`skipping: ${reason}`);
+  return reason;
+}
+
+let postgres: Promise<PostgresServer> | undefined;
+let redis: Promise<RedisServer> | undefined;
+
+/**
+ * The test file's Postgres, started on the first call. Options count only on that first call. A test
+ * that stops or kills it should restart it before it ends, or use its own PostgresServer.start().
+ */
+export async function sharedPostgres(options?: PostgresServerOptions): Promise<PostgresServer> {
+  postgres ??= PostgresServer.start(options);
+  return await postgres;
+}
+
+/** The test file's Redis, started on the first call. */
+export async function sharedRedis(): Promise<RedisServer> {
+  redis ??= RedisServer.start();
+  return await redis;
+}
+
+/** A new database on the file's Postgres, named uniquely; returns its name and connection string. */
+export async function createTestDatabase(prefix = 'db'): Promise<{ name: string; url: string }> {
+  const server = await sharedPostgres();
+  const name = uniqueName(prefix);
+  return { name, url: await server.createDatabase(name) };
+}
+
+let counter = 0;
+
+/**
+ * A name unique across test files and runs, valid as a Postgres identifier, a replication slot name
+ * (lower-case letters, digits and underscores, at most 63 bytes) and a Redis key prefix.
+ */
+export function uniqueName(prefix = 't'): string {
+  counter += 1;
+  const suffix = `${process.pid.toString(36)}_${counter.toString(36)}_${randomBytes(3).toString('hex')}`;
+  let clean = prefix.toLowerCase().replace(/[^a-z0-9_]+/g, '_').replace(/^[^a-z_]+/, '');
+  if (clean === '') clean = 't';
+  return `${clean.slice(0, 63 - suffix.length - 1)}_${suffix}`;
+}
+
+async function destroyShared(): Promise<void> {
+  const started = [postgres, redis];
+  postgres = undefined;
+  redis = undefined;
+  const results = await Promise.allSettled(
+    started.map(async (server) => {
+      if (server === undefined) return;
+      // A start that failed has cleaned up after itself; its error was reported to the test that awaited it.
+      const instance = await server.catch(() => undefined);
+      await instance?.destroy();
+    }),
+  );
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+}
+
+// Registered when a test file imports this module, so it belongs to that file's root suite and runs after
+// its last test. Each file gets a fresh module registry (vitest's default isolation), so a fresh hook too.
+afterAll(destroyShared, 120_000);

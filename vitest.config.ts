@@ -1,0 +1,19 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    environment: 'node',
+    include: ['test/**/*.test.ts'],
+    // Integration tests start Postgres and Redis per file; allow for a slow, busy CI machine.
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    teardownTimeout: 60_000,
+    // Each file runs in its own forked process with a fresh module registry (the default isolation),
+    // which gives each file its own servers (test/harness/services.ts). The machine has 2 cores, and each
+    // file may run a Postgres, a Redis and a worker beside vitest: two files at a time is the limit.
+    pool: 'forks',
+    isolate: true,
+    maxWorkers: 2,
+    reporters: ['default', './test/harness/summary-reporter.ts'],
+  },
+});
