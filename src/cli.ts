@@ -1,0 +1,181 @@
+#!/usr/bin/env node
+/**
+ * The composition root: the only place that reads the environment and argv, installs signal
+ * handlers and decides the exit code. Everything else receives what it needs.
+ */
+import { parseArgs } from 'node:util';
+import { loadConfig, type LoadedConfig } from './config/load.js';
+import { explainChange } from './commands/explain.js';
+import { ConfigError, formatProblem, toError } from './errors.js';
+import { createLogger } from './log.js';
+import { WorkerStats } from './runtime/stats.js';
+import { Worker } from './runtime/worker.js';
+import { RedisSink } from './sinks/redis/redis-sink.js';
+import { PostgresSource } from './sources/postgres/postgres-source.js';
+
+const EXIT_OK = 0;
+const EXIT_RUNTIME = 1;
+const EXIT_CONFIG = 2;
+
+const USAGE = `usage: cdc-invalidator <command> [--config FILE]
+
+commands:
+  run        run the worker until SIGTERM or SIGINT
+  validate   check the config and every mapping file, offline
+  explain    print the key operations one change would produce:
+             explain --table T --op insert|update|delete|truncate [--before JSON] [--after JSON]
+
+--config defaults to ./cdc-invalidator.yaml`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return command === undefined ? EXIT_CONFIG : EXIT_OK;
+  }
+  let args: ReturnType<typeof parseCommandArgs>;
+  try {
+    args = parseCommandArgs(rest);
+  } catch (err) {
+    process.stderr.write(`cdc-invalidator: ${toError(err).message}\n${USAGE}\n`);
+    return EXIT_CONFIG;
+  }
+  const configPath = args.config ?? './cdc-invalidator.yaml';
+  switch (command) {
+    case 'validate':
+      return validateCommand(configPath);
+    case 'run':
+      return runCommand(configPath);
+    case 'explain':
+      return explainCommand(configPath, args);
+    default:
+      process.stderr.write(`cdc-invalidator: unknown command "${command}"\n${USAGE}\n`);
+      return EXIT_CONFIG;
+  }
+}
+
+function parseCommandArgs(args: string[]) {
+  return parseArgs({
+    args,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      config: { type: 'string', short: 'c' },
+      table: { type: 'string' },
+      op: { type: 'string' },
+      before: { type: 'string' },
+      after: { type: 'string' },
+    },
+  }).values;
+}
+
+/** Loads config and mappings; on failure prints every problem and returns null. */
+async function load(configPath: string): Promise<LoadedConfig | null> {
+  try {
+    const loaded = await loadConfig(configPath, process.env);
+    for (const w of loaded.warnings) process.stderr.write(`${formatProblem(w)}\n`);
+    return loaded;
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      for (const p of err.problems) process.stderr.write(`${formatProblem(p)}\n`);
+      const errors = err.problems.filter((p) => p.severity === 'error').length;
+      process.stderr.write(`${errors} problem${errors === 1 ? '' : 's'} found\n`);
+      return null;
+    }
+    throw err;
+  }
+}
+
+async function validateCommand(configPath: string): Promise<number> {
+  const loaded = await load(configPath);
+  if (loaded === null) return EXIT_CONFIG;
+  let rules = 0;
+  for (const list of loaded.rules.byTable.values()) rules += list.length;
+  process.stdout.write(
+    `ok: ${loaded.configFile}, ${loaded.mappingFiles.length} mapping file(s), ${rules} rule(s) ` +
+      `on ${loaded.rules.tables.length} table(s)\n`,
+  );
+  return EXIT_OK;
+}
+
+async function explainCommand(configPath: string, args: ReturnType<typeof parseCommandArgs>): Promise<number> {
+  const loaded = await load(configPath);
+  if (loaded === null) return EXIT_CONFIG;
+  const result = explainChange(loaded.rules, args);
+  if (!result.ok) {
+    process.stderr.write(`cdc-invalidator explain: ${result.error}\n`);
+    return EXIT_CONFIG;
+  }
+  process.stdout.write(result.text);
+  return EXIT_OK;
+}
+
+async function runCommand(configPath: string): Promise<number> {
+  const loaded = await load(configPath);
+  if (loaded === null) return EXIT_CONFIG;
+  const { config, rules } = loaded;
+  const log = createLogger({ level: process.env['LOG_LEVEL'] ?? config.log.level });
+  const stats = new WorkerStats();
+  const source = new PostgresSource({
+    url: config.source.url,
+    slot: config.source.slot,
+    publication: config.source.publication,
+    tables: rules.tables,
+    heartbeatSeconds: config.source.heartbeatSeconds,
+    maxWaitMs: config.batch.maxWaitMs,
+    highWaterChanges: Math.max(10_000, config.batch.maxChanges * 4),
+    logger: log,
+  });
+  const sink = new RedisSink({
+    url: config.redis.url,
+    keyPrefix: config.redis.keyPrefix,
+    deleteCommand: config.redis.deleteCommand,
+    logger: log,
+  });
+  const worker = new Worker({ source, sink, rules, maxChanges: config.batch.maxChanges, logger: log, stats });
+
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      log.info({ signal }, 'stopping; send the signal again to force');
+      void worker.stop();
+    } else {
+      log.warn({ signal }, 'forced stop');
+      void worker.stop({ force: true });
+      // Give the forced stop a moment to close sockets, then leave non-zero regardless.
+      setTimeout(() => process.exit(EXIT_RUNTIME), 1_000).unref();
+      process.exitCode = EXIT_RUNTIME;
+    }
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  log.info(
+    { config: loaded.configFile, mappingFiles: loaded.mappingFiles.length, tables: rules.tables.length },
+    'starting',
+  );
+  try {
+    await worker.start();
+  } catch (err) {
+    log.fatal({ err: toError(err) }, 'start failed');
+    return EXIT_RUNTIME;
+  }
+  await worker.finished();
+  if (worker.error !== null) {
+    log.fatal({ err: worker.error }, 'stopped on error');
+    return EXIT_RUNTIME;
+  }
+  log.info('stopped');
+  return signals > 1 ? EXIT_RUNTIME : EXIT_OK;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`cdc-invalidator: ${toError(err).stack ?? toError(err).message}\n`);
+    process.exitCode = EXIT_RUNTIME;
+  },
+);

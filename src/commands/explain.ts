@@ -1,0 +1,80 @@
+import { OPERATIONS, type Change, type Operation, type Row } from '../core/change.js';
+import { emptyEvaluation, evaluate } from '../core/evaluate.js';
+import { parseTableName, type RuleSet } from '../core/rules.js';
+
+export interface ExplainArgs {
+  table?: string | undefined;
+  op?: string | undefined;
+  before?: string | undefined;
+  after?: string | undefined;
+}
+
+/**
+ * `explain`: the key operations one change would produce, without touching anything. Values in
+ * the JSON rows are used as their text form (numbers as digits, booleans as true/false); a column
+ * left out of a row is unknown, exactly as when Postgres does not send it.
+ */
+export function explainChange(
+  rules: RuleSet,
+  args: ExplainArgs,
+): { ok: true; text: string } | { ok: false; error: string } {
+  if (args.table === undefined) return { ok: false, error: '--table is required' };
+  if (args.op === undefined || !(OPERATIONS as readonly string[]).includes(args.op)) {
+    return { ok: false, error: `--op must be one of ${OPERATIONS.join(', ')}` };
+  }
+  const op = args.op as Operation;
+  const name = parseTableName(args.table);
+  if (typeof name === 'string') return { ok: false, error: name };
+  const before = parseRow('--before', args.before);
+  const after = parseRow('--after', args.after);
+  if (typeof before === 'string') return { ok: false, error: before };
+  if (typeof after === 'string') return { ok: false, error: after };
+  const needsBefore = op === 'update' || op === 'delete';
+  const needsAfter = op === 'insert' || op === 'update';
+  if (needsBefore && before === null) return { ok: false, error: `--before is required for ${op}` };
+  if (needsAfter && after === null) return { ok: false, error: `--after is required for ${op}` };
+
+  const change: Change = {
+    schema: name.schema,
+    table: name.table,
+    op,
+    before: needsBefore ? before : null,
+    after: needsAfter ? after : null,
+    keyColumns: [],
+    version: null,
+    position: 'explain',
+  };
+  const result = evaluate(change, rules, emptyEvaluation());
+  const lines: string[] = [];
+  if (!rules.byTable.has(`${name.schema}.${name.table}`)) {
+    lines.push(`no rule maps ${name.schema}.${name.table}`);
+  }
+  for (const operation of result.operations) {
+    lines.push(operation.action === 'delete' ? `DEL ${operation.key}` : `BUMP ${operation.key} (commit position; INCR where the source has none)`);
+  }
+  for (const f of result.fallbacks) lines.push(`fallback (${f.reason}) from ${f.rule}: ${f.detail}`);
+  for (const d of result.deadLetters) lines.push(`dead letter (${d.reason}): ${d.detail}`);
+  if (lines.length === 0) lines.push('no key operations');
+  return { ok: true, text: `${lines.join('\n')}\n` };
+}
+
+function parseRow(flag: string, text: string | undefined): Row | null | string {
+  if (text === undefined) return null;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    return `${flag} is not valid JSON: ${(err as Error).message}`;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return `${flag} must be a JSON object of column values`;
+  }
+  const row: Record<string, string | null> = Object.create(null);
+  for (const [column, v] of Object.entries(value)) {
+    if (v === null) row[column] = null;
+    else if (typeof v === 'string') row[column] = v;
+    else if (typeof v === 'number' || typeof v === 'boolean') row[column] = String(v);
+    else return `${flag}: column "${column}" must be a string, number, boolean or null`;
+  }
+  return row;
+}

@@ -1,0 +1,35 @@
+import { pino, type Logger } from 'pino';
+
+export type { Logger };
+
+/** Paths whose values are never written: connection strings carry passwords. */
+const REDACT = ['url', '*.url', 'config.source.url', 'config.redis.url', 'password', '*.password'];
+
+export function createLogger(options: { level: string; destination?: NodeJS.WritableStream }): Logger {
+  return pino(
+    {
+      level: options.level,
+      base: { name: 'cdc-invalidator' },
+      redact: { paths: REDACT, censor: '[redacted]' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    (options.destination ?? process.stdout) as pino.DestinationStream,
+  );
+}
+
+/** A logger that writes nothing, for tests and library use. */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}
+
+/** Replaces the password in a connection URL, for messages that name the URL. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== '') u.password = '***';
+    return u.toString();
+  } catch {
+    return '[unparseable url]';
+  }
+}

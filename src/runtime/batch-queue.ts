@@ -1,0 +1,157 @@
+import type { Change } from '../core/change.js';
+
+/**
+ * The buffer between a source and the worker loop: changes in commit order, with position markers
+ * (a Postgres commit, a Kafka offset) between them. The worker takes what has piled up, at most
+ * `maxChanges` at a time; the position it gets back is the last marker inside what it took, so
+ * acknowledging it never covers a change it has not applied.
+ *
+ * Latency: a change that arrives while the worker waits is handed over at the end of the current
+ * I/O turn (everything that arrived in the same socket read goes with it), or after `maxWaitMs`
+ * counted from that first change's arrival, never from the latest one.
+ */
+export interface Taken<P> {
+  changes: Change[];
+  /** Last position marker among the taken entries, or null when they end inside a transaction. */
+  position: P | null;
+  /** Commit time of the oldest change taken, in ms since the epoch (NaN when unknown). */
+  oldestCommitTimeMs: number;
+}
+
+type Entry<P> = { change: Change; commitTimeMs: number } | { position: P; commitTimeMs: number };
+
+export class BatchQueue<P> {
+  private entries: Entry<P>[] = [];
+  private head = 0;
+  private changeCount = 0;
+  private firstArrivalMs = 0;
+  private waiter: (() => void) | null = null;
+  private wakeScheduled = false;
+  private closedReason: Error | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly options: { maxWaitMs: number; now?: () => number },
+  ) {}
+
+  /** Changes waiting to be taken. */
+  get size(): number {
+    return this.changeCount;
+  }
+
+  get isEmpty(): boolean {
+    return this.head >= this.entries.length;
+  }
+
+  /** Commit time of the oldest entry still queued, or null when the queue is empty. */
+  oldestCommitTimeMs(): number | null {
+    const e = this.entries[this.head];
+    return e === undefined ? null : e.commitTimeMs;
+  }
+
+  pushChange(change: Change, commitTimeMs: number): void {
+    this.push({ change, commitTimeMs });
+    this.changeCount++;
+  }
+
+  pushPosition(position: P, commitTimeMs: number): void {
+    this.push({ position, commitTimeMs });
+  }
+
+  /** Drops everything queued: the source reconnected and will send it again. */
+  clear(): void {
+    this.entries = [];
+    this.head = 0;
+    this.changeCount = 0;
+  }
+
+  /** Wakes a waiting take() with null (stopping), or with the error (the source failed for good). */
+  close(error?: Error): void {
+    this.closed = true;
+    this.closedReason = error ?? null;
+    this.wake();
+  }
+
+  /** Waits until something is queued, then takes at most `maxChanges` changes. Null once closed. */
+  async take(maxChanges: number): Promise<Taken<P> | null> {
+    for (;;) {
+      if (this.closed) {
+        if (this.closedReason !== null) throw this.closedReason;
+        return null;
+      }
+      if (!this.isEmpty) {
+        const waitMs = this.firstArrivalMs + this.options.maxWaitMs - this.now();
+        if (this.options.maxWaitMs <= 0 || this.changeCount >= maxChanges || waitMs <= 0) {
+          return this.takeNow(maxChanges);
+        }
+        await this.waitForPush(waitMs);
+        continue;
+      }
+      await this.waitForPush(null);
+    }
+  }
+
+  private takeNow(maxChanges: number): Taken<P> {
+    const changes: Change[] = [];
+    let position: P | null = null;
+    let oldest = Number.NaN;
+    let i = this.head;
+    for (; i < this.entries.length; i++) {
+      const entry = this.entries[i]!;
+      if ('change' in entry) {
+        if (changes.length >= maxChanges) break;
+        changes.push(entry.change);
+      } else {
+        position = entry.position;
+      }
+      if (Number.isNaN(oldest)) oldest = entry.commitTimeMs;
+    }
+    this.head = i;
+    this.changeCount -= changes.length;
+    if (this.head >= this.entries.length) {
+      this.entries = [];
+      this.head = 0;
+    } else if (this.head > 65_536 && this.head * 2 > this.entries.length) {
+      this.entries = this.entries.slice(this.head);
+      this.head = 0;
+    }
+    return { changes, position, oldestCommitTimeMs: oldest };
+  }
+
+  private push(entry: Entry<P>): void {
+    if (this.isEmpty) this.firstArrivalMs = this.now();
+    this.entries.push(entry);
+    // Hand over at the end of this I/O turn, so that everything parsed from the same socket read
+    // goes in one batch, without a timer that would add latency to a lone change.
+    if (this.waiter !== null && !this.wakeScheduled) {
+      this.wakeScheduled = true;
+      setImmediate(() => {
+        this.wakeScheduled = false;
+        this.wake();
+      });
+    }
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = null;
+    w?.();
+  }
+
+  private waitForPush(timeoutMs: number | null): Promise<void> {
+    return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | null = null;
+      this.waiter = () => {
+        if (timer !== null) clearTimeout(timer);
+        resolve();
+      };
+      if (timeoutMs !== null) {
+        timer = setTimeout(() => this.wake(), timeoutMs);
+      }
+    });
+  }
+
+  private now(): number {
+    return this.options.now?.() ?? Date.now();
+  }
+}

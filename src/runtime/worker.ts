@@ -1,0 +1,217 @@
+import type { Evaluation } from '../core/change.js';
+import { emptyEvaluation, evaluate } from '../core/evaluate.js';
+import type { RuleSet } from '../core/rules.js';
+import { toError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Sink } from '../sinks/sink.js';
+import type { Source, SourceBatch } from '../sources/source.js';
+import { Backoff, sleep } from './backoff.js';
+import type { WorkerStats } from './stats.js';
+
+export type WorkerState = 'idle' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+
+export interface WorkerOptions {
+  source: Source;
+  sink: Sink;
+  rules: RuleSet;
+  maxChanges: number;
+  logger: Logger;
+  stats: WorkerStats;
+  /** How long a graceful stop waits for the batch in flight. */
+  drainTimeoutMs?: number;
+  retry?: { initialMs: number; maxMs: number };
+}
+
+/**
+ * The loop: take what the source has piled up, turn it into key operations, apply them to the
+ * sink (retrying until it works), and only then acknowledge the batch to the source. One batch
+ * is in flight at a time, which is what keeps commit order.
+ */
+export class Worker {
+  private stateValue: WorkerState = 'idle';
+  private startPromise: Promise<void> | null = null;
+  private stopPromise: Promise<void> | null = null;
+  private loopPromise: Promise<void> | null = null;
+  private readonly abort = new AbortController();
+  private failure: Error | null = null;
+  private readonly log: Logger;
+  private readonly done: Promise<void>;
+  private resolveDone!: () => void;
+
+  constructor(private readonly options: WorkerOptions) {
+    this.log = options.logger.child({ component: 'worker' });
+    this.done = new Promise((resolve) => {
+      this.resolveDone = resolve;
+    });
+  }
+
+  get state(): WorkerState {
+    return this.stateValue;
+  }
+
+  /** The error that stopped the worker, if one did. */
+  get error(): Error | null {
+    return this.failure;
+  }
+
+  /** Resolves once the worker has stopped, whether asked to or by a fatal error. */
+  finished(): Promise<void> {
+    return this.done;
+  }
+
+  start(): Promise<void> {
+    this.startPromise ??= this.doStart();
+    return this.startPromise;
+  }
+
+  private async doStart(): Promise<void> {
+    this.transition('starting');
+    try {
+      await this.connectSink();
+      await this.options.source.start();
+    } catch (err) {
+      this.failure = toError(err);
+      this.transition('failed');
+      await this.closeAll();
+      this.resolveDone();
+      throw this.failure;
+    }
+    if (this.abort.signal.aborted) return;
+    this.transition('running');
+    this.loopPromise = this.loop();
+  }
+
+  private async connectSink(): Promise<void> {
+    const backoff = new Backoff(this.options.retry ?? { initialMs: 100, maxMs: 5_000 });
+    for (;;) {
+      try {
+        await this.options.sink.connect();
+        return;
+      } catch (err) {
+        if (this.abort.signal.aborted) throw err;
+        const delayMs = backoff.next();
+        this.log.warn({ err: toError(err), attempt: backoff.attempts, delayMs }, 'redis not reachable; retrying');
+        await sleep(delayMs, this.abort.signal);
+      }
+    }
+  }
+
+  private async loop(): Promise<void> {
+    const { source, maxChanges, stats } = this.options;
+    try {
+      for (;;) {
+        const batch = await source.next(maxChanges);
+        if (batch === null) break;
+        stats.inFlightOldestCommitTimeMs = batch.oldestCommitTimeMs;
+        const evaluation = emptyEvaluation();
+        for (const change of batch.changes) evaluate(change, this.options.rules, evaluation);
+        const applied = await this.applyWithRetry(evaluation);
+        if (!applied) break;
+        await source.acknowledge(batch);
+        stats.inFlightOldestCommitTimeMs = null;
+        this.record(batch, evaluation);
+      }
+    } catch (err) {
+      this.failure = toError(err);
+      this.log.error({ err: this.failure }, 'worker failed');
+    }
+    if (this.failure !== null) {
+      void this.stop();
+    }
+  }
+
+  /** Retries the whole batch until the sink applies it; false when a forced stop gave up. */
+  private async applyWithRetry(evaluation: Evaluation): Promise<boolean> {
+    const backoff = new Backoff(this.options.retry ?? { initialMs: 100, maxMs: 5_000 });
+    const batch = { operations: evaluation.operations, deadLetters: evaluation.deadLetters };
+    for (;;) {
+      const started = performance.now();
+      try {
+        await this.options.sink.apply(batch);
+        this.options.stats.applyCount++;
+        this.options.stats.applySecondsTotal += (performance.now() - started) / 1000;
+        this.options.stats.sinkHealthy = true;
+        return true;
+      } catch (err) {
+        this.options.stats.sinkHealthy = false;
+        this.options.stats.retries++;
+        if (this.abort.signal.aborted) return false;
+        const delayMs = backoff.next();
+        this.log.warn({ err: toError(err), attempt: backoff.attempts, delayMs }, 'redis apply failed; retrying');
+        await sleep(delayMs, this.abort.signal);
+        if (this.abort.signal.aborted) return false;
+      }
+    }
+  }
+
+  private record(batch: SourceBatch, evaluation: Evaluation): void {
+    const stats = this.options.stats;
+    stats.batches++;
+    stats.changes += batch.changes.length;
+    stats.lastAppliedAtMs = Date.now();
+    for (const op of evaluation.operations) {
+      if (op.action === 'delete') stats.keysDeleted++;
+      else stats.keysBumped++;
+    }
+    for (const change of batch.changes) stats.countChange(change.schema, change.table, change.op);
+    for (const f of evaluation.fallbacks) {
+      stats.fallbacks++;
+      this.log.warn({ table: `${f.schema}.${f.table}`, op: f.op, reason: f.reason, rule: f.rule, detail: f.detail }, 'fallback used');
+    }
+    for (const d of evaluation.deadLetters) {
+      stats.deadLetters++;
+      this.log.error(
+        { table: `${d.schema}.${d.table}`, op: d.op, reason: d.reason, position: d.position, detail: d.detail },
+        'dead letter',
+      );
+    }
+  }
+
+  /**
+   * Ordered shutdown: stop intake, let the batch in flight finish (bounded), acknowledge what was
+   * applied, then close source and sink. Safe to call twice; a stop during start waits for it.
+   */
+  stop(options: { force?: boolean } = {}): Promise<void> {
+    if (options.force) this.abort.abort();
+    this.stopPromise ??= this.doStop();
+    return this.stopPromise;
+  }
+
+  private async doStop(): Promise<void> {
+    if (this.startPromise !== null) await this.startPromise.catch(() => undefined);
+    if (this.stateValue === 'stopped' || this.stateValue === 'failed') return;
+    this.transition('stopping');
+    this.options.source.stopIntake();
+    if (this.loopPromise !== null) {
+      const drainMs = this.options.drainTimeoutMs ?? 10_000;
+      const timer = setTimeout(() => {
+        this.log.warn({ drainMs }, 'batch in flight did not finish in time; stopping without it');
+        this.abort.abort();
+      }, drainMs);
+      await this.loopPromise;
+      clearTimeout(timer);
+    }
+    this.abort.abort();
+    await this.closeAll();
+    this.transition(this.failure === null ? 'stopped' : 'failed');
+    this.resolveDone();
+  }
+
+  private async closeAll(): Promise<void> {
+    for (const [name, step] of [
+      ['source', () => this.options.source.close()],
+      ['sink', () => this.options.sink.close()],
+    ] as const) {
+      try {
+        await step();
+      } catch (err) {
+        this.log.warn({ err: toError(err), step: name }, 'shutdown step failed');
+      }
+    }
+  }
+
+  private transition(next: WorkerState): void {
+    this.log.info({ from: this.stateValue, to: next }, 'state');
+    this.stateValue = next;
+  }
+}

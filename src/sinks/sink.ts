@@ -1,0 +1,18 @@
+import type { DeadLetter, KeyOperation } from '../core/change.js';
+
+/**
+ * The port between the worker loop and a cache. `apply` is all-or-throw: when it resolves, every
+ * operation and dead letter of the batch is applied; when it throws, the worker retries the whole
+ * batch, so every operation must be safe to apply twice.
+ */
+export interface SinkBatch {
+  operations: readonly KeyOperation[];
+  deadLetters: readonly DeadLetter[];
+}
+
+export interface Sink {
+  connect(): Promise<void>;
+  apply(batch: SinkBatch): Promise<void>;
+  isConnected(): boolean;
+  close(): Promise<void>;
+}

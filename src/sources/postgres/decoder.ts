@@ -1,0 +1,118 @@
+import { PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
+import type { Change, Row } from '../../core/change.js';
+import { formatLsn, parseLsn, type Lsn } from '../../core/lsn.js';
+import { DecodeError, toError } from '../../errors.js';
+import { microsToMs } from './protocol.js';
+
+/** Where decoded changes go: in commit order, each transaction closed by its commit position. */
+export interface DecodedSink {
+  change(change: Change, commitTimeMs: number): void;
+  commit(endLsn: Lsn, commitTimeMs: number): void;
+}
+
+const keepText = (text: string): string => text;
+
+/**
+ * Turns pgoutput (protocol version 1) messages into normalised changes. Values stay in their
+ * PostgreSQL text form: the library would otherwise run pg's global type parsers over them
+ * (int8 to string, timestamp to a Date in the process's time zone), and keys must not depend on
+ * either. A value Postgres did not send stays absent, which the rules treat as unknown.
+ */
+export class PgoutputDecoder {
+  private readonly plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [] });
+  private txn: { version: bigint; position: string; commitTimeMs: number } | null = null;
+
+  get inTransaction(): boolean {
+    return this.txn !== null;
+  }
+
+  decode(payload: Buffer, sink: DecodedSink): void {
+    let msg: Pgoutput.Message;
+    try {
+      msg = this.plugin.parse(payload);
+    } catch (err) {
+      throw new DecodeError(`cannot decode pgoutput message: ${toError(err).message}`, err);
+    }
+    switch (msg.tag) {
+      case 'begin': {
+        if (msg.commitLsn === null) throw new DecodeError('BEGIN without a commit LSN');
+        const commitLsn = parseLsn(msg.commitLsn);
+        this.txn = {
+          version: commitLsn,
+          position: formatLsn(commitLsn),
+          commitTimeMs: microsToMs(msg.commitTime as bigint),
+        };
+        return;
+      }
+      case 'relation':
+        // Relation messages arrive before the first change of a table on each connection and
+        // after every schema change; the parser reads column parsers from this object.
+        for (const column of msg.columns) column.parser = keepText;
+        return;
+      case 'insert':
+        return this.emit(sink, msg.relation, 'insert', null, msg.new);
+      case 'update':
+        return this.emit(sink, msg.relation, 'update', oldRowOfUpdate(msg), msg.new);
+      case 'delete':
+        return this.emit(sink, msg.relation, 'delete', msg.old ?? msg.key ?? {}, null);
+      case 'truncate':
+        for (const relation of msg.relations) {
+          if (relation === undefined) throw new DecodeError('TRUNCATE of a relation never described');
+          this.emit(sink, relation, 'truncate', null, null);
+        }
+        return;
+      case 'commit': {
+        const txn = this.requireTxn('COMMIT');
+        this.txn = null;
+        if (msg.commitEndLsn === null) throw new DecodeError('COMMIT without an end LSN');
+        sink.commit(parseLsn(msg.commitEndLsn), txn.commitTimeMs);
+        return;
+      }
+      case 'origin':
+      case 'type':
+      case 'message':
+        return;
+    }
+  }
+
+  private emit(
+    sink: DecodedSink,
+    relation: Pgoutput.MessageRelation,
+    op: Change['op'],
+    before: Row | null,
+    after: Row | null,
+  ): void {
+    const txn = this.requireTxn(op.toUpperCase());
+    sink.change(
+      {
+        schema: relation.schema,
+        table: relation.name,
+        op,
+        before,
+        after,
+        keyColumns: relation.keyColumns,
+        version: txn.version,
+        position: txn.position,
+      },
+      txn.commitTimeMs,
+    );
+  }
+
+  private requireTxn(what: string): NonNullable<PgoutputDecoder['txn']> {
+    if (this.txn === null) throw new DecodeError(`${what} outside a transaction`);
+    return this.txn;
+  }
+}
+
+/**
+ * The old row of an update: the whole row with REPLICA IDENTITY FULL; the old key when the key
+ * changed; otherwise Postgres sends nothing, which means the key did not change, so the old key
+ * columns equal the new ones and every other old value is unknown.
+ */
+function oldRowOfUpdate(msg: Pgoutput.MessageUpdate): Row {
+  if (msg.old !== null) return msg.old;
+  if (msg.key !== null) return msg.key;
+  const row: Record<string, string | null | undefined> = Object.create(null);
+  for (const column of msg.relation.keyColumns) row[column] = msg.new[column];
+  return row;
+}

@@ -1,0 +1,300 @@
+import pg from 'pg';
+import type { Change } from '../../core/change.js';
+import { formatLsn, maxLsn, ZERO_LSN, type Lsn } from '../../core/lsn.js';
+import {
+  InvalidatorError,
+  SlotInUseError,
+  SourceSetupError,
+  SourceUnavailableError,
+  toError,
+} from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { Backoff, sleep } from '../../runtime/backoff.js';
+import { BatchQueue } from '../../runtime/batch-queue.js';
+import type { Source, SourceBatch, SourceStatus } from '../source.js';
+import { PgoutputDecoder } from './decoder.js';
+import { Heartbeat } from './heartbeat.js';
+import { parseCopyData, standbyStatusUpdate } from './protocol.js';
+import { prepareDatabase } from './setup.js';
+import { quoteIdent, quoteLiteral } from './sql.js';
+
+export interface PostgresSourceOptions {
+  url: string;
+  slot: string;
+  publication: string;
+  tables: ReadonlyArray<readonly [string, string]>;
+  heartbeatSeconds: number;
+  maxWaitMs: number;
+  /** Changes buffered before the socket is paused; keeps memory bounded under a 1M-row transaction. */
+  highWaterChanges: number;
+  /** Standby status updates while nothing else is sent (wal_sender_timeout defaults to 60 s). */
+  statusIntervalMs?: number;
+  logger: Logger;
+}
+
+/** Internal to this source: what acknowledging a batch confirms. */
+interface PgPosition {
+  endLsn: Lsn;
+}
+
+/**
+ * Streams a pgoutput logical replication slot.
+ *
+ * The one invariant: the position confirmed to Postgres (the slot's confirmed_flush_lsn) is the
+ * end of a transaction whose keys Redis has applied, or a keepalive position reached while
+ * nothing was pending. It is sent on its own timer and in answer to keepalives, also while the
+ * worker is blocked on Redis, and every reconnect restarts from it. Duplicates after a crash are
+ * possible; gaps are not.
+ */
+export class PostgresSource implements Source {
+  private readonly queue: BatchQueue<PgPosition>;
+  private readonly log: Logger;
+  private readonly stopController = new AbortController();
+  private readonly heartbeat: Heartbeat;
+  private decoder = new PgoutputDecoder();
+  private client: pg.Client | null = null;
+  private streaming = false;
+  private paused = false;
+  private received: Lsn = ZERO_LSN;
+  private applied: Lsn = ZERO_LSN;
+  private confirmed: Lsn | null = null;
+  private lastStatusSentMs = 0;
+  /** Batches handed to the worker and not yet acknowledged. */
+  private outstanding = 0;
+  private loop: Promise<void> | null = null;
+
+  constructor(private readonly options: PostgresSourceOptions) {
+    this.log = options.logger.child({ component: 'postgres-source', slot: options.slot });
+    this.queue = new BatchQueue<PgPosition>({ maxWaitMs: options.maxWaitMs });
+    this.heartbeat = new Heartbeat(options.url, options.heartbeatSeconds, this.log);
+  }
+
+  async start(): Promise<void> {
+    await this.prepare();
+    this.heartbeat.start();
+    this.loop = this.streamLoop();
+  }
+
+  /** Setup runs once; a database that is down is waited for, a misconfigured one is fatal. */
+  private async prepare(): Promise<void> {
+    const backoff = new Backoff({ initialMs: 200, maxMs: 10_000 });
+    for (;;) {
+      const client = new pg.Client({ connectionString: this.options.url });
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+        await prepareDatabase(client, this.options, this.log);
+        return;
+      } catch (err) {
+        const e = classify(err);
+        if (!e.retryable || this.stopController.signal.aborted) throw e;
+        const delayMs = backoff.next();
+        this.log.warn({ err: e, attempt: backoff.attempts, delayMs }, 'database not reachable; retrying setup');
+        await sleep(delayMs, this.stopController.signal);
+        if (this.stopController.signal.aborted) throw e;
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    }
+  }
+
+  private async streamLoop(): Promise<void> {
+    const backoff = new Backoff({ initialMs: 200, maxMs: 10_000 });
+    while (!this.stopController.signal.aborted) {
+      try {
+        await this.streamOnce(() => backoff.reset());
+      } catch (err) {
+        const e = classify(err);
+        if (this.stopController.signal.aborted) break;
+        if (!e.retryable) {
+          this.log.error({ err: e }, 'replication failed');
+          this.queue.close(e);
+          return;
+        }
+        const delayMs = backoff.next();
+        if (e instanceof SlotInUseError) {
+          this.log.info({ attempt: backoff.attempts, delayMs }, 'replication slot in use by another worker; waiting');
+        } else {
+          this.log.warn({ err: e, attempt: backoff.attempts, delayMs }, 'replication connection lost; reconnecting');
+        }
+        await sleep(delayMs, this.stopController.signal);
+      }
+    }
+  }
+
+  /** One replication connection, from connect to loss. Resolves only when stopped. */
+  private async streamOnce(onStarted: () => void): Promise<void> {
+    const client = new pg.Client({ connectionString: this.options.url, replication: 'database' } as pg.ClientConfig);
+    const lost = new Promise<never>((_, reject) => {
+      client.on('error', (err) => reject(new SourceUnavailableError(`replication connection error: ${err.message}`, err)));
+      client.on('end', () => reject(new SourceUnavailableError('replication connection closed')));
+    });
+    lost.catch(() => undefined);
+    await Promise.race([client.connect(), lost]);
+
+    // Whatever was buffered but not handed over will be sent again from the applied position.
+    this.queue.clear();
+    this.decoder = new PgoutputDecoder();
+    this.paused = false;
+    this.client = client;
+    const connection = (client as unknown as { connection: PgConnection }).connection;
+    connection.on('copyData', ({ chunk }: { chunk: Buffer }) => this.onCopyData(chunk));
+    connection.once('replicationStart', () => {
+      this.streaming = true;
+      onStarted();
+      this.log.info({ from: formatLsn(this.applied) }, 'replication started');
+    });
+    const timer = setInterval(() => this.sendStatus(false), this.options.statusIntervalMs ?? 10_000);
+    try {
+      // From the applied position, never from what was received: pg-logical-replication would
+      // resume from its last received LSN, skipping what was received but not applied.
+      const sql =
+        `START_REPLICATION SLOT ${quoteIdent(this.options.slot)} LOGICAL ${formatLsn(this.applied)} ` +
+        `(proto_version '1', publication_names ${quoteLiteral(quoteIdent(this.options.publication))})`;
+      await Promise.race([client.query(sql), lost]);
+      if (!this.stopController.signal.aborted) throw new SourceUnavailableError('replication stream ended');
+    } finally {
+      clearInterval(timer);
+      this.streaming = false;
+      this.client = null;
+      connection.removeAllListeners('copyData');
+      await endClient(client);
+    }
+  }
+
+  private onCopyData(chunk: Buffer): void {
+    const msg = parseCopyData(chunk);
+    if (msg === null) return;
+    if (msg.kind === 'xlogdata') {
+      this.received = maxLsn(this.received, msg.walStart);
+      try {
+        this.decoder.decode(msg.payload, this.decoded);
+      } catch (err) {
+        this.fail(classify(err));
+      }
+      if (!this.paused && this.queue.size >= this.options.highWaterChanges) this.pause();
+      return;
+    }
+    // Nothing pending anywhere: every transaction that committed before the server's position was
+    // sent and applied (or touched no mapped table), so the slot may advance to it. This is what
+    // keeps an idle slot from holding WAL while other databases write.
+    if (this.outstanding === 0 && this.queue.isEmpty && !this.decoder.inTransaction) {
+      this.received = maxLsn(this.received, msg.walEnd);
+      this.applied = maxLsn(this.applied, msg.walEnd);
+    }
+    if (msg.replyRequested) this.sendStatus(true);
+  }
+
+  private readonly decoded = {
+    change: (change: Change, commitTimeMs: number) => this.queue.pushChange(change, commitTimeMs),
+    commit: (endLsn: Lsn, commitTimeMs: number) => this.queue.pushPosition({ endLsn }, commitTimeMs),
+  };
+
+  private pause(): void {
+    this.paused = true;
+    (this.client as unknown as { connection?: PgConnection } | null)?.connection?.stream.pause();
+  }
+
+  private resumeIfDrained(): void {
+    if (this.paused && this.queue.size <= this.options.highWaterChanges / 2) {
+      this.paused = false;
+      (this.client as unknown as { connection?: PgConnection } | null)?.connection?.stream.resume();
+    }
+  }
+
+  async next(maxChanges: number): Promise<SourceBatch | null> {
+    const taken = await this.queue.take(maxChanges);
+    this.resumeIfDrained();
+    if (taken === null) return null;
+    this.outstanding++;
+    return { changes: taken.changes, oldestCommitTimeMs: taken.oldestCommitTimeMs, position: taken.position };
+  }
+
+  async acknowledge(batch: SourceBatch): Promise<void> {
+    this.outstanding = Math.max(0, this.outstanding - 1);
+    const position = batch.position as PgPosition | null;
+    if (position === null) return;
+    this.applied = maxLsn(this.applied, position.endLsn);
+    // Confirm promptly after progress, at most once a second: each confirmation lets Postgres free
+    // WAL, and a crash replays at most a second of work.
+    if (Date.now() - this.lastStatusSentMs >= 1_000) this.sendStatus(false);
+  }
+
+  private sendStatus(replyRequestedByServer: boolean): void {
+    const connection = (this.client as unknown as { connection?: PgConnection } | null)?.connection;
+    if (!this.streaming || connection === undefined) return;
+    const now = Date.now();
+    connection.sendCopyFromChunk(standbyStatusUpdate(maxLsn(this.received, this.applied), this.applied, now));
+    this.lastStatusSentMs = now;
+    this.confirmed = this.applied;
+    if (replyRequestedByServer) this.log.trace({ applied: formatLsn(this.applied) }, 'keepalive answered');
+  }
+
+  private fail(err: InvalidatorError): void {
+    this.log.error({ err }, 'replication stream cannot be decoded');
+    this.queue.close(err);
+    this.stopController.abort();
+    const client = this.client;
+    if (client !== null) void endClient(client);
+  }
+
+  stopIntake(): void {
+    this.queue.close();
+  }
+
+  async close(): Promise<void> {
+    this.queue.close();
+    if (this.stopController.signal.aborted && this.loop === null) return;
+    this.sendStatus(false);
+    this.stopController.abort();
+    this.heartbeat.stop();
+    const client = this.client;
+    if (client !== null) await endClient(client);
+    await this.loop;
+    this.loop = null;
+  }
+
+  status(): SourceStatus {
+    return {
+      connected: this.streaming,
+      received: this.received === ZERO_LSN ? null : formatLsn(this.received),
+      applied: this.applied === ZERO_LSN ? null : formatLsn(this.applied),
+      confirmed: this.confirmed === null ? null : formatLsn(this.confirmed),
+      buffered: this.queue.size,
+      oldestBufferedCommitTimeMs: this.queue.oldestCommitTimeMs(),
+    };
+  }
+}
+
+interface PgConnection {
+  on(event: string, listener: (...args: never[]) => void): void;
+  once(event: string, listener: () => void): void;
+  removeAllListeners(event: string): void;
+  sendCopyFromChunk(chunk: Buffer): void;
+  stream: { pause(): void; resume(): void };
+}
+
+async function endClient(client: pg.Client): Promise<void> {
+  try {
+    await Promise.race([client.end(), sleep(2_000)]);
+  } catch {
+    // The connection is gone either way.
+  }
+}
+
+/** Maps driver errors to the worker's: what can be waited out, and what needs a person. */
+function classify(err: unknown): InvalidatorError {
+  if (err instanceof InvalidatorError) return err;
+  const e = toError(err);
+  const code = (err as { code?: string }).code;
+  if (code === '55006') return new SlotInUseError(e.message, err);
+  if (code === '42704') {
+    return new SourceSetupError(`replication slot disappeared while streaming: ${e.message}`, err);
+  }
+  if (code === '28000' || code === '28P01' || code === '42501' || code === '3D000') {
+    return new SourceSetupError(`database refused the worker: ${e.message}`, err);
+  }
+  // Connection refused, reset, admin shutdown, recovery in progress: wait them out.
+  return new SourceUnavailableError(`database unavailable: ${e.message}`, err);
+}
+

@@ -1,0 +1,136 @@
+import type pg from 'pg';
+import { SourceSetupError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { qualifiedName, quoteIdent } from './sql.js';
+
+export interface SetupOptions {
+  slot: string;
+  publication: string;
+  /** Every mapped table, as [schema, table]. */
+  tables: ReadonlyArray<readonly [string, string]>;
+}
+
+/**
+ * Makes sure the database can stream what the mappings need: logical WAL, the mapped tables, a
+ * publication that covers them and publishes every operation, and a pgoutput slot. The
+ * publication is created before the slot: pgoutput looks publications up in the catalog as of
+ * each change, and a slot older than its publication fails on the changes in between.
+ */
+export async function prepareDatabase(client: pg.Client, options: SetupOptions, log: Logger): Promise<void> {
+  const walLevel = (await client.query<{ wal_level: string }>('SHOW wal_level')).rows[0]?.wal_level;
+  if (walLevel !== 'logical') {
+    throw new SourceSetupError(
+      `wal_level is "${walLevel}", logical replication needs "logical": ` +
+        'run ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL',
+    );
+  }
+  await checkTables(client, options.tables);
+  await ensurePublication(client, options, log);
+  await ensureSlot(client, options.slot, log);
+}
+
+async function checkTables(client: pg.Client, tables: SetupOptions['tables']): Promise<void> {
+  const missing: string[] = [];
+  for (const [schema, table] of tables) {
+    const found = await client.query(
+      `SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
+      [schema, table],
+    );
+    if (found.rowCount === 0) missing.push(`${schema}.${table}`);
+  }
+  if (missing.length > 0) {
+    throw new SourceSetupError(
+      `mapped table${missing.length > 1 ? 's' : ''} not found in the database: ${missing.join(', ')} ` +
+        '(check the "table" of the rules, and the database in source.url)',
+    );
+  }
+}
+
+async function ensurePublication(client: pg.Client, options: SetupOptions, log: Logger): Promise<void> {
+  const pub = quoteIdent(options.publication);
+  const existing = await client.query<{
+    puballtables: boolean;
+    pubinsert: boolean;
+    pubupdate: boolean;
+    pubdelete: boolean;
+    pubtruncate: boolean;
+  }>(
+    'SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_catalog.pg_publication WHERE pubname = $1',
+    [options.publication],
+  );
+  const row = existing.rows[0];
+  if (row === undefined) {
+    const list = options.tables.map(([s, t]) => qualifiedName(s, t)).join(', ');
+    try {
+      await client.query(`CREATE PUBLICATION ${pub} FOR TABLE ${list}`);
+      log.info({ publication: options.publication, tables: options.tables.length }, 'publication created');
+    } catch (err) {
+      // Another worker created it at the same moment: fine, it covers the same tables.
+      if ((err as { code?: string }).code !== '42710') throw err;
+    }
+    return;
+  }
+  const notPublished = (['insert', 'update', 'delete', 'truncate'] as const).filter(
+    (op) => !row[`pub${op}`],
+  );
+  if (notPublished.length > 0) {
+    throw new SourceSetupError(
+      `publication "${options.publication}" does not publish ${notPublished.join(', ')}: those changes would ` +
+        `never be invalidated. Run ALTER PUBLICATION ${pub} SET (publish = 'insert, update, delete, truncate');`,
+    );
+  }
+  if (row.puballtables) return;
+  const covered = await client.query<{ schemaname: string; tablename: string }>(
+    'SELECT schemaname, tablename FROM pg_catalog.pg_publication_tables WHERE pubname = $1',
+    [options.publication],
+  );
+  const have = new Set(covered.rows.map((r) => `${r.schemaname}.${r.tablename}`));
+  const missing = options.tables.filter(([s, t]) => !have.has(`${s}.${t}`));
+  if (missing.length === 0) return;
+  // A mapping for a new table must work without a manual step; the change is logged.
+  await client.query(
+    `ALTER PUBLICATION ${pub} ADD TABLE ${missing.map(([s, t]) => qualifiedName(s, t)).join(', ')}`,
+  );
+  log.warn(
+    { publication: options.publication, added: missing.map(([s, t]) => `${s}.${t}`) },
+    'publication did not cover every mapped table; tables added',
+  );
+}
+
+async function ensureSlot(client: pg.Client, slot: string, log: Logger): Promise<void> {
+  const found = await client.query<{ plugin: string | null; slot_type: string; database: string | null; wal_status: string | null }>(
+    `SELECT plugin, slot_type, database, wal_status FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`,
+    [slot],
+  );
+  const row = found.rows[0];
+  if (row === undefined) {
+    try {
+      await client.query(`SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]);
+      log.info({ slot }, 'replication slot created');
+    } catch (err) {
+      if ((err as { code?: string }).code !== '42710') throw err;
+    }
+    return;
+  }
+  if (row.slot_type !== 'logical' || row.plugin !== 'pgoutput') {
+    throw new SourceSetupError(
+      `replication slot "${slot}" exists but is a ${row.slot_type} slot with plugin "${row.plugin}", ` +
+        'not a logical pgoutput slot: choose another source.slot, or drop it with ' +
+        `SELECT pg_drop_replication_slot('${slot}');`,
+    );
+  }
+  const db = (await client.query<{ db: string }>('SELECT current_database() AS db')).rows[0]?.db;
+  if (row.database !== db) {
+    throw new SourceSetupError(
+      `replication slot "${slot}" belongs to database "${row.database}", not "${db}": choose another source.slot`,
+    );
+  }
+  if (row.wal_status === 'lost') {
+    throw new SourceSetupError(
+      `replication slot "${slot}" has lost WAL it needed (max_slot_wal_keep_size was exceeded while the ` +
+        'worker was away): changes were skipped and caches may be stale. Flush the affected cache ' +
+        `namespaces, then drop the slot (SELECT pg_drop_replication_slot('${slot}');) so that it is recreated.`,
+    );
+  }
+}

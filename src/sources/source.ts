@@ -1,0 +1,43 @@
+import type { Change } from '../core/change.js';
+
+/**
+ * The port between a change source (Postgres logical replication, Debezium on Kafka) and the
+ * worker loop. A source yields committed changes in order and is told, batch by batch, what has
+ * been applied; it must never acknowledge anything to its upstream before that.
+ */
+export interface SourceBatch {
+  readonly changes: readonly Change[];
+  /** Commit time of the oldest change in the batch (ms since the epoch), NaN when unknown. */
+  readonly oldestCommitTimeMs: number;
+  /** Opaque to the worker: what acknowledging this batch confirms, null when nothing new. */
+  readonly position: unknown;
+}
+
+export interface SourceStatus {
+  connected: boolean;
+  /** Positions in the source's own notation. */
+  received: string | null;
+  applied: string | null;
+  confirmed: string | null;
+  /** Changes buffered, not yet handed to the worker. */
+  buffered: number;
+  /** Commit time (ms since the epoch) of the oldest change buffered, null when none. */
+  oldestBufferedCommitTimeMs: number | null;
+}
+
+export interface Source {
+  /** Connects and starts streaming. Retryable faults are retried inside; fatal ones reject. */
+  start(): Promise<void>;
+  /**
+   * Waits for the next batch of at most `maxChanges` changes. Resolves null once the source is
+   * stopping; rejects when it failed for good (the worker then stops and exits non-zero).
+   */
+  next(maxChanges: number): Promise<SourceBatch | null>;
+  /** Every change of this batch (and of all before it) has been applied by the sink. */
+  acknowledge(batch: SourceBatch): Promise<void>;
+  /** Stops intake: a waiting next() resolves null. Safe to call twice. */
+  stopIntake(): void;
+  /** Sends the final acknowledgement and closes connections. Safe to call twice. */
+  close(): Promise<void>;
+  status(): SourceStatus;
+}
