@@ -1,0 +1,142 @@
+import { z } from 'zod';
+import { OPERATIONS } from '../core/change.js';
+import type { RuleSpec } from '../core/rules.js';
+
+/**
+ * The config file and mapping file formats. Every object is strict: a misspelt key must fail loudly
+ * rather than silently leave a setting at its default. Types are inferred from these schemas only.
+ */
+
+/** PostgreSQL accepts only these characters in replication slot names. */
+const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
+
+/** Source kinds the worker can run. A kind listed in PLANNED_SOURCE_KINDS is recognised but refused. */
+export const SOURCE_KINDS = ['postgres'] as const;
+const PLANNED_SOURCE_KINDS = ['debezium'] as const;
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const postgresSourceSchema = z.strictObject({
+  kind: z.literal('postgres'),
+  url: z.string().min(1),
+  slot: z
+    .string()
+    .regex(SLOT_NAME, {
+      error: 'a replication slot name must be 1 to 63 characters of lower-case letters, digits and "_" (a PostgreSQL rule)',
+    })
+    .default('cdc_invalidator'),
+  publication: z.string().min(1).max(63).default('cdc_invalidator'),
+  /** 0 turns the heartbeat off. */
+  heartbeatSeconds: z.number().min(0).default(15),
+});
+
+/**
+ * A planned kind accepts any keys (they are not checked yet) and always fails on `kind`, so the user
+ * gets one clear message instead of a list of unknown keys. Its output type is `never`, so Config's
+ * source type only holds kinds that exist.
+ */
+function plannedSource(kind: (typeof PLANNED_SOURCE_KINDS)[number]) {
+  return z.looseObject({ kind: z.literal(kind) }).transform((value, ctx): never => {
+    ctx.issues.push({
+      code: 'custom',
+      path: ['kind'],
+      input: value,
+      message: `source.kind "${kind}" is not available in this version; use ${SOURCE_KINDS.map((k) => `"${k}"`).join(' or ')}`,
+    });
+    return z.NEVER;
+  });
+}
+
+const sourceSchema = z.discriminatedUnion('kind', [postgresSourceSchema, ...PLANNED_SOURCE_KINDS.map(plannedSource)], {
+  error: (issue) => {
+    if (issue.code !== 'invalid_union') return undefined;
+    const allowed = SOURCE_KINDS.join(', ');
+    const input = issue.input as Record<string, unknown> | null | undefined;
+    const kind = typeof input === 'object' && input !== null ? input['kind'] : undefined;
+    if (kind === undefined) return `missing required key "kind" (one of: ${allowed})`;
+    return `unknown source kind ${JSON.stringify(kind)}; expected one of: ${allowed}`;
+  },
+});
+
+const redisSchema = z.strictObject({
+  url: z.string().min(1).default('redis://127.0.0.1:6379'),
+  /** Prepended to every key the worker touches. */
+  keyPrefix: z.string().default(''),
+  deleteCommand: z.enum(['del', 'unlink']).default('del'),
+});
+
+const httpSchema = z.strictObject({
+  host: z.string().min(1).default('0.0.0.0'),
+  port: z.number().int().min(0).max(65535).default(9464),
+});
+
+const batchSchema = z.strictObject({
+  maxChanges: z.number().int().min(1).max(100_000).default(5000),
+  /**
+   * 0, not the 5 SPEC.md shows: a batch is cut as soon as the source has nothing more buffered, so
+   * an idle worker applies a lone change at once instead of waiting for company.
+   */
+  maxWaitMs: z.number().int().min(0).max(10_000).default(0),
+});
+
+const logSchema = z.strictObject({
+  level: z.enum(LOG_LEVELS).default('info'),
+});
+
+// prefault, not default: an absent section is parsed as {}, so it receives every inner default.
+export const configSchema = z.strictObject({
+  source: sourceSchema,
+  redis: redisSchema.prefault({}),
+  /** A mapping file or a directory of them, relative to the config file's folder. */
+  mappings: z.string().min(1),
+  http: httpSchema.prefault({}),
+  batch: batchSchema.prefault({}),
+  log: logSchema.prefault({}),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type PostgresSourceConfig = z.infer<typeof postgresSourceSchema>;
+export type RedisConfig = Config['redis'];
+export type HttpConfig = Config['http'];
+export type BatchConfig = Config['batch'];
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Rule keys SPEC.md describes that this version does not implement: refused by name, not as typos. */
+export const UNAVAILABLE_RULE_KEYS = ['lookup', 'tags', 'patterns'] as const;
+
+function notAvailable(key: (typeof UNAVAILABLE_RULE_KEYS)[number]) {
+  return z.never({ error: `"${key}" is not available in this version` }).optional();
+}
+
+const templateList = z.array(z.string());
+
+export const ruleSchema = z.strictObject({
+  table: z.string(),
+  on: z
+    .array(z.enum(OPERATIONS))
+    .min(1)
+    .superRefine((ops, ctx) => {
+      ops.forEach((op, i) => {
+        if (ops.indexOf(op) !== i) ctx.addIssue({ code: 'custom', path: [i], input: op, message: `"${op}" is listed twice` });
+      });
+    })
+    .optional(),
+  when: z.strictObject({ changed: z.array(z.string()) }).optional(),
+  invalidate: templateList.optional(),
+  bump: templateList.optional(),
+  fallback: z.strictObject({ invalidate: templateList.optional(), bump: templateList.optional() }).optional(),
+  lookup: notAvailable('lookup'),
+  tags: notAvailable('tags'),
+  patterns: notAvailable('patterns'),
+});
+
+export const mappingFileSchema = z.strictObject({
+  rules: z.array(ruleSchema),
+});
+
+export type Rule = z.infer<typeof ruleSchema>;
+export type MappingFile = z.infer<typeof mappingFileSchema>;
+
+// The rules compiler takes what this schema produces; this line stops the two from drifting apart.
+export type RuleFitsCompiler = Rule extends RuleSpec ? true : never;
+true satisfies RuleFitsCompiler;
