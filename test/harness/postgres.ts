@@ -1,22 +1,21 @@
 // A throwaway PostgreSQL cluster for integration tests: its own data dir and port, wal_level=logical,
 // trust auth on 127.0.0.1, and lifecycle controls (stop, kill -9, restart) for fault tests.
-import { execFile, execFileSync } from 'node:child_process';
-import { appendFileSync, chownSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { appendFileSync, chownSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg, { type QueryResultRow } from 'pg';
 import { freePort } from './free-port.js';
+import { OrphanGuard } from './orphan-guard.js';
+import { findPostgresBinDir, missingPostgresMessage } from './postgres-binaries.js';
 import {
   childPids,
-  isExecutable,
-  findOnPath,
   killQuietly,
   logSize,
   logTail,
   lookupUser,
-  readLogFrom,
   makeTempDir,
-  registerExitCleanup,
+  readLogFrom,
   removeDir,
   runningAsRoot,
   ServerProcess,
@@ -46,25 +45,21 @@ export class PostgresServer {
   readonly dataDir: string;
   readonly logFile: string;
   readonly binDir: string;
-  #port: number;
+  #port = 0;
   #process: ServerProcess | undefined;
   readonly #user: UserIds | undefined;
   readonly #startTimeoutMs: number;
-  readonly #unregisterExitCleanup: () => void;
+  readonly #orphanGuard: OrphanGuard;
   #destroyed = false;
 
-  private constructor(binDir: string, dir: string, port: number, user: UserIds | undefined, startTimeoutMs: number) {
+  private constructor(binDir: string, dir: string, user: UserIds | undefined, startTimeoutMs: number) {
     this.binDir = binDir;
     this.dir = dir;
     this.dataDir = join(dir, 'data');
     this.logFile = join(dir, 'postgres.log');
-    this.#port = port;
     this.#user = user;
     this.#startTimeoutMs = startTimeoutMs;
-    this.#unregisterExitCleanup = registerExitCleanup(() => {
-      this.#killTreeNow();
-      removeDir(this.dir);
-    });
+    this.#orphanGuard = new OrphanGuard(dir);
   }
 
   /** initdb's a fresh cluster in a temp dir and starts it on a free port of 127.0.0.1. */
@@ -75,7 +70,7 @@ export class PostgresServer {
     const user = runningAsRoot() ? postgresOsUser() : undefined;
     const startTimeoutMs = options.startTimeoutMs ?? 60_000;
     const dir = makeTempDir('cdc-pg-', user);
-    const server = new PostgresServer(binDir, dir, 0, user, startTimeoutMs);
+    const server = new PostgresServer(binDir, dir, user, startTimeoutMs);
     try {
       await server.#initdb(options);
       await server.#startOnFreePort();
@@ -167,7 +162,7 @@ export class PostgresServer {
       await this.stop('immediate');
     } finally {
       this.#killTreeNow();
-      this.#unregisterExitCleanup();
+      this.#orphanGuard.release();
       removeDir(this.dir);
     }
   }
@@ -250,6 +245,10 @@ export class PostgresServer {
       env: this.#env(),
     });
     this.#process = proc;
+    this.#orphanGuard.track(proc.pid);
+    void proc.exited.then(() => {
+      if (this.#process === proc) this.#orphanGuard.track(undefined);
+    });
     try {
       await waitFor(
         async () => {
@@ -268,7 +267,7 @@ export class PostgresServer {
       await proc.exited;
       if (err instanceof PortInUseError) throw err;
       const message = err instanceof Error ? err.message : String(err);
-      throw new Error(`${message}\n--- ${this.logFile} ---\n${logTail(this.logFile)}`, { cause: err });
+      throw new Error(`${message}\n--- last lines of the postgres log ---\n${logTail(this.logFile)}`, { cause: err });
     }
   }
 
@@ -329,42 +328,4 @@ function postgresOsUser(): UserIds {
     );
   }
   return user;
-}
-
-const REQUIRED_BINARIES = ['initdb', 'postgres'];
-
-function hasServerBinaries(dir: string): boolean {
-  return REQUIRED_BINARIES.every((name) => isExecutable(join(dir, name)));
-}
-
-/**
- * Where initdb and postgres live: $PG_BINDIR, `pg_config --bindir`, the newest /usr/lib/postgresql/N/bin
- * (Debian keeps server binaries off PATH), then the directory of an initdb found on PATH.
- */
-export function findPostgresBinDir(): string | undefined {
-  const candidates: string[] = [];
-  if (process.env.PG_BINDIR) candidates.push(process.env.PG_BINDIR);
-  try {
-    candidates.push(execFileSync('pg_config', ['--bindir'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
-  } catch {
-    // no pg_config (it comes with libpq-dev or postgresql-common, not always installed)
-  }
-  try {
-    const versions = readdirSync('/usr/lib/postgresql')
-      .filter((v) => /^\d+(\.\d+)?$/.test(v))
-      .sort((a, b) => Number(b) - Number(a));
-    for (const version of versions) candidates.push(`/usr/lib/postgresql/${version}/bin`);
-  } catch {
-    // not a Debian layout
-  }
-  const initdbOnPath = findOnPath('initdb');
-  if (initdbOnPath !== undefined) candidates.push(join(realpathSync(initdbOnPath), '..'));
-  return candidates.find(hasServerBinaries);
-}
-
-export function missingPostgresMessage(): string {
-  return (
-    'PostgreSQL server binaries (initdb, postgres) not found. Looked in $PG_BINDIR, `pg_config --bindir`, ' +
-    '/usr/lib/postgresql/*/bin and PATH. Install them (Debian: apt-get install postgresql-15) or set PG_BINDIR.'
-  );
 }

@@ -3,6 +3,7 @@
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { freePort } from './free-port.js';
+import { OrphanGuard } from './orphan-guard.js';
 import {
   findOnPath,
   isExecutable,
@@ -10,7 +11,6 @@ import {
   logTail,
   makeTempDir,
   readLogFrom,
-  registerExitCleanup,
   removeDir,
   ServerProcess,
 } from './server-process.js';
@@ -35,7 +35,7 @@ export class RedisServer {
   #destroyed = false;
   readonly #extraArgs: string[];
   readonly #startTimeoutMs: number;
-  readonly #unregisterExitCleanup: () => void;
+  readonly #orphanGuard: OrphanGuard;
 
   private constructor(binary: string, dir: string, options: RedisServerOptions) {
     this.binary = binary;
@@ -43,11 +43,7 @@ export class RedisServer {
     this.logFile = join(dir, 'redis.log');
     this.#extraArgs = options.args ?? [];
     this.#startTimeoutMs = options.startTimeoutMs ?? 30_000;
-    this.#unregisterExitCleanup = registerExitCleanup(() => {
-      // SIGKILL works on a SIGSTOPped process too.
-      this.#process?.signal('SIGKILL');
-      removeDir(this.dir);
-    });
+    this.#orphanGuard = new OrphanGuard(dir);
   }
 
   /** Starts redis-server on a free port of 127.0.0.1, without persistence, in its own temp dir. */
@@ -141,7 +137,7 @@ export class RedisServer {
     try {
       await this.kill();
     } finally {
-      this.#unregisterExitCleanup();
+      this.#orphanGuard.release();
       removeDir(this.dir);
     }
   }
@@ -161,6 +157,10 @@ export class RedisServer {
     const proc = await ServerProcess.spawn(this.binary, args, { cwd: this.dir, logFile: this.logFile });
     this.#process = proc;
     this.#paused = false;
+    this.#orphanGuard.track(proc.pid);
+    void proc.exited.then(() => {
+      if (this.#process === proc) this.#orphanGuard.track(undefined);
+    });
     try {
       await waitFor(
         async () => {
@@ -177,7 +177,7 @@ export class RedisServer {
       await proc.exited;
       if (err instanceof PortInUseError) throw err;
       const message = err instanceof Error ? err.message : String(err);
-      throw new Error(`${message}\n--- ${this.logFile} ---\n${logTail(this.logFile)}`, { cause: err });
+      throw new Error(`${message}\n--- last lines of the redis log ---\n${logTail(this.logFile)}`, { cause: err });
     }
   }
 }

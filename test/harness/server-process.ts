@@ -1,7 +1,19 @@
 // Process plumbing shared by the Postgres and Redis harnesses: temp dirs, spawning (as another user when
-// the tests run as root), waiting for exit, and last-resort cleanup when a test worker exits early.
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { accessSync, closeSync, constants, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, chownSync } from 'node:fs';
+// the tests run as root), waiting for exit, and cleanup of servers whose test process died.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import {
+  accessSync,
+  chownSync,
+  closeSync,
+  constants,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { waitFor } from './wait-for.js';
@@ -255,28 +267,6 @@ export function killQuietly(pid: number, signal: NodeJS.Signals = 'SIGKILL'): vo
   } catch {
     // already gone
   }
-}
-
-// Last resort when a test worker exits without running afterAll (a crash, process.exit in a test):
-// servers must not outlive it, and their temp dirs must not pile up. Only synchronous work runs here.
-const exitCleanups = new Set<() => void>();
-let exitHookInstalled = false;
-
-export function registerExitCleanup(cleanup: () => void): () => void {
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.once('exit', () => {
-      for (const fn of exitCleanups) {
-        try {
-          fn();
-        } catch {
-          // keep cleaning up the others
-        }
-      }
-    });
-  }
-  exitCleanups.add(cleanup);
-  return () => exitCleanups.delete(cleanup);
 }
 
 export function removeDir(dir: string): void {

@@ -3,7 +3,8 @@
 // a file never share a database, slot, publication or key prefix.
 import { randomBytes } from 'node:crypto';
 import { afterAll } from 'vitest';
-import { findPostgresBinDir, missingPostgresMessage, PostgresServer, type PostgresServerOptions } from './postgres.js';
+import { findPostgresBinDir, missingPostgresMessage } from './postgres-binaries.js';
+import { PostgresServer, type PostgresServerOptions } from './postgres.js';
 import { findRedisServer, missingRedisMessage, RedisServer } from './redis.js';
 
 export type ServiceKind = 'postgres' | 'redis';
