@@ -1,0 +1,174 @@
+import { describe, expect, it } from 'vitest';
+import type { Row } from '../../src/core/change.js';
+import { parseTemplate, renderTemplate, TemplateSyntaxError, type TemplatePart } from '../../src/core/template.js';
+
+describe('parseTemplate', () => {
+  const valid: Array<{ source: string; parts: TemplatePart[]; columns: string[] }> = [
+    { source: 'users:version', parts: [{ kind: 'text', text: 'users:version' }], columns: [] },
+    { source: '{id}', parts: [{ kind: 'column', name: 'id' }], columns: ['id'] },
+    {
+      source: 'user:{id}',
+      parts: [
+        { kind: 'text', text: 'user:' },
+        { kind: 'column', name: 'id' },
+      ],
+      columns: ['id'],
+    },
+    {
+      source: 'comments:name={name}:email={email}',
+      parts: [
+        { kind: 'text', text: 'comments:name=' },
+        { kind: 'column', name: 'name' },
+        { kind: 'text', text: ':email=' },
+        { kind: 'column', name: 'email' },
+      ],
+      columns: ['name', 'email'],
+    },
+    {
+      // Adjacent placeholders with no text between them.
+      source: '{a}{b}',
+      parts: [
+        { kind: 'column', name: 'a' },
+        { kind: 'column', name: 'b' },
+      ],
+      columns: ['a', 'b'],
+    },
+    { source: '{{id}}', parts: [{ kind: 'text', text: '{id}' }], columns: [] },
+    { source: 'a{{b', parts: [{ kind: 'text', text: 'a{b' }], columns: [] },
+    { source: 'a}}b', parts: [{ kind: 'text', text: 'a}b' }], columns: [] },
+    {
+      source: 'json:{{"id":{id}}}',
+      parts: [
+        { kind: 'text', text: 'json:{"id":' },
+        { kind: 'column', name: 'id' },
+        { kind: 'text', text: '}' },
+      ],
+      columns: ['id'],
+    },
+    {
+      source: '{{{id}}}',
+      parts: [
+        { kind: 'text', text: '{' },
+        { kind: 'column', name: 'id' },
+        { kind: 'text', text: '}' },
+      ],
+      columns: ['id'],
+    },
+    {
+      // Columns are listed once each, in order of first use.
+      source: '{b}:{a}:{b}:{a}',
+      parts: [
+        { kind: 'column', name: 'b' },
+        { kind: 'text', text: ':' },
+        { kind: 'column', name: 'a' },
+        { kind: 'text', text: ':' },
+        { kind: 'column', name: 'b' },
+        { kind: 'text', text: ':' },
+        { kind: 'column', name: 'a' },
+      ],
+      columns: ['b', 'a'],
+    },
+    { source: 'x:{author.name}', parts: [{ kind: 'text', text: 'x:' }, { kind: 'column', name: 'author.name' }], columns: ['author.name'] },
+  ];
+
+  it.each(valid)('parses $source', ({ source, parts, columns }) => {
+    const t = parseTemplate(source);
+    expect(t.source).toBe(source);
+    expect(t.parts).toEqual(parts);
+    expect(t.columns).toEqual(columns);
+  });
+
+  const invalid: Array<{ source: string; message: RegExp; offset: number }> = [
+    { source: '', message: /empty key template/, offset: 0 },
+    { source: 'user:{id', message: /unclosed "\{" at character 6/, offset: 5 },
+    { source: '{id', message: /unclosed "\{"/, offset: 0 },
+    { source: 'id}', message: /unmatched "\}" at character 3/, offset: 2 },
+    { source: 'user:{id}}', message: /unmatched "\}"/, offset: 9 },
+    { source: '{}', message: /empty placeholder/, offset: 0 },
+    { source: 'x:{ }', message: /empty placeholder/, offset: 2 },
+    { source: '{ id }', message: /spaces around the column name/, offset: 0 },
+    { source: '{id }', message: /spaces around the column name/, offset: 0 },
+    { source: '{a{b}}', message: /unclosed "\{"/, offset: 0 },
+    { source: '{a{{b}', message: /unclosed "\{"/, offset: 0 },
+  ];
+
+  it.each(invalid)('rejects "$source"', ({ source, message, offset }) => {
+    let caught: unknown;
+    try {
+      parseTemplate(source);
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(TemplateSyntaxError);
+    const err = caught as TemplateSyntaxError;
+    expect(err.message).toMatch(message);
+    expect(err.offset).toBe(offset);
+    expect(err.name).toBe('TemplateSyntaxError');
+  });
+});
+
+describe('renderTemplate', () => {
+  const cases: Array<{ name: string; template: string; row: Row; expected: ReturnType<typeof renderTemplate> }> = [
+    { name: 'fixed text', template: 'users:version', row: {}, expected: { kind: 'key', key: 'users:version' } },
+    { name: 'one column', template: 'user:{id}', row: { id: '42' }, expected: { kind: 'key', key: 'user:42' } },
+    {
+      name: 'text values as they are, spaces, colons and case kept',
+      template: 'u:{name}:{email}',
+      row: { name: 'Ada Lovelace', email: 'A@Example.COM:x' },
+      expected: { kind: 'key', key: 'u:Ada Lovelace:A@Example.COM:x' },
+    },
+    { name: 'empty string is a value', template: 'u:{name}', row: { name: '' }, expected: { kind: 'key', key: 'u:' } },
+    {
+      name: 'a value that looks like a placeholder is not expanded',
+      template: 'u:{name}',
+      row: { name: '{id}', id: '1' },
+      expected: { kind: 'key', key: 'u:{id}' },
+    },
+    { name: 'literal braces', template: '{{{id}}}', row: { id: '7' }, expected: { kind: 'key', key: '{7}' } },
+    { name: 'SQL NULL', template: 'user:email:{email}', row: { email: null }, expected: { kind: 'null' } },
+    { name: 'absent column', template: 'user:email:{email}', row: { id: '1' }, expected: { kind: 'unknown', column: 'email' } },
+    {
+      name: 'column present with value undefined (unchanged TOAST)',
+      template: 'doc:{body}',
+      row: { body: undefined },
+      expected: { kind: 'unknown', column: 'body' },
+    },
+    {
+      name: 'the first unknown column is named',
+      template: '{a}:{b}:{c}',
+      row: { a: '1' },
+      expected: { kind: 'unknown', column: 'b' },
+    },
+    { name: 'constructor is not read off Object.prototype', template: 'x:{constructor}', row: {}, expected: { kind: 'unknown', column: 'constructor' } },
+    { name: '__proto__ is not read off Object.prototype', template: 'x:{__proto__}', row: {}, expected: { kind: 'unknown', column: '__proto__' } },
+    { name: 'toString is not read off Object.prototype', template: 'x:{toString}', row: {}, expected: { kind: 'unknown', column: 'toString' } },
+    {
+      name: 'a real column named constructor renders',
+      template: 'x:{constructor}',
+      row: JSON.parse('{"constructor":"c1"}') as Row,
+      expected: { kind: 'key', key: 'x:c1' },
+    },
+    {
+      name: 'a real column named __proto__ (from JSON) renders',
+      template: 'x:{__proto__}',
+      row: JSON.parse('{"__proto__":"p1"}') as Row,
+      expected: { kind: 'key', key: 'x:p1' },
+    },
+  ];
+
+  it.each(cases)('$name', ({ template, row, expected }) => {
+    expect(renderTemplate(parseTemplate(template), row)).toEqual(expected);
+  });
+
+  it('renders against null-prototype rows (as the decoder builds them)', () => {
+    const row = Object.create(null) as Record<string, string | null>;
+    row['id'] = '5';
+    expect(renderTemplate(parseTemplate('user:{id}'), row)).toEqual({ kind: 'key', key: 'user:5' });
+    expect(renderTemplate(parseTemplate('user:{name}'), row)).toEqual({ kind: 'unknown', column: 'name' });
+  });
+
+  it('a NULL value means no key, even when a later value is unknown', () => {
+    // No cache entry can be addressed by a NULL, so there is nothing to fall back for.
+    expect(renderTemplate(parseTemplate('{a}:{b}'), { a: null })).toEqual({ kind: 'null' });
+  });
+});
