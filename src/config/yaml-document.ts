@@ -49,7 +49,7 @@ export class YamlDocument {
   }
 
   toJS(): unknown {
-    return this.doc.toJS({ maxAliasCount: 1000 });
+    return this.doc.toJS();
   }
 
   /** The tags YAML would try on a plain scalar, for re-resolving a substituted value. */
@@ -123,10 +123,15 @@ export class YamlDocument {
           const name = String(pair.key.value);
           const first = seen.get(name);
           if (first !== undefined) {
-            const line = this.linePos(offsetOf(first, 0)).line;
-            problems.push(
-              this.problem([...path, name], `duplicate key "${name}" (first given on line ${line})`, { target: 'key' }),
-            );
+            // Not this.problem(path): a path lookup would find the first occurrence.
+            const firstLine = this.linePos(offsetOf(first, 0)).line;
+            problems.push({
+              file: this.file,
+              ...this.linePos(offsetOf(pair.key, 0)),
+              path: formatPath([...path, name]),
+              message: `duplicate key "${name}" (first given on line ${firstLine})`,
+              severity: 'error',
+            });
           } else {
             seen.set(name, pair.key);
           }
@@ -162,7 +167,11 @@ function isEmptyScalar(node: unknown): boolean {
  * connection string, so it is dropped. Line and column say where to look.
  */
 function sanitizeParserMessage(message: string): string {
-  return message.replace(/:\s*".*"$/s, '').replace(/\s+/g, ' ').trim();
+  return message
+    .replace(/:\s*".*"$/s, '')
+    .replace(/closing (["'])quote/, (_, q: string) => `closing ${q === '"' ? 'double' : 'single'} quote`)
+    .replace(/\s+/g, ' ')
+    .trim();
 }
 
 /**
@@ -186,7 +195,8 @@ export function parseYaml(
   const first = docs[0]!;
   const error = docs.flatMap((d) => d.errors)[0];
   if (error !== undefined) {
-    problems.push({ ...where(error.pos[0]), path: '', message: `YAML syntax error: ${sanitizeParserMessage(error.message)}`, severity: 'error' });
+    const message = `YAML syntax error: ${sanitizeParserMessage(error.message)}`;
+    problems.push({ ...where(error.pos[0]), path: '', message, severity: 'error' });
     return { document: null, empty: false, problems };
   }
   if (docs.length > 1) {
@@ -200,7 +210,8 @@ export function parseYaml(
     return { document: null, empty: false, problems };
   }
   for (const warning of first.warnings) {
-    problems.push({ ...where(warning.pos[0]), path: '', message: sanitizeParserMessage(warning.message), severity: 'warning' });
+    const message = sanitizeParserMessage(warning.message);
+    problems.push({ ...where(warning.pos[0]), path: '', message, severity: 'warning' });
   }
   const document = new YamlDocument(file, first, lineCounter);
   problems.push(...document.duplicateKeys());
