@@ -58,11 +58,13 @@ export async function loadConfig(configPath: string, env: Env): Promise<LoadedCo
     const doc = mappings.documents.get(problem.file);
     if (doc !== undefined) problems.push(doc.problem(problem.path, problem.message));
   }
-  if (mappingsUsable && mappings.problems.length === 0 && compiled.rules.tables.length === 0) {
+  const hasErrors = () => problems.some((p) => p.severity === 'error');
+  // Only worth saying once nothing else is wrong: a broken rule also leaves the rule set empty.
+  if (!hasErrors() && compiled.rules.tables.length === 0) {
     problems.push(document.problem(['mappings'], 'the mapping files define no rule: there is nothing to invalidate'));
   }
 
-  if (!validated.ok || problems.some((p) => p.severity === 'error')) {
+  if (!validated.ok || hasErrors()) {
     throw failure(problems, [configFile, ...mappings.files]);
   }
   return {
