@@ -1,0 +1,179 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { loadConfig } from '../../src/config/load.js';
+import { ConfigError } from '../../src/errors.js';
+
+/**
+ * A corpus of broken config and mapping files. Each case starts from a valid pair of files, replaces
+ * or adds some, and lists every error expected: file, line, column, path, and a fragment of the message.
+ */
+
+const C = 'cdc-invalidator.yaml';
+const M = 'mappings/users.yaml';
+const BASE_CONFIG = 'source:\n  kind: postgres\n  url: postgres://localhost/app\nmappings: mappings\n';
+const BASE_MAPPING = 'rules:\n  - table: users\n    invalidate: ["user:{id}"]\n';
+
+const config = (extra: string) => BASE_CONFIG + extra;
+const source = (extra: string) => `source:\n  kind: postgres\n  url: postgres://localhost/app\n${extra}mappings: mappings\n`;
+const rule = (extra: string) => `rules:\n  - table: users\n${extra}`;
+
+type Expected = [file: string, line: number, column: number, path: string, fragment: string];
+interface Case {
+  name: string;
+  files: Record<string, string | null>;
+  env?: Record<string, string>;
+  errors: Expected[];
+}
+
+const cases: Case[] = [
+  // config file: YAML
+  { name: 'config syntax error', files: { [C]: 'source:\n  kind: postgres\n  url: [a, b\nmappings: m\n' }, errors: [[C, 4, 1, '', 'YAML syntax error']] },
+  { name: 'config bad indentation', files: { [C]: 'source:\n  kind: postgres\n   url: x\nmappings: m\n' }, errors: [[C, 2, 9, '', 'YAML syntax error']] },
+  { name: 'config unclosed quote', files: { [C]: 'source:\n  kind: postgres\n  url: "postgres://u:pw@db\n' }, errors: [[C, 4, 1, '', 'YAML syntax error: Missing closing double quote']] },
+  { name: 'config tab indentation', files: { [C]: 'source:\n\tkind: postgres\n' }, errors: [[C, 2, 1, '', 'Tabs are not allowed']] },
+  { name: 'config duplicate key', files: { [C]: 'source:\n  kind: postgres\n  url: a\n  url: b\nmappings: mappings\n' }, errors: [[C, 4, 3, 'source.url', 'duplicate key "url" (first given on line 3)']] },
+  { name: 'config with two documents', files: { [C]: config('---\nlog: {}\n') }, errors: [[C, 5, 1, '', 'holds 2 YAML documents']] },
+  { name: 'config empty', files: { [C]: '# nothing yet\n' }, errors: [[C, 1, 1, '', 'config file is empty']] },
+  { name: 'config root is a list', files: { [C]: '- source\n' }, errors: [[C, 1, 1, '', 'expected a map, got a list']] },
+  // config file: required keys
+  { name: 'missing source', files: { [C]: 'mappings: mappings\n' }, errors: [[C, 1, 1, 'source', 'missing required key "source"']] },
+  { name: 'missing mappings', files: { [C]: 'source:\n  kind: postgres\n  url: x\n' }, errors: [[C, 1, 1, 'mappings', 'missing required key "mappings"']] },
+  { name: 'missing source.url', files: { [C]: 'source:\n  kind: postgres\nmappings: mappings\n' }, errors: [[C, 2, 3, 'source.url', 'missing required key "url"']] },
+  { name: 'missing source.kind', files: { [C]: 'source:\n  url: x\nmappings: mappings\n' }, errors: [[C, 2, 3, 'source.kind', 'missing required key "kind" (one of: postgres)']] },
+  { name: 'empty source', files: { [C]: 'source:\nmappings: mappings\n' }, errors: [[C, 1, 1, 'source', 'expected a map, got an empty value']] },
+  // config file: values
+  { name: 'unknown source kind', files: { [C]: 'source:\n  kind: mysql\n  url: x\nmappings: mappings\n' }, errors: [[C, 2, 9, 'source.kind', 'unknown source kind "mysql"; expected one of: postgres']] },
+  {
+    name: 'debezium not yet',
+    files: { [C]: 'source:\n  kind: debezium\n  brokers: [localhost:9092]\nmappings: mappings\n' },
+    errors: [[C, 2, 9, 'source.kind', 'source.kind "debezium" is not available in this version; use "postgres"']],
+  },
+  { name: 'source is a string', files: { [C]: 'source: postgres\nmappings: mappings\n' }, errors: [[C, 1, 9, 'source', 'expected a map, got "postgres"']] },
+  { name: 'bad slot name', files: { [C]: source('  slot: My-Slot\n') }, errors: [[C, 4, 9, 'source.slot', '1 to 63 characters of lower-case letters, digits and "_"']] },
+  { name: 'slot name too long', files: { [C]: source(`  slot: ${'s'.repeat(64)}\n`) }, errors: [[C, 4, 9, 'source.slot', 'replication slot name']] },
+  { name: 'publication too long', files: { [C]: source(`  publication: ${'p'.repeat(64)}\n`) }, errors: [[C, 4, 16, 'source.publication', 'must be at most 63 characters long']] },
+  { name: 'negative heartbeat', files: { [C]: source('  heartbeatSeconds: -1\n') }, errors: [[C, 4, 21, 'source.heartbeatSeconds', 'must be at least 0, got -1']] },
+  { name: 'port is text', files: { [C]: config('http:\n  port: high\n') }, errors: [[C, 6, 9, 'http.port', 'expected a number, got "high"']] },
+  { name: 'port out of range', files: { [C]: config('http: { port: 70000 }\n') }, errors: [[C, 5, 15, 'http.port', 'must be at most 65535, got 70000']] },
+  { name: 'port not whole', files: { [C]: config('http:\n  port: 80.5\n') }, errors: [[C, 6, 9, 'http.port', 'expected a whole number, got 80.5']] },
+  { name: 'maxChanges zero', files: { [C]: config('batch:\n  maxChanges: 0\n') }, errors: [[C, 6, 15, 'batch.maxChanges', 'must be at least 1, got 0']] },
+  { name: 'maxWaitMs too long', files: { [C]: config('batch:\n  maxWaitMs: 60000\n') }, errors: [[C, 6, 14, 'batch.maxWaitMs', 'must be at most 10000, got 60000']] },
+  {
+    name: 'bad log level',
+    files: { [C]: config('log:\n  level: verbose\n') },
+    errors: [[C, 6, 10, 'log.level', 'expected one of fatal, error, warn, info, debug, trace, silent, got "verbose"']],
+  },
+  { name: 'bad delete command', files: { [C]: config('redis:\n  deleteCommand: unlinkk\n') }, errors: [[C, 6, 18, 'redis.deleteCommand', 'got "unlinkk" (did you mean "unlink"?)']] },
+  { name: 'section is a list', files: { [C]: config('redis: []\n') }, errors: [[C, 5, 8, 'redis', 'expected a map, got a list']] },
+  // config file: unknown keys at every level
+  { name: 'unknown top-level key', files: { [C]: config('redsi: {}\n') }, errors: [[C, 5, 1, 'redsi', 'unknown key "redsi" (did you mean "redis"?)']] },
+  { name: 'unknown source key', files: { [C]: source('  slots: x\n') }, errors: [[C, 4, 3, 'source.slots', 'unknown key "slots" (did you mean "slot"?)']] },
+  { name: 'unknown redis key', files: { [C]: config('redis:\n  prefix: "app:"\n') }, errors: [[C, 6, 3, 'redis.prefix', 'unknown key "prefix" (did you mean "keyPrefix"?)']] },
+  { name: 'unknown http key', files: { [C]: config('http:\n  bind: 0.0.0.0\n') }, errors: [[C, 6, 3, 'http.bind', 'unknown key "bind"']] },
+  { name: 'unknown batch key', files: { [C]: config('batch:\n  maxWait: 5\n') }, errors: [[C, 6, 3, 'batch.maxWait', 'unknown key "maxWait" (did you mean "maxWaitMs"?)']] },
+  { name: 'unknown log key', files: { [C]: config('log:\n  lvl: debug\n') }, errors: [[C, 6, 3, 'log.lvl', 'unknown key "lvl"']] },
+  // config file: environment and the mappings path
+  { name: 'unset variable', files: { [C]: 'source:\n  kind: postgres\n  url: ${DATABASE_URL}\nmappings: mappings\n' }, errors: [[C, 3, 8, 'source.url', 'environment variable DATABASE_URL is not set']] },
+  { name: 'unset variable in mappings', files: { [C]: 'source: { kind: postgres, url: x }\nmappings: ${MAPPINGS}\n' }, errors: [[C, 2, 11, 'mappings', 'environment variable MAPPINGS is not set']] },
+  { name: 'mappings path missing', files: { [C]: 'source: { kind: postgres, url: x }\nmappings: ./mapping\n' }, errors: [[C, 2, 11, 'mappings', '"./mapping" does not exist']] },
+  { name: 'mappings directory empty', files: { [M]: null, 'mappings/README.md': '# rules go here\n' }, errors: [[C, 4, 11, 'mappings', 'holds no *.yaml or *.yml mapping file']] },
+  { name: 'mappings empty string', files: { [C]: 'source: { kind: postgres, url: x }\nmappings: ""\n' }, errors: [[C, 2, 11, 'mappings', 'must not be empty']] },
+  { name: 'no rule in any file', files: { [M]: 'rules: []\n' }, errors: [[C, 4, 11, 'mappings', 'the mapping files define no rule']] },
+
+  // mapping files: YAML and shape
+  { name: 'mapping syntax error', files: { [M]: 'rules:\n  - table: users\n    invalidate: ["user:{id}"\n' }, errors: [[M, 4, 1, '', 'YAML syntax error']] },
+  { name: 'mapping duplicate key', files: { [M]: rule('    table: posts\n    invalidate: [a]\n') }, errors: [[M, 3, 5, 'rules[0].table', 'duplicate key "table"']] },
+  { name: 'mapping file empty', files: { [M]: '' }, errors: [[M, 1, 1, '', 'mapping file is empty']] },
+  { name: 'mapping root is a list', files: { [M]: '- table: users\n' }, errors: [[M, 1, 1, '', 'expected a map, got a list']] },
+  {
+    name: 'mapping without rules',
+    files: { [M]: 'rule:\n  - table: users\n' },
+    errors: [
+      [M, 1, 1, 'rules', 'missing required key "rules"'],
+      [M, 1, 1, 'rule', 'unknown key "rule" (did you mean "rules"?)'],
+    ],
+  },
+  { name: 'rules is a map', files: { [M]: 'rules:\n  table: users\n' }, errors: [[M, 2, 3, 'rules', 'expected a list, got a map']] },
+  { name: 'unknown mapping top-level key', files: { [M]: BASE_MAPPING + 'version: 2\n' }, errors: [[M, 4, 1, 'version', 'unknown key "version"']] },
+  // mapping files: rules
+  { name: 'rule without table', files: { [M]: 'rules:\n  - invalidate: [a]\n' }, errors: [[M, 2, 5, 'rules[0].table', 'missing required key "table"']] },
+  { name: 'bad operation', files: { [M]: rule('    on: [insert, upsert]\n    invalidate: [a]\n') }, errors: [[M, 3, 18, 'rules[0].on[1]', 'expected one of insert, update, delete, truncate, got "upsert"']] },
+  { name: 'operation twice', files: { [M]: rule('    on: [insert, delete, insert]\n    invalidate: [a]\n') }, errors: [[M, 3, 26, 'rules[0].on[2]', '"insert" is listed twice']] },
+  { name: 'no operation', files: { [M]: rule('    on: []\n    invalidate: [a]\n') }, errors: [[M, 3, 9, 'rules[0].on', 'must list at least 1 item']] },
+  { name: 'operations not a list', files: { [M]: rule('    on: insert\n    invalidate: [a]\n') }, errors: [[M, 3, 9, 'rules[0].on', 'expected a list, got "insert"']] },
+  { name: 'unknown rule key', files: { [M]: rule('    invalidat: ["user:{id}"]\n') }, errors: [[M, 3, 5, 'rules[0].invalidat', 'unknown key "invalidat" (did you mean "invalidate"?)']] },
+  {
+    name: 'unknown when key',
+    files: { [M]: rule('    when:\n      change: [email]\n    invalidate: [a]\n') },
+    errors: [
+      [M, 4, 7, 'rules[0].when.changed', 'missing required key "changed"'],
+      [M, 4, 7, 'rules[0].when.change', 'unknown key "change" (did you mean "changed"?)'],
+    ],
+  },
+  { name: 'unknown fallback key', files: { [M]: rule('    invalidate: [a]\n    fallback:\n      delete: [b]\n') }, errors: [[M, 5, 7, 'rules[0].fallback.delete', 'unknown key "delete"']] },
+  { name: 'template not a string', files: { [M]: rule('    invalidate: [42]\n') }, errors: [[M, 3, 18, 'rules[0].invalidate[0]', 'expected a string, got 42']] },
+  { name: 'lookup not available', files: { [M]: rule('    lookup:\n      author: {}\n    invalidate: [a]\n') }, errors: [[M, 3, 5, 'rules[0].lookup', '"lookup" is not available in this version']] },
+  { name: 'tags not available', files: { [M]: rule('    tags: ["category:{category_id}"]\n') }, errors: [[M, 3, 5, 'rules[0].tags', '"tags" is not available in this version']] },
+  { name: 'patterns not available', files: { [M]: rule('    patterns: ["p:*"]\n    bump: [v]\n') }, errors: [[M, 3, 5, 'rules[0].patterns', '"patterns" is not available in this version']] },
+  // mapping files: what the rules compiler finds
+  { name: 'unclosed brace', files: { [M]: rule('    invalidate: ["user:{id"]\n') }, errors: [[M, 3, 18, 'rules[0].invalidate[0]', 'unclosed "{"']] },
+  { name: 'unmatched closing brace', files: { [M]: rule('    invalidate:\n      - user:id}\n') }, errors: [[M, 4, 9, 'rules[0].invalidate[0]', 'unmatched "}"']] },
+  { name: 'empty placeholder', files: { [M]: rule('    bump: ["users:{}"]\n') }, errors: [[M, 3, 12, 'rules[0].bump[0]', 'empty placeholder "{}"']] },
+  {
+    name: 'fallback key with a column',
+    files: { [M]: rule('    invalidate: ["user:{id}"]\n    fallback:\n      bump: ["users:{id}"]\n') },
+    errors: [[M, 5, 14, 'rules[0].fallback.bump[0]', 'fallback keys are fixed names']],
+  },
+  { name: 'fallback without action', files: { [M]: rule('    invalidate: [a]\n    fallback: {}\n') }, errors: [[M, 4, 15, 'rules[0].fallback', 'fallback has no action']] },
+  { name: 'rule without action', files: { [M]: rule('    on: [delete]\n') }, errors: [[M, 2, 5, 'rules[0]', 'rule has no action']] },
+  { name: 'bad table name', files: { [M]: 'rules:\n  - table: app.public.users\n    bump: [v]\n' }, errors: [[M, 2, 12, 'rules[0].table', 'table must be "table" or "schema.table", got "app.public.users"']] },
+  { name: 'unclosed quote in table name', files: { [M]: 'rules:\n  - table: \'"My Table\'\n    bump: [v]\n' }, errors: [[M, 2, 12, 'rules[0].table', 'unclosed quote in table name']] },
+  { name: 'when.changed empty', files: { [M]: rule('    when: { changed: [] }\n    bump: [v]\n') }, errors: [[M, 3, 22, 'rules[0].when.changed', 'when.changed lists no column']] },
+  {
+    name: 'schema and template problems in one file keep their rule index',
+    files: { [M]: 'rules:\n  - table: users\n    on: [upsert]\n    bump: [v]\n  - table: posts\n    invalidate: ["post:{id"]\n' },
+    errors: [
+      [M, 3, 10, 'rules[0].on[0]', 'got "upsert"'],
+      [M, 6, 18, 'rules[1].invalidate[0]', 'unclosed "{"'],
+    ],
+  },
+];
+
+let root: string;
+let counter = 0;
+beforeAll(async () => {
+  root = await mkdtemp(path.join(tmpdir(), 'cdc-config-errors-'));
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+test('the corpus is large enough to mean something', () => {
+  expect(cases.length).toBeGreaterThanOrEqual(25);
+  expect(new Set(cases.map((c) => c.name)).size).toBe(cases.length);
+});
+
+test.each(cases)('$name', async ({ files, env, errors }) => {
+  const dir = path.join(root, String(counter++));
+  const all: Record<string, string | null> = { [C]: BASE_CONFIG, [M]: BASE_MAPPING, ...files };
+  for (const [name, text] of Object.entries(all)) {
+    if (text === null) continue;
+    await mkdir(path.dirname(path.join(dir, name)), { recursive: true });
+    await writeFile(path.join(dir, name), text);
+  }
+
+  const err = await loadConfig(path.join(dir, C), env ?? {}).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(ConfigError);
+  const actual = (err as ConfigError).problems
+    .filter((p) => p.severity === 'error')
+    .map((p) => [path.relative(dir, p.file), p.line, p.column, p.path, p.message]);
+  expect(actual).toHaveLength(errors.length);
+  errors.forEach(([file, line, column, docPath, fragment], i) => {
+    expect(actual[i]).toEqual([file, line, column, docPath, expect.stringContaining(fragment)]);
+  });
+});
