@@ -33,9 +33,8 @@ describe('parseCopyData', () => {
   it('reads an XLogData header and hands over the payload', () => {
     const payload = Buffer.from([0x42, 1, 2, 3, 0xff]);
     const msg = parseCopyData(xlogData(0x16b374d848n, 0x16b374d900n, 123_456_789n, payload));
-    expect(msg).not.toBeNull();
-    expect(msg!.kind).toBe('xlogdata');
-    if (msg!.kind !== 'xlogdata') return;
+    expect(msg?.kind).toBe('xlogdata');
+    if (msg?.kind !== 'xlogdata') return;
     expect(msg.walStart).toBe(parseLsn('16/B374D848'));
     expect(msg.walEnd).toBe(parseLsn('16/B374D900'));
     expect([...msg.payload]).toEqual([...payload]);
