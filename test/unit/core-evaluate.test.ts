@@ -195,6 +195,12 @@ describe('evaluate: when.changed', () => {
     expect(result.deadLetters).toEqual([]);
   });
 
+  it('does not skip when a listed column is unknown in both rows (key-only old row, unchanged TOAST)', () => {
+    const set = compile([{ table: 'docs', when: { changed: ['body'] }, invalidate: ['doc:{id}'] }]);
+    const result = evaluate(change({ op: 'update', table: 'docs', before: { id: '1' }, after: { id: '1', body: undefined } }), set);
+    expect(result.operations).toEqual([del('doc:1')]);
+  });
+
   it('does not apply to inserts and deletes', () => {
     const set = compile(rules);
     expect(evaluate(change({ op: 'insert', table: 'comments', after: { id: '1' } }), set).operations).toEqual([del('comment:1')]);
@@ -288,6 +294,16 @@ describe('evaluate: unknown values', () => {
     expect(result.deadLetters).toHaveLength(1);
     expect(result.deadLetters[0]).toMatchObject({ op: 'insert', reason: 'unknown_value', key: { id: '1' } });
     expect(result.deadLetters[0]!.detail).toMatch(/"emial".*new row/);
+  });
+
+  it('a rule with several unknown templates gives one dead letter, naming the first', () => {
+    const result = evaluate(
+      change({ op: 'delete', before: { id: '1' } }),
+      compile([{ table: 'users', invalidate: ['a:{email}', 'b:{id}', 'c:{name}'] }]),
+    );
+    expect(result.operations).toEqual([del('b:1')]);
+    expect(result.deadLetters).toHaveLength(1);
+    expect(result.deadLetters[0]!.detail).toMatch(/"a:\{email\}" needs column "email"/);
   });
 
   it('composite keys: every key column is carried, nothing else', () => {

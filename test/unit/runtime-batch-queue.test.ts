@@ -164,6 +164,21 @@ describe('BatchQueue: waiting', () => {
     expect(q.size).toBe(1);
   });
 
+  it('pushes from later microtasks of the same turn join the batch', async () => {
+    const q = new BatchQueue<string>({ maxWaitMs: 0 });
+    const w = watch(q, 100);
+    await turn();
+    q.pushChange(c(1), 1);
+    await Promise.resolve();
+    q.pushChange(c(2), 2);
+    await Promise.resolve();
+    await Promise.resolve();
+    q.pushPosition('P1', 2);
+    await w.promise;
+    expect(ids(w.state.value!)).toEqual(['1', '2']);
+    expect(w.state.value!.position).toBe('P1');
+  });
+
   it('a waiting take is woken by a marker alone', async () => {
     const q = new BatchQueue<string>({ maxWaitMs: 0 });
     const w = watch(q, 100);
