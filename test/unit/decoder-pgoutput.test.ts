@@ -305,6 +305,28 @@ describe('PgoutputDecoder', () => {
     expect({ ...change.before }).toEqual({ org_id: '1', user_id: '2' });
   });
 
+  it('with REPLICA IDENTITY FULL, a dead letter still carries no row values beyond the key (SPEC §6.3)', () => {
+    // For REPLICA IDENTITY FULL, pgoutput flags every column as part of the identity
+    // (logicalrep_write_attrs), so relation.keyColumns is the whole row. A template naming a column
+    // the table lacks (a typo that check warns about) then dead-letters every change together with
+    // every value of the row: here the email.
+    const oid = 16600;
+    const cols: Column[] = [
+      { name: 'id', typeOid: 20, key: true },
+      { name: 'email', typeOid: 25, key: true },
+    ];
+    const sink = decodeAll([
+      begin(FINAL_LSN, COMMIT_US),
+      relation(oid, 'public', 'accounts', cols, 'f'),
+      insert(oid, ['1', 'private@example.com']),
+      commit(FINAL_LSN, END_LSN, COMMIT_US),
+    ]);
+    const { rules } = compileRules([{ file: 'm.yaml', rules: [{ table: 'accounts', invalidate: ['account:{emial}'] }] }]);
+    const result = evaluate(sink.changes[0]!.change, rules);
+    expect(result.deadLetters).toHaveLength(1);
+    expect(JSON.stringify(result.deadLetters[0]!.key)).not.toContain('private@example.com');
+  });
+
   it('each transaction carries its own version, position and commit time', () => {
     const decoder = new PgoutputDecoder();
     const t2Ms = COMMIT_MS + 5_000;
