@@ -8,10 +8,7 @@ import { loadConfig, type LoadedConfig } from './config/load.js';
 import { explainChange } from './commands/explain.js';
 import { ConfigError, formatProblem, toError } from './errors.js';
 import { createLogger } from './log.js';
-import { WorkerStats } from './runtime/stats.js';
-import { Worker } from './runtime/worker.js';
-import { RedisSink } from './sinks/redis/redis-sink.js';
-import { PostgresSource } from './sources/postgres/postgres-source.js';
+import { buildWorker } from './runtime/build.js';
 
 const EXIT_OK = 0;
 const EXIT_RUNTIME = 1;
@@ -115,24 +112,7 @@ async function runCommand(configPath: string): Promise<number> {
   if (loaded === null) return EXIT_CONFIG;
   const { config, rules } = loaded;
   const log = createLogger({ level: process.env['LOG_LEVEL'] ?? config.log.level });
-  const stats = new WorkerStats();
-  const source = new PostgresSource({
-    url: config.source.url,
-    slot: config.source.slot,
-    publication: config.source.publication,
-    tables: rules.tables,
-    heartbeatSeconds: config.source.heartbeatSeconds,
-    maxWaitMs: config.batch.maxWaitMs,
-    highWaterChanges: Math.max(10_000, config.batch.maxChanges * 4),
-    logger: log,
-  });
-  const sink = new RedisSink({
-    url: config.redis.url,
-    keyPrefix: config.redis.keyPrefix,
-    deleteCommand: config.redis.deleteCommand,
-    logger: log,
-  });
-  const worker = new Worker({ source, sink, rules, maxChanges: config.batch.maxChanges, logger: log, stats });
+  const { worker } = buildWorker(loaded, log);
 
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {

@@ -62,19 +62,28 @@ function parseRow(flag: string, text: string | undefined): Row | null | string {
   if (text === undefined) return null;
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    // Numbers keep the digits as written (an int8 id past 2^53, numeric 1.50): a dry run must
+    // name the very key the worker would. (Node 22+ passes the source text to the reviver.)
+    value = JSON.parse(text, (_key, v: unknown, context?: { source?: string }) =>
+      typeof v === 'number' && context?.source !== undefined ? new JsonNumber(context.source) : v,
+    );
   } catch (err) {
     return `${flag} is not valid JSON: ${(err as Error).message}`;
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof JsonNumber) {
     return `${flag} must be a JSON object of column values`;
   }
   const row: Record<string, string | null> = Object.create(null);
   for (const [column, v] of Object.entries(value)) {
     if (v === null) row[column] = null;
     else if (typeof v === 'string') row[column] = v;
+    else if (v instanceof JsonNumber) row[column] = v.text;
     else if (typeof v === 'number' || typeof v === 'boolean') row[column] = String(v);
     else return `${flag}: column "${column}" must be a string, number, boolean or null`;
   }
   return row;
+}
+
+class JsonNumber {
+  constructor(readonly text: string) {}
 }

@@ -11,6 +11,9 @@ export interface DecodedSink {
 }
 
 const keepText = (text: string): string => text;
+/** PostgreSQL's boolean output is t/f; keys use true/false (SPEC §4), as SQL literals read. */
+const BOOL_OID = 16;
+const boolText = (text: string): string => (text === 't' ? 'true' : text === 'f' ? 'false' : text);
 
 /**
  * Turns pgoutput (protocol version 1) messages into normalised changes. Values stay in their
@@ -21,6 +24,14 @@ const keepText = (text: string): string => text;
 export class PgoutputDecoder {
   private readonly plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [] });
   private txn: { version: bigint; position: string; commitTimeMs: number } | null = null;
+  /** Columns that identify a row, per relation: what dead letters may show of it. */
+  private readonly identity = new Map<number, readonly string[]>();
+
+  /**
+   * @param primaryKeys primary key columns by `schema.table`. Under REPLICA IDENTITY FULL
+   * pgoutput flags every column as a key column; dead letters must still show only the key.
+   */
+  constructor(private readonly primaryKeys: ReadonlyMap<string, readonly string[]> = new Map()) {}
 
   get inTransaction(): boolean {
     return this.txn !== null;
@@ -47,7 +58,13 @@ export class PgoutputDecoder {
       case 'relation':
         // Relation messages arrive before the first change of a table on each connection and
         // after every schema change; the parser reads column parsers from this object.
-        for (const column of msg.columns) column.parser = keepText;
+        for (const column of msg.columns) column.parser = column.typeOid === BOOL_OID ? boolText : keepText;
+        this.identity.set(
+          msg.relationOid,
+          msg.replicaIdentity === 'full'
+            ? (this.primaryKeys.get(`${msg.schema}.${msg.name}`) ?? []).filter((c) => msg.columns.some((col) => col.name === c))
+            : msg.keyColumns,
+        );
         return;
       case 'insert':
         return this.emit(sink, msg.relation, 'insert', null, msg.new);
@@ -90,7 +107,7 @@ export class PgoutputDecoder {
         op,
         before,
         after,
-        keyColumns: relation.keyColumns,
+        keyColumns: this.identity.get(relation.relationOid) ?? [],
         version: txn.version,
         position: txn.position,
       },

@@ -51,6 +51,7 @@ export class PostgresSource implements Source {
   private readonly log: Logger;
   private readonly stopController = new AbortController();
   private readonly heartbeat: Heartbeat;
+  private primaryKeys = new Map<string, string[]>();
   private decoder = new PgoutputDecoder();
   private client: pg.Client | null = null;
   private streaming = false;
@@ -83,7 +84,7 @@ export class PostgresSource implements Source {
       client.on('error', () => undefined);
       try {
         await client.connect();
-        await prepareDatabase(client, this.options, this.log);
+        ({ primaryKeys: this.primaryKeys } = await prepareDatabase(client, this.options, this.log));
         return;
       } catch (err) {
         const e = classify(err);
@@ -130,11 +131,24 @@ export class PostgresSource implements Source {
       client.on('end', () => reject(new SourceUnavailableError('replication connection closed')));
     });
     lost.catch(() => undefined);
-    await Promise.race([client.connect(), lost]);
+    // A stop can come at any point of the connect-and-start sequence; it must end this client.
+    const onStop = () => void endClient(client);
+    this.stopController.signal.addEventListener('abort', onStop, { once: true });
+    try {
+      await Promise.race([client.connect(), lost]);
+      if (this.stopController.signal.aborted) return;
+      await this.stream(client, lost, onStarted);
+    } finally {
+      this.stopController.signal.removeEventListener('abort', onStop);
+      await endClient(client);
+    }
+  }
+
+  private async stream(client: pg.Client, lost: Promise<never>, onStarted: () => void): Promise<void> {
 
     // Whatever was buffered but not handed over will be sent again from the applied position.
     this.queue.clear();
-    this.decoder = new PgoutputDecoder();
+    this.decoder = new PgoutputDecoder(this.primaryKeys);
     this.paused = false;
     this.client = client;
     const connection = (client as unknown as { connection: PgConnection }).connection;
@@ -158,7 +172,6 @@ export class PostgresSource implements Source {
       this.streaming = false;
       this.client = null;
       connection.removeAllListeners('copyData');
-      await endClient(client);
     }
   }
 
@@ -248,8 +261,6 @@ export class PostgresSource implements Source {
     this.sendStatus(false);
     this.stopController.abort();
     this.heartbeat.stop();
-    const client = this.client;
-    if (client !== null) await endClient(client);
     await this.loop;
     this.loop = null;
   }

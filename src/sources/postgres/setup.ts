@@ -16,7 +16,11 @@ export interface SetupOptions {
  * publication is created before the slot: pgoutput looks publications up in the catalog as of
  * each change, and a slot older than its publication fails on the changes in between.
  */
-export async function prepareDatabase(client: pg.Client, options: SetupOptions, log: Logger): Promise<void> {
+export async function prepareDatabase(
+  client: pg.Client,
+  options: SetupOptions,
+  log: Logger,
+): Promise<{ primaryKeys: Map<string, string[]> }> {
   const walLevel = (await client.query<{ wal_level: string }>('SHOW wal_level')).rows[0]?.wal_level;
   if (walLevel !== 'logical') {
     throw new SourceSetupError(
@@ -24,20 +28,29 @@ export async function prepareDatabase(client: pg.Client, options: SetupOptions, 
         'run ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL',
     );
   }
-  await checkTables(client, options.tables);
+  const primaryKeys = await checkTables(client, options.tables);
   await ensurePublication(client, options, log);
   await ensureSlot(client, options.slot, log);
+  return { primaryKeys };
 }
 
-async function checkTables(client: pg.Client, tables: SetupOptions['tables']): Promise<void> {
+/** Checks every mapped table exists; returns their primary key columns. */
+async function checkTables(client: pg.Client, tables: SetupOptions['tables']): Promise<Map<string, string[]>> {
   const missing: string[] = [];
+  const primaryKeys = new Map<string, string[]>();
   for (const [schema, table] of tables) {
-    const found = await client.query(
-      `SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    const found = await client.query<{ pk: string[] | null }>(
+      `SELECT (SELECT array_agg(a.attname::text ORDER BY a.attnum)
+                 FROM pg_catalog.pg_index i
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                WHERE i.indrelid = c.oid AND i.indisprimary) AS pk
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
       [schema, table],
     );
-    if (found.rowCount === 0) missing.push(`${schema}.${table}`);
+    const row = found.rows[0];
+    if (row === undefined) missing.push(`${schema}.${table}`);
+    else primaryKeys.set(`${schema}.${table}`, row.pk ?? []);
   }
   if (missing.length > 0) {
     throw new SourceSetupError(
@@ -45,6 +58,7 @@ async function checkTables(client: pg.Client, tables: SetupOptions['tables']): P
         '(check the "table" of the rules, and the database in source.url)',
     );
   }
+  return primaryKeys;
 }
 
 async function ensurePublication(client: pg.Client, options: SetupOptions, log: Logger): Promise<void> {
