@@ -1,0 +1,117 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { servicesMissing } from '../harness/services.js';
+import { waitFor } from '../harness/wait-for.js';
+import { createScenario, type Scenario } from '../integration/scenario.js';
+import { runCli, spawnCli, type WorkerProcess } from './worker-process.js';
+
+let scenario: Scenario | undefined;
+let worker: WorkerProcess | undefined;
+afterEach(async () => {
+  if (worker !== undefined && worker.child.exitCode === null && worker.child.signalCode === null) {
+    worker.child.kill('SIGKILL');
+    await worker.exited;
+  }
+  worker = undefined;
+  await scenario?.cleanup();
+  scenario = undefined;
+});
+
+describe.skipIf(servicesMissing('postgres', 'redis'))('the built binary', () => {
+  it('runs, invalidates, and stops cleanly on SIGTERM with exit 0', async () => {
+    scenario = await createScenario({
+      schema: `CREATE TABLE public.users (id int PRIMARY KEY, email text NOT NULL);`,
+      rules: `
+  - table: users
+    invalidate: ["user:{id}"]
+    bump: ["users:version"]
+`,
+    });
+    const s = scenario;
+    worker = spawnCli(['run', '--config', s.configPath]);
+    await waitFor(() => worker!.output().includes('replication started'), { timeoutMs: 30_000, message: 'worker did not start streaming' });
+    await s.seed('user:1');
+    const started = Date.now();
+    await s.sql(`INSERT INTO users VALUES (1, 'a@x.io')`);
+    await waitFor(async () => !(await s.exists('user:1')), { timeoutMs: 10_000, message: 'key not invalidated' });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    worker.child.kill('SIGTERM');
+    expect(await worker.exited).toBe(0);
+    const log = worker.output();
+    expect(log).toContain('"to":"stopped"');
+    // The final acknowledgement reached the slot: nothing is replayed after a clean stop.
+    const [slot] = await s.sql<{ active: boolean; confirmed: string }>(
+      `SELECT active, confirmed_flush_lsn::text AS confirmed FROM pg_replication_slots WHERE slot_name = $1`,
+      [s.slot],
+    );
+    expect(slot!.active).toBe(false);
+    // users:version holds the insert's commit LSN; the slot must be confirmed past that commit.
+    const version = await s.get('users:version');
+    expect(version).toMatch(/^\d+$/);
+    const [cmp] = await s.sql<{ past: boolean }>(
+      `SELECT $1::pg_lsn > ('0/0'::pg_lsn + $2::numeric) AS past`,
+      [slot!.confirmed, version],
+    );
+    expect(cmp!.past).toBe(true);
+    // Passwords never reach the log.
+    expect(log).not.toMatch(/postgres:\/\/[^@"]*:[^@"]*@/);
+  });
+
+  it('exits 2 and names file, line and path for a bad mapping, for both validate and run', async () => {
+    scenario = await createScenario({
+      schema: `CREATE TABLE public.users (id int PRIMARY KEY);`,
+      rules: `
+  - table: users
+    invalidate: ["user:{id"]
+`,
+    });
+    const s = scenario;
+    for (const command of ['validate', 'run']) {
+      const { code, output } = await runCli([command, '--config', s.configPath]);
+      expect(code, output).toBe(2);
+      expect(output).toMatch(/mappings\/rules\.yaml:4:\d+: rules\[0\]\.invalidate\[0\]: unclosed "\{"/);
+      expect(output).not.toMatch(/\n\s+at /); // no stack trace for a user's mistake
+    }
+  });
+
+  it('exits 2 for a config that does not exist or is invalid', async () => {
+    const missing = await runCli(['validate', '--config', '/nonexistent/cdc.yaml']);
+    expect(missing.code).toBe(2);
+    expect(missing.output).toContain('/nonexistent/cdc.yaml');
+    scenario = await createScenario({ schema: `CREATE TABLE public.t (id int PRIMARY KEY);`, rules: `\n  - table: t\n    invalidate: ["t:{id}"]\n` });
+    const bad = join(scenario.dir, 'bad.yaml');
+    writeFileSync(bad, `source:\n  kind: postgres\n  url: "postgres://u:sekret@h/db"\n  slot: Bad-Slot\nmappings: ./mappings\nbatch:\n  maxChanges: lots\n`);
+    const result = await runCli(['run', '--config', bad]);
+    expect(result.code).toBe(2);
+    expect(result.output).toMatch(/bad\.yaml:4:\d+: source\.slot/);
+    expect(result.output).toMatch(/bad\.yaml:7:\d+: batch\.maxChanges/);
+    expect(result.output).not.toContain('sekret');
+  });
+
+  it('exits 1 with a clear message when a mapped table does not exist', async () => {
+    scenario = await createScenario({
+      schema: `CREATE TABLE public.t (id int PRIMARY KEY);`,
+      rules: `\n  - table: public.nope\n    invalidate: ["n:{id}"]\n`,
+    });
+    const { code, output } = await runCli(['run', '--config', scenario.configPath]);
+    expect(code).toBe(1);
+    expect(output).toContain('mapped table not found in the database: public.nope');
+  });
+
+  it('explain prints the key operations of one change', async () => {
+    scenario = await createScenario({
+      schema: `CREATE TABLE public.users (id int PRIMARY KEY, email text);`,
+      rules: `
+  - table: users
+    invalidate: ["user:{id}", "user:email:{email}"]
+`,
+    });
+    const { code, output } = await runCli([
+      'explain', '--config', scenario.configPath, '--table', 'users', '--op', 'update',
+      '--before', '{"id": 1, "email": "a@x.io"}', '--after', '{"id": 1, "email": "b@x.io"}',
+    ]);
+    expect(code).toBe(0);
+    expect(output.trim().split('\n')).toEqual(['DEL user:1', 'DEL user:email:a@x.io', 'DEL user:email:b@x.io']);
+  });
+});
