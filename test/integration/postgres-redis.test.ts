@@ -295,4 +295,23 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('postgres to redis', () =>
     void lsn;
     void before;
   });
+
+  it('keeps the slot advancing while mapped tables are idle and other databases write', async () => {
+    const s = await usersScenario();
+    await s.startWorker();
+    await s.barrier();
+    const confirmed = async () =>
+      BigInt(
+        (await s.sql<{ c: string }>(`SELECT (confirmed_flush_lsn - '0/0')::text AS c FROM pg_replication_slots WHERE slot_name = $1`, [s.slot]))[0]!.c,
+      );
+    const { sharedPostgres } = await import('../harness/services.js');
+    const pg = await sharedPostgres();
+    const other = `other_${s.slot}`;
+    await pg.query(`CREATE DATABASE ${other}`);
+    await pg.query(`CREATE TABLE churn (id serial PRIMARY KEY, pad text); INSERT INTO churn (pad) SELECT repeat('x', 200) FROM generate_series(1, 5000)`, [], other);
+    const [{ lsn }] = (await pg.query<{ lsn: string }>(`SELECT (pg_current_wal_insert_lsn() - '0/0')::text AS lsn`)) as [{ lsn: string }];
+    // The heartbeat (1 s here) gives the walsender a position to report; the idle worker confirms it.
+    await waitFor(async () => (await confirmed()) >= BigInt(lsn), { timeoutMs: 20_000, message: 'slot did not advance past the other database\'s WAL' });
+    await pg.query(`DROP DATABASE ${other}`);
+  });
 });
