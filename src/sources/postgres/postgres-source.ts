@@ -27,7 +27,10 @@ export interface PostgresSourceOptions {
   maxWaitMs: number;
   /** Changes buffered before the socket is paused; keeps memory bounded under a 1M-row transaction. */
   highWaterChanges: number;
-  /** Standby status updates while nothing else is sent (wal_sender_timeout defaults to 60 s). */
+  /**
+   * Standby status updates while nothing else is sent. Default: a third of the server's
+   * wal_sender_timeout (at most 10 s), so a worker blocked on Redis is never cut off.
+   */
   statusIntervalMs?: number;
   logger: Logger;
 }
@@ -52,6 +55,7 @@ export class PostgresSource implements Source {
   private readonly stopController = new AbortController();
   private readonly heartbeat: Heartbeat;
   private primaryKeys = new Map<string, string[]>();
+  private statusIntervalMs = 10_000;
   private decoder = new PgoutputDecoder();
   private client: pg.Client | null = null;
   private streaming = false;
@@ -60,6 +64,7 @@ export class PostgresSource implements Source {
   private applied: Lsn = ZERO_LSN;
   private confirmed: Lsn | null = null;
   private lastStatusSentMs = 0;
+  private trailingStatus: NodeJS.Timeout | null = null;
   /** Batches handed to the worker and not yet acknowledged. */
   private outstanding = 0;
   private loop: Promise<void> | null = null;
@@ -84,7 +89,11 @@ export class PostgresSource implements Source {
       client.on('error', () => undefined);
       try {
         await client.connect();
-        ({ primaryKeys: this.primaryKeys } = await prepareDatabase(client, this.options, this.log));
+        const prepared = await prepareDatabase(client, this.options, this.log);
+        this.primaryKeys = prepared.primaryKeys;
+        this.statusIntervalMs =
+          this.options.statusIntervalMs ??
+          (prepared.walSenderTimeoutMs > 0 ? Math.min(10_000, Math.max(200, prepared.walSenderTimeoutMs / 3)) : 10_000);
         return;
       } catch (err) {
         const e = classify(err);
@@ -158,7 +167,7 @@ export class PostgresSource implements Source {
       onStarted();
       this.log.info({ from: formatLsn(this.applied) }, 'replication started');
     });
-    const timer = setInterval(() => this.sendStatus(false), this.options.statusIntervalMs ?? 10_000);
+    const timer = setInterval(() => this.sendStatus(false), this.statusIntervalMs);
     try {
       // From the applied position, never from what was received: pg-logical-replication would
       // resume from its last received LSN, skipping what was received but not applied.
@@ -230,7 +239,14 @@ export class PostgresSource implements Source {
     this.applied = maxLsn(this.applied, position.endLsn);
     // Confirm promptly after progress, at most once a second: each confirmation lets Postgres free
     // WAL, and a crash replays at most a second of work.
-    if (Date.now() - this.lastStatusSentMs >= 1_000) this.sendStatus(false);
+    const sinceMs = Date.now() - this.lastStatusSentMs;
+    if (sinceMs >= 1_000) this.sendStatus(false);
+    else if (this.trailingStatus === null) {
+      this.trailingStatus = setTimeout(() => {
+        this.trailingStatus = null;
+        this.sendStatus(false);
+      }, 1_000 - sinceMs);
+    }
   }
 
   private sendStatus(replyRequestedByServer: boolean): void {
@@ -258,6 +274,8 @@ export class PostgresSource implements Source {
   async close(): Promise<void> {
     this.queue.close();
     if (this.stopController.signal.aborted && this.loop === null) return;
+    if (this.trailingStatus !== null) clearTimeout(this.trailingStatus);
+    this.trailingStatus = null;
     this.sendStatus(false);
     this.stopController.abort();
     this.heartbeat.stop();

@@ -20,7 +20,7 @@ export async function prepareDatabase(
   client: pg.Client,
   options: SetupOptions,
   log: Logger,
-): Promise<{ primaryKeys: Map<string, string[]> }> {
+): Promise<{ primaryKeys: Map<string, string[]>; walSenderTimeoutMs: number }> {
   const walLevel = (await client.query<{ wal_level: string }>('SHOW wal_level')).rows[0]?.wal_level;
   if (walLevel !== 'logical') {
     throw new SourceSetupError(
@@ -31,7 +31,11 @@ export async function prepareDatabase(
   const primaryKeys = await checkTables(client, options.tables);
   await ensurePublication(client, options, log);
   await ensureSlot(client, options.slot, log);
-  return { primaryKeys };
+  const timeout = await client.query<{ ms: string }>(
+    `SELECT setting::bigint * CASE unit WHEN 's' THEN 1000 WHEN 'min' THEN 60000 ELSE 1 END AS ms
+       FROM pg_catalog.pg_settings WHERE name = 'wal_sender_timeout'`,
+  );
+  return { primaryKeys, walSenderTimeoutMs: Number(timeout.rows[0]?.ms ?? 60_000) };
 }
 
 /** Checks every mapped table exists; returns their primary key columns. */
