@@ -114,4 +114,40 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('the built binary', () => 
     expect(code).toBe(0);
     expect(output.trim().split('\n')).toEqual(['DEL user:1', 'DEL user:email:a@x.io', 'DEL user:email:b@x.io']);
   });
+
+  it('a second SIGTERM forces a stop with a non-zero exit while a batch cannot be applied', async () => {
+    scenario = await createScenario({
+      schema: `CREATE TABLE public.users (id int PRIMARY KEY);`,
+      rules: `\n  - table: users\n    invalidate: ["user:{id}"]\n`,
+    });
+    const s = scenario;
+    const { sharedRedis } = await import('../harness/services.js');
+    const redis = await sharedRedis();
+    worker = spawnCli(['run', '--config', s.configPath], { LOG_LEVEL: 'info' });
+    await waitFor(() => worker!.output().includes('replication started'), { timeoutMs: 30_000, message: 'worker did not start' });
+    await redis.kill();
+    try {
+      await s.sql(`INSERT INTO users VALUES (1)`);
+      await waitFor(() => worker!.output().includes('redis apply failed; retrying'), { timeoutMs: 20_000, message: 'no retry logged' });
+      worker.child.kill('SIGTERM');
+      await waitFor(() => worker!.output().includes('stopping; send the signal again to force'), { timeoutMs: 5_000, message: 'first signal not logged' });
+      // The first signal waits for the batch in flight, which cannot finish while Redis is down.
+      await new Promise((r) => setTimeout(r, 300));
+      expect(worker.child.exitCode).toBeNull();
+      const forcedAt = Date.now();
+      worker.child.kill('SIGTERM');
+      expect(await worker.exited).toBe(1);
+      expect(Date.now() - forcedAt).toBeLessThan(5_000);
+      // Nothing was confirmed for the unapplied insert: a restarted worker will apply it.
+      const [slot] = await s.sql<{ behind: boolean }>(
+        `SELECT confirmed_flush_lsn < pg_current_wal_insert_lsn() AS behind FROM pg_replication_slots WHERE slot_name = $1`,
+        [s.slot],
+      );
+      expect(slot!.behind).toBe(true);
+    } finally {
+      await redis.restart();
+    }
+    worker = spawnCli(['run', '--config', s.configPath]);
+    await s.barrier();
+  });
 });

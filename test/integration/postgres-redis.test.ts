@@ -314,4 +314,35 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('postgres to redis', () =>
     await waitFor(async () => (await confirmed()) >= BigInt(lsn), { timeoutMs: 20_000, message: 'slot did not advance past the other database\'s WAL' });
     await pg.query(`DROP DATABASE ${other}`);
   });
+
+  it('follows schema changes mid-stream: added and dropped columns', async () => {
+    scenario = await createScenario({
+      schema: `CREATE TABLE public.people (id int PRIMARY KEY, name text NOT NULL);`,
+      rules: `
+  - table: people
+    invalidate: ["person:{id}", "person:nick:{nickname}"]
+    fallback:
+      bump: ["people:version"]
+`,
+    });
+    const s = scenario;
+    const { stats } = await s.startWorker();
+    await s.sql(`INSERT INTO people VALUES (1, 'a')`);
+    await s.barrier();
+    // Before the column exists its value is unknown: the fallback runs, nothing crashes.
+    expect(stats.fallbacks).toBe(1);
+    await s.sql(`ALTER TABLE people ADD COLUMN nickname text; ALTER TABLE people REPLICA IDENTITY FULL`);
+    await s.seed('person:2', 'person:nick:zed');
+    await s.sql(`INSERT INTO people VALUES (2, 'b', 'zed')`);
+    await s.barrier();
+    expect(await s.exists('person:2')).toBe(false);
+    expect(await s.exists('person:nick:zed')).toBe(false);
+    expect(stats.fallbacks).toBe(1);
+    await s.sql(`ALTER TABLE people DROP COLUMN nickname`);
+    await s.seed('person:2');
+    await s.sql(`UPDATE people SET name = 'c' WHERE id = 2`);
+    await s.barrier();
+    expect(await s.exists('person:2')).toBe(false);
+    expect(stats.fallbacks).toBe(2);
+  });
 });

@@ -1,0 +1,174 @@
+// Keeps the shipped examples honest: the example config and mappings validate with the built CLI, the
+// `explain` outputs pasted into README.md are what the CLI prints, and every host path docker-compose.yml
+// mounts exists where the worker's config expects it. Needs `npm run build` first (npm test does it).
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, join, posix, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const CLI = join(ROOT, 'dist', 'cli.js');
+const run = promisify(execFile);
+
+/** Runs the built CLI from the repository root; resolves with the exit code instead of throwing. */
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: 'postgres://postgres:postgres@127.0.0.1:5432/app' };
+  delete env['REDIS_URL'];
+  try {
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { cwd: ROOT, env });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: unknown; stdout?: string; stderr?: string };
+    if (typeof e.code !== 'number') throw err;
+    return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+/** Splits a shell command line with single- and double-quoted words (no escapes, no expansion). */
+function shellWords(line: string): string[] {
+  const words: string[] = [];
+  const re = /'([^']*)'|"([^"]*)"|(\S+)/g;
+  for (const m of line.matchAll(re)) words.push(m[1] ?? m[2] ?? m[3]!);
+  return words;
+}
+
+interface ConsoleExample {
+  command: string;
+  output: string;
+}
+
+/** ```console blocks of README.md: a `$ command` line, then its output. */
+function consoleExamples(markdown: string): ConsoleExample[] {
+  const blocks = [...markdown.matchAll(/^```console\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
+  return blocks.map((block) => {
+    const [first, ...rest] = block.split('\n');
+    return { command: first!.replace(/^\$ /, ''), output: rest.join('\n') };
+  });
+}
+
+beforeAll(() => {
+  if (!existsSync(CLI)) throw new Error(`${CLI} not found: run "npm run build" first`);
+});
+
+describe('example config and mappings', () => {
+  it('validate succeeds on cdc-invalidator.yaml', async () => {
+    const result = await cli(['validate', '--config', 'cdc-invalidator.yaml']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^ok: .*cdc-invalidator\.yaml, 2 mapping file\(s\), 2 rule\(s\) on 2 table\(s\)\n$/);
+  });
+
+  it('maps exactly the tables examples/schema.sql creates', () => {
+    const sql = readFileSync(join(ROOT, 'examples', 'schema.sql'), 'utf8');
+    const created = [...sql.matchAll(/^CREATE TABLE (\w+)/gim)].map((m) => m[1]!).sort();
+    const full = [...sql.matchAll(/^ALTER TABLE (\w+) REPLICA IDENTITY FULL;/gim)].map((m) => m[1]!).sort();
+    const mapped = ['comments', 'users'];
+    expect(created).toEqual(mapped);
+    // Both tables' rules render non-key columns of old rows.
+    expect(full).toEqual(mapped);
+  });
+});
+
+describe('README.md', () => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const explains = consoleExamples(readme).filter((e) => e.command.startsWith('node dist/cli.js explain '));
+
+  it('shows explain examples', () => {
+    expect(explains.length).toBeGreaterThanOrEqual(3);
+  });
+
+  const named = explains.map((e, i) => {
+    const words = shellWords(e.command);
+    const flag = (f: string) => words[words.indexOf(f) + 1];
+    return [`#${i + 1}: ${flag('--op')} on ${flag('--table')}`, e] as const;
+  });
+
+  it.each(named)('explain example %s prints what the README shows', async (_name, example) => {
+    const [, , ...args] = shellWords(example.command);
+    const result = await cli(args);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe(example.output);
+  });
+});
+
+describe('docker-compose.yml', () => {
+  type Service = {
+    build?: unknown;
+    image?: string;
+    command?: unknown;
+    environment?: Record<string, string>;
+    volumes?: string[];
+    depends_on?: Record<string, { condition?: string }>;
+    healthcheck?: { test?: unknown };
+  };
+  const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8')) as { services: Record<string, Service> };
+  const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+
+  /** `host:container[:mode]` bind mounts (named volumes have no path on the host side). */
+  function binds(service: Service): Array<{ host: string; container: string }> {
+    return (service.volumes ?? []).flatMap((v) => {
+      const [host, container] = v.split(':');
+      if (host === undefined || container === undefined || !(host.startsWith('.') || isAbsolute(host))) return [];
+      return [{ host: resolve(ROOT, host), container }];
+    });
+  }
+
+  it('mounts files that exist', () => {
+    for (const [name, service] of Object.entries(compose.services)) {
+      for (const bind of binds(service)) {
+        expect(existsSync(bind.host), `${name}: ${bind.host} is mounted but does not exist`).toBe(true);
+      }
+    }
+  });
+
+  it('mounts the config where the image runs it, and its mappings where the config points', () => {
+    const worker = compose.services['worker']!;
+    const cmd = /^CMD (\[.*\])$/m.exec(dockerfile);
+    expect(cmd, 'Dockerfile has a CMD in exec form').not.toBeNull();
+    const args = JSON.parse(cmd![1]!) as string[];
+    const configInContainer = args[args.indexOf('--config') + 1]!;
+
+    const configBind = binds(worker).find((b) => b.container === configInContainer);
+    expect(configBind, `worker mounts a config at ${configInContainer}`).toBeDefined();
+    expect(statSync(configBind!.host).isFile()).toBe(true);
+
+    const config = parse(readFileSync(configBind!.host, 'utf8')) as { mappings: string };
+    const mappingsInContainer = posix.resolve(posix.dirname(configInContainer), config.mappings);
+    const mappingsBind = binds(worker).find((b) => b.container === mappingsInContainer);
+    expect(mappingsBind, `worker mounts the mappings at ${mappingsInContainer}`).toBeDefined();
+    expect(mappingsBind!.host).toBe(resolve(dirname(configBind!.host), config.mappings));
+  });
+
+  it('runs the demo schema on a logical-WAL postgres, and waits for healthy services', () => {
+    const postgres = compose.services['postgres']!;
+    expect(String(postgres.command)).toContain('wal_level=logical');
+    const init = binds(postgres).find((b) => b.container.startsWith('/docker-entrypoint-initdb.d/'));
+    expect(init?.host).toBe(join(ROOT, 'examples', 'schema.sql'));
+
+    const worker = compose.services['worker']!;
+    expect(worker.environment?.['DATABASE_URL']).toMatch(/@postgres:5432\//);
+    expect(worker.environment?.['REDIS_URL']).toMatch(/^redis:\/\/redis:6379/);
+    for (const dependency of ['postgres', 'redis']) {
+      expect(worker.depends_on?.[dependency]?.condition).toBe('service_healthy');
+      expect(compose.services[dependency]?.healthcheck?.test).toBeDefined();
+    }
+  });
+
+  it('builds an image that copies only files that exist and are not excluded from the context', () => {
+    const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '' && !l.startsWith('#'));
+    for (const m of dockerfile.matchAll(/^COPY (?!--from)(.+)$/gm)) {
+      const sources = m[1]!.trim().split(/\s+/).slice(0, -1);
+      for (const source of sources) {
+        expect(existsSync(join(ROOT, source)), `Dockerfile copies ${source}, which does not exist`).toBe(true);
+        expect(ignored, `Dockerfile copies ${source}, which .dockerignore excludes`).not.toContain(source);
+      }
+    }
+  });
+});
