@@ -49,9 +49,13 @@ export function explainChange(
   if (!rules.byTable.has(`${name.schema}.${name.table}`)) {
     lines.push(`no rule maps ${name.schema}.${name.table}`);
   }
-  for (const operation of result.operations) {
-    lines.push(operation.action === 'delete' ? `DEL ${operation.key}` : `BUMP ${operation.key} (commit position; INCR where the source has none)`);
-  }
+  // Distinct, as the sink applies them: a key named by several rules is touched once.
+  const ops = new Set(
+    result.operations.map((o) =>
+      o.action === 'delete' ? `DEL ${o.key}` : `BUMP ${o.key} (commit position; INCR where the source has none)`,
+    ),
+  );
+  lines.push(...ops);
   for (const f of result.fallbacks) lines.push(`fallback (${f.reason}) from ${f.rule}: ${f.detail}`);
   for (const d of result.deadLetters) lines.push(`dead letter (${d.reason}): ${d.detail}`);
   if (lines.length === 0) lines.push('no key operations');

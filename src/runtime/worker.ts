@@ -32,7 +32,11 @@ export class Worker {
   private startPromise: Promise<void> | null = null;
   private stopPromise: Promise<void> | null = null;
   private loopPromise: Promise<void> | null = null;
+  /** Aborted on a forced stop: retries in flight give up. */
   private readonly abort = new AbortController();
+  /** Aborted on any stop: retries that keep the worker from starting give up. */
+  private readonly startAbort = new AbortController();
+  private stopRequested = false;
   private failure: Error | null = null;
   private readonly log: Logger;
   private readonly done: Promise<void>;
@@ -68,15 +72,17 @@ export class Worker {
     this.transition('starting');
     try {
       await this.connectSink();
-      await this.options.source.start();
+      if (!this.stopRequested) await this.options.source.start();
     } catch (err) {
+      // A stop during start is not a failure: doStop() finishes the shutdown.
+      if (this.stopRequested) return;
       this.failure = toError(err);
       this.transition('failed');
       await this.closeAll();
       this.resolveDone();
       throw this.failure;
     }
-    if (this.abort.signal.aborted) return;
+    if (this.stopRequested) return;
     this.transition('running');
     this.loopPromise = this.loop();
   }
@@ -88,10 +94,11 @@ export class Worker {
         await this.options.sink.connect();
         return;
       } catch (err) {
-        if (this.abort.signal.aborted) throw err;
+        if (this.startAbort.signal.aborted) throw err;
         const delayMs = backoff.next();
         this.log.warn({ err: toError(err), attempt: backoff.attempts, delayMs }, 'redis not reachable; retrying');
-        await sleep(delayMs, this.abort.signal);
+        await sleep(delayMs, this.startAbort.signal);
+        if (this.startAbort.signal.aborted) throw err;
       }
     }
   }
@@ -178,10 +185,12 @@ export class Worker {
   }
 
   private async doStop(): Promise<void> {
+    this.stopRequested = true;
+    this.startAbort.abort();
+    this.options.source.stopIntake();
     if (this.startPromise !== null) await this.startPromise.catch(() => undefined);
     if (this.stateValue === 'stopped' || this.stateValue === 'failed') return;
     this.transition('stopping');
-    this.options.source.stopIntake();
     if (this.loopPromise !== null) {
       const drainMs = this.options.drainTimeoutMs ?? 10_000;
       const timer = setTimeout(() => {

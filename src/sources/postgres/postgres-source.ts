@@ -53,6 +53,8 @@ export class PostgresSource implements Source {
   private readonly queue: BatchQueue<PgPosition>;
   private readonly log: Logger;
   private readonly stopController = new AbortController();
+  /** Aborted by stopIntake(): a start still waiting for the database gives up. */
+  private readonly intakeController = new AbortController();
   private readonly heartbeat: Heartbeat;
   private primaryKeys = new Map<string, string[]>();
   private statusIntervalMs = 10_000;
@@ -97,11 +99,11 @@ export class PostgresSource implements Source {
         return;
       } catch (err) {
         const e = classify(err);
-        if (!e.retryable || this.stopController.signal.aborted) throw e;
+        if (!e.retryable || this.intakeController.signal.aborted) throw e;
         const delayMs = backoff.next();
         this.log.warn({ err: e, attempt: backoff.attempts, delayMs }, 'database not reachable; retrying setup');
-        await sleep(delayMs, this.stopController.signal);
-        if (this.stopController.signal.aborted) throw e;
+        await sleep(delayMs, this.intakeController.signal);
+        if (this.intakeController.signal.aborted) throw e;
       } finally {
         await client.end().catch(() => undefined);
       }
@@ -268,6 +270,7 @@ export class PostgresSource implements Source {
   }
 
   stopIntake(): void {
+    this.intakeController.abort();
     this.queue.close();
   }
 
@@ -303,11 +306,15 @@ interface PgConnection {
   stream: { pause(): void; resume(): void };
 }
 
+/** Ends a client, waiting at most 2 s for the server to see the Terminate message. */
 async function endClient(client: pg.Client): Promise<void> {
+  const gaveUp = new AbortController();
   try {
-    await Promise.race([client.end(), sleep(2_000)]);
+    await Promise.race([client.end(), sleep(2_000, gaveUp.signal)]);
   } catch {
     // The connection is gone either way.
+  } finally {
+    gaveUp.abort();
   }
 }
 

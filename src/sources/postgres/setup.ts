@@ -125,7 +125,7 @@ async function ensureSlot(client: pg.Client, slot: string, log: Logger): Promise
   if (row === undefined) {
     try {
       await client.query(`SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]);
-      log.info({ slot }, 'replication slot created');
+      log.info('replication slot created');
     } catch (err) {
       if ((err as { code?: string }).code !== '42710') throw err;
     }
