@@ -150,4 +150,19 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('the built binary', () => 
     worker = spawnCli(['run', '--config', s.configPath]);
     await s.barrier();
   });
+
+  it('stops promptly on SIGTERM while still waiting for the database to come up', async () => {
+    scenario = await createScenario({ schema: `CREATE TABLE public.t (id int PRIMARY KEY);`, rules: `\n  - table: t\n    invalidate: ["t:{id}"]\n` });
+    const { freePort } = await import('../harness/free-port.js');
+    const port = await freePort();
+    const config = join(scenario.dir, 'down.yaml');
+    writeFileSync(config, `source:\n  kind: postgres\n  url: "postgres://postgres:pw@127.0.0.1:${port}/x"\nmappings: ./mappings\n`);
+    worker = spawnCli(['run', '--config', config]);
+    await waitFor(() => worker!.output().includes('database not reachable; retrying setup'), { timeoutMs: 20_000, message: 'no retry logged' });
+    const stopAt = Date.now();
+    worker.child.kill('SIGTERM');
+    expect(await worker.exited).toBe(0);
+    expect(Date.now() - stopAt).toBeLessThan(3_000);
+    expect(worker.output()).not.toContain(':pw@');
+  });
 });
