@@ -37,6 +37,7 @@ export class Worker {
   /** Aborted on any stop: retries that keep the worker from starting give up. */
   private readonly startAbort = new AbortController();
   private stopRequested = false;
+  private readonly fallbackRulesSeen = new Set<string>();
   private failure: Error | null = null;
   private readonly log: Logger;
   private readonly done: Promise<void>;
@@ -163,7 +164,15 @@ export class Worker {
     for (const change of batch.changes) stats.countChange(change.schema, change.table, change.op);
     for (const f of evaluation.fallbacks) {
       stats.fallbacks++;
-      this.log.warn({ table: `${f.schema}.${f.table}`, op: f.op, reason: f.reason, rule: f.rule, detail: f.detail }, 'fallback used');
+      // A fallback is configured behaviour, often on every update of a table: say so once per
+      // rule at warn level (usually a replica identity to widen), then count quietly.
+      const fields = { table: `${f.schema}.${f.table}`, op: f.op, reason: f.reason, rule: f.rule, detail: f.detail };
+      if (this.fallbackRulesSeen.has(f.rule)) {
+        this.log.debug(fields, 'fallback used');
+      } else {
+        this.fallbackRulesSeen.add(f.rule);
+        this.log.warn(fields, 'fallback used (logged once per rule; later uses at debug level)');
+      }
     }
     for (const d of evaluation.deadLetters) {
       stats.deadLetters++;
