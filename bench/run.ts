@@ -1,0 +1,525 @@
+// npm run bench: throughput of the worker against what the same WAL allows, all in one run.
+//
+// One table, one publication and three logical slots created together before any load, so each
+// consumer replays exactly the same WAL:
+//   (a) slot bench_a: the worker itself, `node dist/cli.js run`, in a child process
+//   (b) slot bench_b: the project's parser and decoder with nothing behind them (the ceiling)
+//   (c) slot bench_c: the same decoding, then `await redis.del(key)` for each change in turn
+// then, with the worker caught up, the latency from a lone commit to its key being deleted.
+// See bench/README.md.
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { PostgresServer } from '../test/harness/postgres.js';
+import { RedisServer } from '../test/harness/redis.js';
+import { formatSummary, summarise, type ProfileSummary } from './cpu-profile.js';
+import { diffStats, procStats, type ProcStats } from './proc-stats.js';
+import type { ConsumeResult } from './replication-consumer.js';
+import { spawnWorker, type WorkerProcess } from './worker-process.js';
+
+const N = positiveInt('BENCH_CHANGES', 100_000);
+const LATENCY_SAMPLES = positiveInt('BENCH_LATENCY_SAMPLES', 200);
+const PROFILE = process.env['BENCH_PROFILE'] === '1';
+const TIMEOUT_MS = positiveInt('BENCH_TIMEOUT_MS', 600_000);
+const ORDER = (process.env['BENCH_ORDER'] || 'bca').split('');
+if (ORDER.length !== 3 || !['a', 'b', 'c'].every((x) => ORDER.includes(x))) {
+  throw new Error(`BENCH_ORDER must be a permutation of abc, not ${JSON.stringify(process.env['BENCH_ORDER'])}`);
+}
+const RESULTS_DIR = fileURLToPath(new URL('../../results/', import.meta.url));
+
+const PUBLICATION = 'bench_pub';
+const SLOTS = { a: 'bench_a', b: 'bench_b', c: 'bench_c', profile: 'bench_profile' } as const;
+
+function positiveInt(name: string, fallback: number): number {
+  const text = process.env[name];
+  if (text === undefined || text === '') return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, not ${JSON.stringify(text)}`);
+  return value;
+}
+
+function say(text: string): void {
+  process.stderr.write(`[bench] ${text}\n`);
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+const round = (x: number, digits = 0) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** Fills item:{from..to} in Redis, so that every delete removes a key, as in a warm cache. */
+async function seed(redis: Redis, from: number, to: number): Promise<void> {
+  await redis.flushdb();
+  for (let start = from; start <= to; start += 1_000) {
+    const args: string[] = [];
+    for (let id = start; id <= Math.min(to, start + 999); id++) args.push(`item:${id}`, 'cached');
+    await redis.mset(...args);
+  }
+}
+
+/**
+ * Keyspace notifications (notify-keyspace-events Kg): resolves when a given key is deleted. Each
+ * key gets its own channel subscription, so Redis publishes nothing for the other keys deleted.
+ */
+class DeleteWatcher {
+  private readonly waiting = new Map<string, (t: number) => void>();
+  private constructor(private readonly sub: Redis) {
+    sub.on('message', (channel: string, message: string) => {
+      const now = performance.now();
+      if (message !== 'del' && message !== 'unlink') return;
+      const resolve = this.waiting.get(channel);
+      if (resolve === undefined) return;
+      this.waiting.delete(channel);
+      void sub.unsubscribe(channel).catch(() => undefined);
+      resolve(now);
+    });
+  }
+
+  static async open(url: string): Promise<DeleteWatcher> {
+    const sub = new Redis(url, { lazyConnect: true });
+    sub.on('error', () => undefined);
+    await sub.connect();
+    return new DeleteWatcher(sub);
+  }
+
+  /**
+   * Subscribes to the key's channel; the promise returned resolves with the time of the delete.
+   * Await this before making the change that deletes the key.
+   */
+  async watch(key: string, timeoutMs: number): Promise<{ deleted: Promise<number> }> {
+    const channel = `__keyspace@0__:${key}`;
+    const deleted = new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(channel);
+        reject(new Error(`${key} was not deleted within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiting.set(channel, (t) => {
+        clearTimeout(timer);
+        resolve(t);
+      });
+    });
+    deleted.catch(() => undefined);
+    await this.sub.subscribe(channel);
+    return { deleted };
+  }
+
+  close(): void {
+    this.sub.disconnect();
+  }
+}
+
+/**
+ * Follows the walsender serving a slot (pg_replication_slots.active_pid) and keeps its latest
+ * /proc sample: a walsender lives as long as its connection, so its totals are the run's.
+ */
+class WalsenderProbe {
+  private pid: number | null = null;
+  private last: ProcStats | undefined;
+  private readonly timer: NodeJS.Timeout;
+  private busy = false;
+
+  constructor(
+    private readonly db: pg.Client,
+    private readonly slot: string,
+  ) {
+    this.timer = setInterval(() => void this.poll(), 20);
+  }
+
+  private async poll(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      if (this.pid === null) {
+        const r = await this.db.query<{ pid: number | null }>('SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = $1', [this.slot]);
+        this.pid = r.rows[0]?.pid ?? null;
+      }
+      if (this.pid !== null) this.last = procStats(this.pid) ?? this.last;
+    } catch {
+      // best effort
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Stops following; takes a last sample if the walsender is still there. */
+  stop(): ProcStats | undefined {
+    clearInterval(this.timer);
+    if (this.pid !== null) this.last = procStats(this.pid) ?? this.last;
+    return this.last;
+  }
+}
+
+function workerConfig(dir: string, o: { url: string; slot: string; redisUrl: string }): string {
+  mkdirSync(join(dir, 'mappings'), { recursive: true });
+  writeFileSync(
+    join(dir, 'mappings', 'items.yaml'),
+    'rules:\n  - table: public.items\n    invalidate: ["item:{id}"]\n    bump: ["items:version"]\n',
+  );
+  const path = join(dir, `${o.slot}.yaml`);
+  // Batch settings are left at their defaults on purpose.
+  writeFileSync(
+    path,
+    [
+      'source:',
+      '  kind: postgres',
+      `  url: "${o.url}"`,
+      `  slot: ${o.slot}`,
+      `  publication: ${PUBLICATION}`,
+      'redis:',
+      `  url: "${o.redisUrl}"`,
+      'mappings: ./mappings',
+      '',
+    ].join('\n'),
+  );
+  return path;
+}
+
+interface WorkerRun {
+  /** From "replication started" in the worker's log to the last change's key deleted. */
+  seconds: number;
+  /** From spawning the process (node start-up, config, setup queries included). */
+  secondsFromSpawn: number;
+  changesPerSecond: number;
+  peakRssMb: number;
+  rssAfterBacklogMb: number;
+  /** CPU time and syscalls of the worker process and of its walsender over the backlog. */
+  worker?: ProcStats | undefined;
+  walsender?: ProcStats | undefined;
+  latency?: { samples: number; p50: number; p90: number; p99: number; max: number; p50FromAck: number; p99FromAck: number };
+  exitCode: number | string;
+  confirmedFlushLsn: string | null;
+}
+
+async function runWorker(o: {
+  slot: string;
+  configPath: string;
+  redis: Redis;
+  redisUrl: string;
+  db: pg.Client;
+  endLsn: string;
+  latency: boolean;
+  cpuProfileDir?: string;
+}): Promise<WorkerRun> {
+  await seed(o.redis, 1, N);
+  const watcher = await DeleteWatcher.open(o.redisUrl);
+  const probe = new WalsenderProbe(o.db, o.slot);
+  let worker: WorkerProcess | undefined;
+  try {
+    const { deleted: lastDeleted } = await watcher.watch(`item:${N}`, TIMEOUT_MS);
+    const spawnedAt = performance.now();
+    worker = spawnWorker(o.configPath, o.cpuProfileDir === undefined ? {} : { cpuProfileDir: o.cpuProfileDir });
+    const w = worker;
+    const exitedEarly = w.exited.then((code) => {
+      throw new Error(`worker exited (${code}) during the run:\n${w.outputTail()}`);
+    });
+    exitedEarly.catch(() => undefined);
+    const started = await Promise.race([w.replicationStarted, exitedEarly]);
+    const startedAt = started.at;
+    const doneAt = await Promise.race([lastDeleted, exitedEarly]);
+    const workerStats = diffStats(procStats(w.pid), started.stats);
+    const walsenderStats = probe.stop();
+    const afterBacklog = w.memory();
+    const left = (await o.redis.dbsize()) - 1;
+    if (left !== 0) throw new Error(`worker: ${left} item keys still in Redis after the last change was applied`);
+    const seconds = (doneAt - startedAt) / 1000;
+
+    let latency: WorkerRun['latency'];
+    if (o.latency) {
+      const fromSend: number[] = [];
+      const fromAck: number[] = [];
+      for (let i = 0; i < LATENCY_SAMPLES; i++) {
+        const id = N + 1 + i;
+        const key = `item:${id}`;
+        await o.redis.set(key, 'cached');
+        await sleep(5 + Math.random() * 20);
+        const { deleted } = await watcher.watch(key, 10_000);
+        const sentAt = performance.now();
+        await o.db.query('UPDATE items SET v = v + 1 WHERE id = $1', [id]);
+        const ackAt = performance.now();
+        const at = await Promise.race([deleted, exitedEarly]);
+        fromSend.push(at - sentAt);
+        fromAck.push(at - ackAt);
+      }
+      fromSend.sort((x, y) => x - y);
+      fromAck.sort((x, y) => x - y);
+      latency = {
+        samples: fromSend.length,
+        p50: round(percentile(fromSend, 50), 2),
+        p90: round(percentile(fromSend, 90), 2),
+        p99: round(percentile(fromSend, 99), 2),
+        max: round(fromSend.at(-1) ?? Number.NaN, 2),
+        p50FromAck: round(percentile(fromAck, 50), 2),
+        p99FromAck: round(percentile(fromAck, 99), 2),
+      };
+    }
+
+    const peak = w.memory();
+    const exitCode = await w.stop();
+    const slot = await o.db.query<{ lsn: string | null; caught_up: boolean | null }>(
+      'SELECT confirmed_flush_lsn::text AS lsn, confirmed_flush_lsn >= $2::pg_lsn AS caught_up FROM pg_replication_slots WHERE slot_name = $1',
+      [o.slot, o.endLsn],
+    );
+    if (slot.rows[0]?.caught_up !== true) {
+      throw new Error(`slot ${o.slot} confirmed ${slot.rows[0]?.lsn ?? 'nothing'}, short of ${o.endLsn}, after the worker stopped`);
+    }
+    return {
+      seconds,
+      secondsFromSpawn: (doneAt - spawnedAt) / 1000,
+      changesPerSecond: N / seconds,
+      peakRssMb: round((peak?.peakKb ?? Number.NaN) / 1024, 1),
+      rssAfterBacklogMb: round((afterBacklog?.rssKb ?? Number.NaN) / 1024, 1),
+      worker: workerStats,
+      walsender: walsenderStats,
+      ...(latency === undefined ? {} : { latency }),
+      exitCode,
+      confirmedFlushLsn: slot.rows[0]?.lsn ?? null,
+    };
+  } finally {
+    probe.stop();
+    watcher.close();
+    if (worker !== undefined) await worker.stop(5_000);
+  }
+}
+
+const CONSUMER = fileURLToPath(new URL('./consumer-main.js', import.meta.url));
+
+/** (b) and (c) run in a fresh node process each, as the worker does. */
+async function runConsumer(
+  mode: 'decode' | 'del',
+  o: { db: pg.Client; url: string; slot: string; redisUrl?: string },
+): Promise<ConsumeResult & { walsender: ProcStats | undefined }> {
+  const args = [CONSUMER, mode, o.url, o.slot, PUBLICATION, String(N), ...(o.redisUrl === undefined ? [] : [o.redisUrl])];
+  const probe = new WalsenderProbe(o.db, o.slot);
+  try {
+    const { stdout } = await promisify(execFile)(process.execPath, args, { timeout: TIMEOUT_MS + 10_000 });
+    const result = JSON.parse(stdout.trim().split('\n').at(-1) ?? '') as ConsumeResult;
+    return { ...result, walsender: probe.stop() };
+  } finally {
+    probe.stop();
+  }
+}
+
+function newestProfile(dir: string): string | undefined {
+  let best: { file: string; mtime: number } | undefined;
+  for (const name of readdirSync(dir)) {
+    if (!name.endsWith('.cpuprofile')) continue;
+    const file = join(dir, name);
+    const mtime = statSync(file).mtimeMs;
+    if (best === undefined || mtime > best.mtime) best = { file, mtime };
+  }
+  return best?.file;
+}
+
+async function main(): Promise<void> {
+  say(`N=${N} single-row transactions, ${LATENCY_SAMPLES} latency samples${PROFILE ? ', CPU profile of a 4th run' : ''}`);
+  let postgres: PostgresServer | undefined;
+  let redisServer: RedisServer | undefined;
+  let db: pg.Client | undefined;
+  let redis: Redis | undefined;
+  const dir = mkdtempSync(join(tmpdir(), 'cdc-bench-'));
+  const onSignal = () => {
+    say('interrupted; cleaning up');
+    void Promise.allSettled([postgres?.destroy(), redisServer?.destroy()]).then(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    say('starting PostgreSQL and Redis');
+    [postgres, redisServer] = await Promise.all([
+      PostgresServer.start({ settings: { max_wal_size: '4GB', checkpoint_timeout: '30min' } }),
+      RedisServer.start({ args: ['--notify-keyspace-events', 'Kg'] }),
+    ]);
+    const url = await postgres.createDatabase('bench');
+    const redisUrl = redisServer.url();
+    db = new pg.Client({ connectionString: url });
+    await db.connect();
+    redis = new Redis(redisUrl);
+    const pgVersion = (await db.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]!.v;
+    const redisVersion = /redis_version:(\S+)/.exec(await redis.info('server'))?.[1] ?? '?';
+
+    await db.query('CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL DEFAULT 0)');
+    await db.query('INSERT INTO items (id) SELECT generate_series(1, $1::int)', [N + LATENCY_SAMPLES]);
+    await db.query(`CREATE PUBLICATION ${PUBLICATION} FOR TABLE items`);
+    await db.query(`
+      CREATE PROCEDURE bench_load(n int) LANGUAGE plpgsql AS $$
+      BEGIN
+        FOR i IN 1..n LOOP
+          UPDATE items SET v = v + 1 WHERE id = i;
+          COMMIT;
+        END LOOP;
+      END $$`);
+    // After the publication (pgoutput reads it as of each change), before any load.
+    const slotNames = PROFILE ? [SLOTS.a, SLOTS.b, SLOTS.c, SLOTS.profile] : [SLOTS.a, SLOTS.b, SLOTS.c];
+    const slotStart: Record<string, string> = {};
+    for (const slot of slotNames) {
+      const r = await db.query<{ lsn: string }>("SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')", [slot]);
+      slotStart[slot] = r.rows[0]!.lsn;
+    }
+    say(`slots ${slotNames.join(', ')} created at ${Object.values(slotStart).join(', ')}`);
+
+    say(`generating ${N} single-row transactions`);
+    const loadStarted = performance.now();
+    await db.query('CALL bench_load($1)', [N]);
+    const loadSeconds = (performance.now() - loadStarted) / 1000;
+    const end = await db.query<{ lsn: string; bytes: string }>(
+      'SELECT pg_current_wal_lsn()::text AS lsn, pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::text AS bytes',
+      [slotStart[SLOTS.a]],
+    );
+    const endLsn = end.rows[0]!.lsn;
+    const walMb = Number(end.rows[0]!.bytes) / 2 ** 20;
+    say(`load: ${loadSeconds.toFixed(2)} s (${Math.round(N / loadSeconds)} commits/s), ${walMb.toFixed(1)} MB of WAL, end ${endLsn}`);
+
+    // The three runs, in BENCH_ORDER (default bca: the ceiling first, the worker last, where its
+    // idle latency is measured).
+    let aRun: WorkerRun | undefined;
+    let bRun: Awaited<ReturnType<typeof runConsumer>> | undefined;
+    let cRun: Awaited<ReturnType<typeof runConsumer>> | undefined;
+    for (const which of ORDER) {
+      if (which === 'b') {
+        say('(b) decode only, slot bench_b');
+        bRun = await runConsumer('decode', { db, url, slot: SLOTS.b });
+        say(`(b) ${bRun.changes} changes in ${bRun.seconds.toFixed(2)} s: ${Math.round(bRun.changes / bRun.seconds)}/s`);
+      } else if (which === 'c') {
+        say('(c) decode + one awaited DEL per change, slot bench_c');
+        await seed(redis, 1, N);
+        cRun = await runConsumer('del', { db, url, slot: SLOTS.c, redisUrl });
+        const left = await redis.dbsize();
+        if (left !== 0) throw new Error(`(c) left ${left} item keys in Redis`);
+        say(`(c) ${cRun.changes} changes in ${cRun.seconds.toFixed(2)} s: ${Math.round(cRun.changes / cRun.seconds)}/s`);
+      } else {
+        say('(a) the worker (node dist/cli.js run), slot bench_a');
+        aRun = await runWorker({
+          slot: SLOTS.a,
+          configPath: workerConfig(dir, { url, slot: SLOTS.a, redisUrl }),
+          redis,
+          redisUrl,
+          db,
+          endLsn,
+          latency: true,
+        });
+        say(`(a) ${N} changes in ${aRun.seconds.toFixed(2)} s: ${Math.round(aRun.changesPerSecond)}/s, peak RSS ${aRun.peakRssMb} MB`);
+      }
+    }
+    const a = aRun!;
+    const bRate = bRun!.changes / bRun!.seconds;
+    const cRate = cRun!.changes / cRun!.seconds;
+    const b = bRun!;
+    const c = cRun!;
+
+    let profile: ProfileSummary | undefined;
+    let profiledRate: number | undefined;
+    if (PROFILE) {
+      say('(a, profiled) the worker under --cpu-prof, slot bench_profile');
+      const profileDir = join(RESULTS_DIR, 'profile');
+      mkdirSync(profileDir, { recursive: true });
+      const p = await runWorker({
+        slot: SLOTS.profile,
+        configPath: workerConfig(dir, { url, slot: SLOTS.profile, redisUrl }),
+        redis,
+        redisUrl,
+        db,
+        endLsn,
+        latency: false,
+        cpuProfileDir: profileDir,
+      });
+      profiledRate = p.changesPerSecond;
+      const file = newestProfile(profileDir);
+      if (file !== undefined) profile = summarise(file);
+    }
+
+    const results = {
+      date: new Date().toISOString(),
+      changes: N,
+      order: ORDER.join(''),
+      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '?', node: process.version, postgres: pgVersion, redis: redisVersion },
+      load: { seconds: round(loadSeconds, 3), commitsPerSecond: Math.round(N / loadSeconds), walMb: round(walMb, 1), endLsn },
+      slots: slotStart,
+      a: {
+        changesPerSecond: Math.round(a.changesPerSecond),
+        seconds: round(a.seconds, 3),
+        secondsFromSpawn: round(a.secondsFromSpawn, 3),
+        peakRssMb: a.peakRssMb,
+        rssAfterBacklogMb: a.rssAfterBacklogMb,
+        exitCode: a.exitCode,
+        confirmedFlushLsn: a.confirmedFlushLsn,
+        process: a.worker,
+        walsender: a.walsender,
+      },
+      b: { changesPerSecond: Math.round(bRate), seconds: round(b.seconds, 3), process: b.process, walsender: b.walsender },
+      c: { changesPerSecond: Math.round(cRate), seconds: round(c.seconds, 3), process: c.process, walsender: c.walsender },
+      ratios: { aOverB: round(a.changesPerSecond / bRate, 3), aOverC: round(a.changesPerSecond / cRate, 2) },
+      target: { aOverB: 0.7, met: a.changesPerSecond / bRate >= 0.7 },
+      idleLatencyMs: a.latency,
+      ...(profile === undefined ? {} : { profile: { changesPerSecondUnderProfiler: Math.round(profiledRate ?? 0), ...profile } }),
+    };
+    mkdirSync(RESULTS_DIR, { recursive: true });
+    writeFileSync(join(RESULTS_DIR, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+
+    const row = (label: string, value: string) => `  ${label.padEnd(44)} ${value.padStart(12)}`;
+    const lat = a.latency!;
+    process.stdout.write(
+      [
+        '',
+        `cdc-invalidator bench: ${N} single-row transactions (${results.load.walMb} MB WAL, generated at ${results.load.commitsPerSecond} commits/s)`,
+        `  ${results.machine.cpus} CPU ${results.machine.cpuModel}, node ${process.version}, PostgreSQL ${pgVersion}, Redis ${redisVersion}`,
+        '',
+        row('(a) cdc-invalidator (dist/cli.js run)', `${results.a.changesPerSecond} changes/s`),
+        row('(b) decode only (ceiling)', `${results.b.changesPerSecond} changes/s`),
+        row('(c) decode + one awaited DEL per change', `${results.c.changesPerSecond} changes/s`),
+        row('a / b', `${results.ratios.aOverB.toFixed(3)}`) + `   (target >= 0.7: ${results.target.met ? 'met' : 'NOT met'})`,
+        row('a / c', `${results.ratios.aOverC.toFixed(2)}`),
+        row('(a) wall time incl. process start-up', `${results.a.secondsFromSpawn.toFixed(2)} s`),
+        row('(a) worker peak RSS (VmHWM)', `${a.peakRssMb} MB`),
+        row(`idle latency commit -> key deleted (n=${lat.samples}) p50`, `${lat.p50} ms`),
+        row('idle latency p99', `${lat.p99} ms`),
+        '',
+        '  over the backlog: consumer CPU s / reads   walsender CPU s / writes',
+        ...(
+          [
+            ['(a)', a.worker, a.walsender],
+            ['(b)', b.process, b.walsender],
+            ['(c)', c.process, c.walsender],
+          ] as const
+        ).map(
+          ([label, mine, sender]) =>
+            `  ${label} ${(mine?.cpuSeconds.toFixed(2) ?? '?').padStart(20)} / ${String(mine?.readCalls ?? '?').padEnd(10)}` +
+            ` ${(sender?.cpuSeconds.toFixed(2) ?? '?').padStart(13)} / ${sender?.writeCalls ?? '?'}`,
+        ),
+        ...(profile === undefined
+          ? []
+          : ['', row('(a) under --cpu-prof', `${Math.round(profiledRate ?? 0)} changes/s`), formatSummary(profile)]),
+        '',
+        `results: ${join(RESULTS_DIR, 'latest.json')}`,
+        '',
+      ].join('\n'),
+    );
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    if (db !== undefined) {
+      await db
+        .query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'bench\\_%' AND NOT active")
+        .catch((err: Error) => say(`dropping slots failed: ${err.message}`));
+      await db.end().catch(() => undefined);
+    }
+    redis?.disconnect();
+    await Promise.allSettled([postgres?.destroy(), redisServer?.destroy()]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 1;
+});
