@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { OrphanGuard } from '../test/harness/orphan-guard.js';
 import { PostgresServer } from '../test/harness/postgres.js';
 import { RedisServer } from '../test/harness/redis.js';
 import { formatSummary, summarise, type ProfileSummary } from './cpu-profile.js';
@@ -210,6 +211,8 @@ async function runWorker(o: {
   endLsn: string;
   latency: boolean;
   cpuProfileDir?: string;
+  /** Kills the worker should this process die without stopping it. */
+  guard: OrphanGuard;
 }): Promise<WorkerRun> {
   await seed(o.redis, 1, N);
   const watcher = await DeleteWatcher.open(o.redisUrl);
@@ -219,6 +222,7 @@ async function runWorker(o: {
     const { deleted: lastDeleted } = await watcher.watch(`item:${N}`, TIMEOUT_MS);
     const spawnedAt = performance.now();
     worker = spawnWorker(o.configPath, o.cpuProfileDir === undefined ? {} : { cpuProfileDir: o.cpuProfileDir });
+    o.guard.track(worker.pid);
     const w = worker;
     const exitedEarly = w.exited.then((code) => {
       throw new Error(`worker exited (${code}) during the run:\n${w.outputTail()}`);
@@ -289,6 +293,7 @@ async function runWorker(o: {
     probe.stop();
     watcher.close();
     if (worker !== undefined) await worker.stop(5_000);
+    o.guard.track(undefined);
   }
 }
 
@@ -328,6 +333,8 @@ async function main(): Promise<void> {
   let db: pg.Client | undefined;
   let redis: Redis | undefined;
   const dir = mkdtempSync(join(tmpdir(), 'cdc-bench-'));
+  // The harness's watcher: SIGKILLs the worker and removes `dir` if this process dies abruptly.
+  const guard = new OrphanGuard(dir);
   const onSignal = () => {
     say('interrupted; cleaning up');
     void Promise.allSettled([postgres?.destroy(), redisServer?.destroy()]).then(() => process.exit(130));
@@ -407,6 +414,7 @@ async function main(): Promise<void> {
           db,
           endLsn,
           latency: true,
+          guard,
         });
         say(`(a) ${N} changes in ${aRun.seconds.toFixed(2)} s: ${Math.round(aRun.changesPerSecond)}/s, peak RSS ${aRun.peakRssMb} MB`);
       }
@@ -432,6 +440,7 @@ async function main(): Promise<void> {
         endLsn,
         latency: false,
         cpuProfileDir: profileDir,
+        guard,
       });
       profiledRate = p.changesPerSecond;
       const file = newestProfile(profileDir);
@@ -484,17 +493,19 @@ async function main(): Promise<void> {
         row(`idle latency commit -> key deleted (n=${lat.samples}) p50`, `${lat.p50} ms`),
         row('idle latency p99', `${lat.p99} ms`),
         '',
-        '  over the backlog: consumer CPU s / reads   walsender CPU s / writes',
+        '  over the backlog            consumer CPU   us/change   socket reads   walsender CPU',
         ...(
           [
-            ['(a)', a.worker, a.walsender],
-            ['(b)', b.process, b.walsender],
-            ['(c)', c.process, c.walsender],
+            ['(a) worker', a.worker, a.walsender],
+            ['(b) decode only', b.process, b.walsender],
+            ['(c) awaited DEL', c.process, c.walsender],
           ] as const
         ).map(
           ([label, mine, sender]) =>
-            `  ${label} ${(mine?.cpuSeconds.toFixed(2) ?? '?').padStart(20)} / ${String(mine?.readCalls ?? '?').padEnd(10)}` +
-            ` ${(sender?.cpuSeconds.toFixed(2) ?? '?').padStart(13)} / ${sender?.writeCalls ?? '?'}`,
+            `  ${label.padEnd(26)} ${(mine === undefined ? '?' : `${mine.cpuSeconds.toFixed(2)} s`).padStart(12)}` +
+            ` ${(mine === undefined ? '?' : ((mine.cpuSeconds * 1e6) / N).toFixed(1)).padStart(11)}` +
+            ` ${String(mine?.readCalls ?? '?').padStart(14)}` +
+            ` ${(sender === undefined ? '?' : `${sender.cpuSeconds.toFixed(2)} s`).padStart(15)}`,
         ),
         ...(profile === undefined
           ? []
@@ -515,6 +526,7 @@ async function main(): Promise<void> {
     }
     redis?.disconnect();
     await Promise.allSettled([postgres?.destroy(), redisServer?.destroy()]);
+    guard.release();
     rmSync(dir, { recursive: true, force: true });
   }
 }
