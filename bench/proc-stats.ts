@@ -6,7 +6,10 @@ import { readFileSync } from 'node:fs';
 export interface ProcStats {
   /** user + system CPU time, seconds. */
   cpuSeconds: number;
-  /** read-like and write-like system calls (read, recv, ...; write, send, ...). */
+  /**
+   * syscr and syscw of /proc/<pid>/io: read(2)- and write(2)-family calls. libuv reads sockets with
+   * read(2), so a Node process's socket reads count; PostgreSQL sends with send(2), which does not.
+   */
   readCalls: number;
   writeCalls: number;
 }
