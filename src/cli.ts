@@ -111,8 +111,11 @@ async function runCommand(configPath: string): Promise<number> {
   const loaded = await load(configPath);
   if (loaded === null) return EXIT_CONFIG;
   const { config, rules } = loaded;
-  const log = createLogger({ level: process.env['LOG_LEVEL'] ?? config.log.level });
-  const { worker } = buildWorker(loaded, log);
+  const log = createLogger({
+    level: process.env['LOG_LEVEL'] ?? config.log.level,
+    pretty: (process.env['LOG_FORMAT'] ?? config.log.format) === 'pretty',
+  });
+  const { worker, http } = buildWorker(loaded, log);
 
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -135,13 +138,22 @@ async function runCommand(configPath: string): Promise<number> {
     { config: loaded.configFile, mappingFiles: loaded.mappingFiles.length, tables: rules.tables.length },
     'starting',
   );
+  // Up before the worker, so that probes see "starting" rather than a refused connection.
+  try {
+    await http.start();
+  } catch (err) {
+    log.fatal({ err: toError(err), host: config.http.host, port: config.http.port }, 'cannot listen for http');
+    return EXIT_RUNTIME;
+  }
   try {
     await worker.start();
   } catch (err) {
     log.fatal({ err: toError(err) }, 'start failed');
+    await http.close();
     return EXIT_RUNTIME;
   }
   await worker.finished();
+  await http.close();
   if (worker.error !== null) {
     log.fatal({ err: worker.error }, 'stopped on error');
     return EXIT_RUNTIME;

@@ -1,11 +1,15 @@
 import { pino, type Logger } from 'pino';
+import pretty from 'pino-pretty';
 
 export type { Logger };
 
 /** Paths whose values are never written: connection strings carry passwords. */
 const REDACT = ['url', '*.url', 'config.source.url', 'config.redis.url', 'password', '*.password'];
 
-export function createLogger(options: { level: string; destination?: NodeJS.WritableStream }): Logger {
+export function createLogger(options: { level: string; pretty?: boolean; destination?: NodeJS.WritableStream }): Logger {
+  const destination = options.pretty
+    ? pretty({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name' })
+    : (options.destination ?? process.stdout);
   return pino(
     {
       level: options.level,
@@ -14,7 +18,7 @@ export function createLogger(options: { level: string; destination?: NodeJS.Writ
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    (options.destination ?? process.stdout) as pino.DestinationStream,
+    destination as pino.DestinationStream,
   );
 }
 

@@ -67,7 +67,14 @@ const redisSchema = z.strictObject({
 
 const httpSchema = z.strictObject({
   host: z.string().min(1).default('0.0.0.0'),
+  /** 0 picks a free port (logged at start). */
   port: z.number().int().min(0).max(65535).default(9464),
+  /** /readyz answers 503 while lag_seconds is above this. */
+  readyMaxLagSeconds: z.number().positive().default(60),
+  /** /healthz answers 503 when the loop has made no attempt for this long while work is pending. */
+  stuckAfterSeconds: z.number().positive().default(120),
+  /** How often the slot's lag in bytes and retained WAL are read from the database. */
+  slotStatsIntervalSeconds: z.number().positive().default(10),
 });
 
 const batchSchema = z.strictObject({
@@ -81,6 +88,8 @@ const batchSchema = z.strictObject({
 
 const logSchema = z.strictObject({
   level: z.enum(LOG_LEVELS).default('info'),
+  /** json: one JSON object per line (for collectors); pretty: coloured lines for people. */
+  format: z.enum(['json', 'pretty']).default('json'),
 });
 
 // prefault, not default: an absent section is parsed as {}, so it receives every inner default.

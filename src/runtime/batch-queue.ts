@@ -16,12 +16,15 @@ export interface Taken<P> {
   position: P | null;
   /** Commit time of the oldest change taken, in ms since the epoch (NaN when unknown). */
   oldestCommitTimeMs: number;
+  /** Commit time of each transaction completed within what was taken (one per position marker). */
+  commitTimesMs: number[];
 }
 
 type Entry<P> = { change: Change; commitTimeMs: number } | { position: P; commitTimeMs: number };
 
 export class BatchQueue<P> {
-  private entries: Entry<P>[] = [];
+  /** Entries before `head` were taken; they are cleared so the changes can be collected. */
+  private entries: Array<Entry<P> | undefined> = [];
   private head = 0;
   private changeCount = 0;
   private firstArrivalMs = 0;
@@ -93,16 +96,20 @@ export class BatchQueue<P> {
 
   private takeNow(maxChanges: number): Taken<P> {
     const changes: Change[] = [];
+    const commitTimesMs: number[] = [];
     let position: P | null = null;
     let oldest = Number.NaN;
     let i = this.head;
     for (; i < this.entries.length; i++) {
       const entry = this.entries[i]!;
-      if ('change' in entry) {
-        if (changes.length >= maxChanges) break;
+      const isChange = 'change' in entry;
+      if (isChange && changes.length >= maxChanges) break;
+      this.entries[i] = undefined;
+      if (isChange) {
         changes.push(entry.change);
       } else {
         position = entry.position;
+        commitTimesMs.push(entry.commitTimeMs);
       }
       if (Number.isNaN(oldest)) oldest = entry.commitTimeMs;
     }
@@ -111,11 +118,11 @@ export class BatchQueue<P> {
     if (this.head >= this.entries.length) {
       this.entries = [];
       this.head = 0;
-    } else if (this.head > 65_536 && this.head * 2 > this.entries.length) {
+    } else if (this.head > 4_096 && this.head * 2 > this.entries.length) {
       this.entries = this.entries.slice(this.head);
       this.head = 0;
     }
-    return { changes, position, oldestCommitTimeMs: oldest };
+    return { changes, position, oldestCommitTimeMs: oldest, commitTimesMs };
   }
 
   private push(entry: Entry<P>): void {

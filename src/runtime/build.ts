@@ -1,7 +1,10 @@
 import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log.js';
+import { HttpServer } from '../http/server.js';
 import { RedisSink } from '../sinks/redis/redis-sink.js';
 import { PostgresSource } from '../sources/postgres/postgres-source.js';
+import { Health } from './health.js';
+import { Metrics } from './metrics.js';
 import { WorkerStats } from './stats.js';
 import { Worker } from './worker.js';
 
@@ -10,12 +13,16 @@ export interface Assembly {
   source: PostgresSource;
   sink: RedisSink;
   stats: WorkerStats;
+  health: Health;
+  metrics: Metrics;
+  http: HttpServer;
 }
 
 /** Wires source, sink and loop from a loaded config: the one place that knows every adapter. */
 export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
   const { config, rules } = loaded;
-  const stats = new WorkerStats();
+  const metrics = new Metrics();
+  const stats = new WorkerStats(metrics);
   const source = new PostgresSource({
     url: config.source.url,
     slot: config.source.slot,
@@ -23,8 +30,10 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
     tables: rules.tables,
     heartbeatSeconds: config.source.heartbeatSeconds,
     maxWaitMs: config.batch.maxWaitMs,
-    // Enough to keep Redis round trips full while bounding memory under huge transactions.
-    highWaterChanges: Math.max(10_000, config.batch.maxChanges * 4),
+    // Enough for the next batch to be ready when one is applied, while bounding memory under huge
+    // transactions and backlogs: more buffering only makes changes live long enough to be promoted.
+    highWaterChanges: Math.max(5_000, config.batch.maxChanges * 2),
+    slotStatsIntervalMs: config.http.slotStatsIntervalSeconds * 1000,
     logger: log,
   });
   const sink = new RedisSink({
@@ -34,5 +43,11 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
     logger: log,
   });
   const worker = new Worker({ source, sink, rules, maxChanges: config.batch.maxChanges, logger: log, stats });
-  return { worker, source, sink, stats };
+  const health = new Health(
+    { state: () => worker.state, source, sink, stats, retainedWalBytes: () => source.retainedWalBytes() },
+    { readyMaxLagSeconds: config.http.readyMaxLagSeconds, stuckAfterSeconds: config.http.stuckAfterSeconds },
+  );
+  metrics.observe(health);
+  const http = new HttpServer({ host: config.http.host, port: config.http.port, health, metrics, logger: log });
+  return { worker, source, sink, stats, health, metrics, http };
 }

@@ -1,8 +1,10 @@
-import type { Operation } from '../core/change.js';
+import type { Evaluation } from '../core/change.js';
+import type { SourceBatch } from '../sources/source.js';
+import { Metrics } from './metrics.js';
 
 /**
- * Counters the worker keeps as it goes; the HTTP endpoints and metrics read them. Plain fields,
- * written only by the worker loop.
+ * What the worker loop records as it goes: plain counters for /status (and tests), mirrored into
+ * the Prometheus metrics. Written only by the loop.
  */
 export class WorkerStats {
   batches = 0;
@@ -14,14 +16,59 @@ export class WorkerStats {
   deadLetters = 0;
   sinkHealthy = false;
   lastAppliedAtMs: number | null = null;
-  /** Commit time of the oldest change of the batch being applied, or null. */
+  /** Last time the loop took a batch or attempted to apply one: what liveness watches. */
+  lastActivityMs = Date.now();
+  /** The batch being applied: its oldest commit time (ms) is what lag measures; null when idle. */
   inFlightOldestCommitTimeMs: number | null = null;
-  applyCount = 0;
-  applySecondsTotal = 0;
-  readonly changesByTable = new Map<string, number>();
 
-  countChange(schema: string, table: string, op: Operation): void {
-    const key = `${schema}.${table}\u0000${op}`;
-    this.changesByTable.set(key, (this.changesByTable.get(key) ?? 0) + 1);
+  constructor(readonly metrics: Metrics = new Metrics()) {}
+
+  batchTaken(batch: SourceBatch, nowMs: number): void {
+    this.lastActivityMs = nowMs;
+    this.inFlightOldestCommitTimeMs = Number.isNaN(batch.oldestCommitTimeMs) ? nowMs : batch.oldestCommitTimeMs;
+  }
+
+  applyAttempt(nowMs: number): void {
+    this.lastActivityMs = nowMs;
+  }
+
+  applyFailed(): void {
+    this.sinkHealthy = false;
+    this.retries++;
+    this.metrics.retries.inc();
+  }
+
+  batchApplied(batch: SourceBatch, evaluation: Evaluation, applySeconds: number, nowMs: number): void {
+    this.sinkHealthy = true;
+    this.batches++;
+    this.changes += batch.changes.length;
+    this.lastAppliedAtMs = nowMs;
+    this.inFlightOldestCommitTimeMs = null;
+    const m = this.metrics;
+    m.batches.inc();
+    m.applyDuration.observe(applySeconds);
+    for (const commitMs of batch.commitTimesMs) m.endToEnd.observe(Math.max(0, (nowMs - commitMs) / 1000));
+
+    // Counted per batch, not per change: label lookups are the expensive part of a counter.
+    const perTable = new Map<string, number>();
+    for (const change of batch.changes) {
+      const key = `${change.schema}.${change.table}\u0000${change.op}`;
+      perTable.set(key, (perTable.get(key) ?? 0) + 1);
+    }
+    for (const [key, count] of perTable) {
+      const [table, op] = key.split('\u0000') as [string, string];
+      m.changes.inc({ table, op }, count);
+    }
+    let deleted = 0;
+    for (const op of evaluation.operations) if (op.action === 'delete') deleted++;
+    const bumped = evaluation.operations.length - deleted;
+    this.keysDeleted += deleted;
+    this.keysBumped += bumped;
+    if (deleted > 0) m.keys.inc({ action: 'delete' }, deleted);
+    if (bumped > 0) m.keys.inc({ action: 'bump' }, bumped);
+    for (const f of evaluation.fallbacks) m.fallbacks.inc({ reason: f.reason });
+    for (const d of evaluation.deadLetters) m.deadLetters.inc({ reason: d.reason });
+    this.fallbacks += evaluation.fallbacks.length;
+    this.deadLetters += evaluation.deadLetters.length;
   }
 }

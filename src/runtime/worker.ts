@@ -4,7 +4,7 @@ import type { RuleSet } from '../core/rules.js';
 import { toError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Sink } from '../sinks/sink.js';
-import type { Source, SourceBatch } from '../sources/source.js';
+import type { Source } from '../sources/source.js';
 import { Backoff, sleep } from './backoff.js';
 import type { WorkerStats } from './stats.js';
 
@@ -110,14 +110,14 @@ export class Worker {
       for (;;) {
         const batch = await source.next(maxChanges);
         if (batch === null) break;
-        stats.inFlightOldestCommitTimeMs = batch.oldestCommitTimeMs;
+        stats.batchTaken(batch, Date.now());
         const evaluation = emptyEvaluation();
         for (const change of batch.changes) evaluate(change, this.options.rules, evaluation);
-        const applied = await this.applyWithRetry(evaluation);
-        if (!applied) break;
+        const applySeconds = await this.applyWithRetry(evaluation);
+        if (applySeconds === null) break;
         await source.acknowledge(batch);
-        stats.inFlightOldestCommitTimeMs = null;
-        this.record(batch, evaluation);
+        stats.batchApplied(batch, evaluation, applySeconds, Date.now());
+        this.logSkips(evaluation);
       }
     } catch (err) {
       this.failure = toError(err);
@@ -128,42 +128,30 @@ export class Worker {
     }
   }
 
-  /** Retries the whole batch until the sink applies it; false when a forced stop gave up. */
-  private async applyWithRetry(evaluation: Evaluation): Promise<boolean> {
+  /** Retries the whole batch until the sink applies it; its duration, or null when a forced stop gave up. */
+  private async applyWithRetry(evaluation: Evaluation): Promise<number | null> {
     const backoff = new Backoff(this.options.retry ?? { initialMs: 100, maxMs: 5_000 });
     const batch = { operations: evaluation.operations, deadLetters: evaluation.deadLetters };
+    const stats = this.options.stats;
     for (;;) {
       const started = performance.now();
+      stats.applyAttempt(Date.now());
       try {
         await this.options.sink.apply(batch);
-        this.options.stats.applyCount++;
-        this.options.stats.applySecondsTotal += (performance.now() - started) / 1000;
-        this.options.stats.sinkHealthy = true;
-        return true;
+        return (performance.now() - started) / 1000;
       } catch (err) {
-        this.options.stats.sinkHealthy = false;
-        this.options.stats.retries++;
-        if (this.abort.signal.aborted) return false;
+        stats.applyFailed();
+        if (this.abort.signal.aborted) return null;
         const delayMs = backoff.next();
         this.log.warn({ err: toError(err), attempt: backoff.attempts, delayMs }, 'redis apply failed; retrying');
         await sleep(delayMs, this.abort.signal);
-        if (this.abort.signal.aborted) return false;
+        if (this.abort.signal.aborted) return null;
       }
     }
   }
 
-  private record(batch: SourceBatch, evaluation: Evaluation): void {
-    const stats = this.options.stats;
-    stats.batches++;
-    stats.changes += batch.changes.length;
-    stats.lastAppliedAtMs = Date.now();
-    for (const op of evaluation.operations) {
-      if (op.action === 'delete') stats.keysDeleted++;
-      else stats.keysBumped++;
-    }
-    for (const change of batch.changes) stats.countChange(change.schema, change.table, change.op);
+  private logSkips(evaluation: Evaluation): void {
     for (const f of evaluation.fallbacks) {
-      stats.fallbacks++;
       // A fallback is configured behaviour, often on every update of a table: say so once per
       // rule at warn level (usually a replica identity to widen), then count quietly.
       const fields = { table: `${f.schema}.${f.table}`, op: f.op, reason: f.reason, rule: f.rule, detail: f.detail };
@@ -175,7 +163,6 @@ export class Worker {
       }
     }
     for (const d of evaluation.deadLetters) {
-      stats.deadLetters++;
       this.log.error(
         { table: `${d.schema}.${d.table}`, op: d.op, reason: d.reason, position: d.position, detail: d.detail },
         'dead letter',

@@ -9,6 +9,8 @@ export interface SourceBatch {
   readonly changes: readonly Change[];
   /** Commit time of the oldest change in the batch (ms since the epoch), NaN when unknown. */
   readonly oldestCommitTimeMs: number;
+  /** Commit time (ms since the epoch) of each transaction the batch completes, for end-to-end latency. */
+  readonly commitTimesMs: readonly number[];
   /** Opaque to the worker: what acknowledging this batch confirms, null when nothing new. */
   readonly position: unknown;
 }
@@ -23,6 +25,10 @@ export interface SourceStatus {
   buffered: number;
   /** Commit time (ms since the epoch) of the oldest change buffered, null when none. */
   oldestBufferedCommitTimeMs: number | null;
+  /** How far the upstream is ahead of what was confirmed, in bytes; null when unknown. */
+  lagBytes: number | null;
+  /** Source-specific facts for /status (slot, WAL retained, ...). */
+  details: Record<string, unknown>;
 }
 
 export interface Source {

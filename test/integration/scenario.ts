@@ -116,7 +116,10 @@ export async function createScenario(options: ScenarioOptions): Promise<Scenario
       });
     },
     async cleanup() {
-      for (const a of running) await a.worker.stop();
+      for (const a of running) {
+        await a.worker.stop();
+        await a.http.close();
+      }
       redis.disconnect();
       // An abandoned slot holds WAL for ever.
       await pg
@@ -142,6 +145,6 @@ redis:
   url: "${o.redisUrl}"
   keyPrefix: "${o.prefix}"
 mappings: ./mappings
-${o.extra ?? ''}
+${o.extra?.includes('http:') ? '' : 'http:\n  port: 0\n'}${o.extra ?? ''}
 `;
 }

@@ -51,9 +51,9 @@ describe('a valid config', () => {
       },
       redis: { url: 'redis://127.0.0.1:6379', keyPrefix: '', deleteCommand: 'del' },
       mappings: 'mappings',
-      http: { host: '0.0.0.0', port: 9464 },
+      http: { host: '0.0.0.0', port: 9464, readyMaxLagSeconds: 60, stuckAfterSeconds: 120, slotStatsIntervalSeconds: 10 },
       batch: { maxChanges: 5000, maxWaitMs: 0 },
-      log: { level: 'info' },
+      log: { level: 'info', format: 'json' },
     });
     expect(loaded.mappingFiles).toEqual([path.join(dir, 'mappings/users.yaml')]);
     expect(loaded.rules.tables).toEqual([['public', 'users']]);
@@ -83,7 +83,7 @@ describe('a valid config', () => {
     const loaded = await loadConfig(path.join(dir, 'etc/config.yml'), {});
     expect(loaded.config.source).toMatchObject({ slot: 'app_slot_1', publication: 'cdc_invalidator', heartbeatSeconds: 0 });
     expect(loaded.config.redis).toEqual({ url: 'redis://127.0.0.1:6379', keyPrefix: 'app:', deleteCommand: 'unlink' });
-    expect(loaded.config.http).toEqual({ host: '0.0.0.0', port: 0 });
+    expect(loaded.config.http).toMatchObject({ host: '0.0.0.0', port: 0 });
     expect(loaded.config.batch).toEqual({ maxChanges: 5000, maxWaitMs: 5 });
     expect(loaded.config.log.level).toBe('silent');
     expect(loaded.mappingFiles).toEqual([path.join(dir, 'rules/users.yaml')]);

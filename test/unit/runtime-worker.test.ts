@@ -39,7 +39,7 @@ class ScriptedSource implements Source {
     this.events.push('close');
   }
   status(): SourceStatus {
-    return { connected: true, received: null, applied: null, confirmed: null, buffered: 0, oldestBufferedCommitTimeMs: null };
+    return { connected: true, received: null, applied: null, confirmed: null, buffered: 0, oldestBufferedCommitTimeMs: null, lagBytes: null, details: {} };
   }
 }
 
@@ -65,7 +65,7 @@ class FlakySink implements Sink {
   }
 }
 
-const batch = (ids: number[], position: string | null): SourceBatch => ({ changes: ids.map(change), oldestCommitTimeMs: 0, position });
+const batch = (ids: number[], position: string | null): SourceBatch => ({ changes: ids.map(change), oldestCommitTimeMs: 0, commitTimesMs: [], position });
 
 describe('Worker', () => {
   it('acknowledges a batch only after the sink applied it, retrying in between, in order', async () => {

@@ -1,6 +1,6 @@
 import { PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
 import type { Change, Row } from '../../core/change.js';
-import { formatLsn, parseLsn, type Lsn } from '../../core/lsn.js';
+import { formatLsn, lsnFromBigInt, type Lsn } from '../../core/lsn.js';
 import { DecodeError, toError } from '../../errors.js';
 import { microsToMs } from './protocol.js';
 
@@ -47,7 +47,8 @@ export class PgoutputDecoder {
     switch (msg.tag) {
       case 'begin': {
         if (msg.commitLsn === null) throw new DecodeError('BEGIN without a commit LSN');
-        const commitLsn = parseLsn(msg.commitLsn);
+        // Read from the bytes (tag, then the final LSN) rather than re-parsing the library's text.
+        const commitLsn = lsnFromBigInt(payload.readBigUInt64BE(1));
         this.txn = {
           version: commitLsn,
           position: formatLsn(commitLsn),
@@ -82,7 +83,8 @@ export class PgoutputDecoder {
         const txn = this.requireTxn('COMMIT');
         this.txn = null;
         if (msg.commitEndLsn === null) throw new DecodeError('COMMIT without an end LSN');
-        sink.commit(parseLsn(msg.commitEndLsn), txn.commitTimeMs);
+        // Tag, flags, commit LSN, then the end LSN.
+        sink.commit(lsnFromBigInt(payload.readBigUInt64BE(10)), txn.commitTimeMs);
         return;
       }
       case 'origin':

@@ -14,6 +14,7 @@ import { BatchQueue } from '../../runtime/batch-queue.js';
 import type { Source, SourceBatch, SourceStatus } from '../source.js';
 import { PgoutputDecoder } from './decoder.js';
 import { Heartbeat } from './heartbeat.js';
+import { SlotMonitor } from './slot-monitor.js';
 import { parseCopyData, standbyStatusUpdate } from './protocol.js';
 import { prepareDatabase } from './setup.js';
 import { quoteIdent, quoteLiteral } from './sql.js';
@@ -27,6 +28,8 @@ export interface PostgresSourceOptions {
   maxWaitMs: number;
   /** Changes buffered before the socket is paused; keeps memory bounded under a 1M-row transaction. */
   highWaterChanges: number;
+  /** How often the slot's lag and retained WAL are read. */
+  slotStatsIntervalMs?: number;
   /**
    * Standby status updates while nothing else is sent. Default: a third of the server's
    * wal_sender_timeout (at most 10 s), so a worker blocked on Redis is never cut off.
@@ -56,6 +59,7 @@ export class PostgresSource implements Source {
   /** Aborted by stopIntake(): a start still waiting for the database gives up. */
   private readonly intakeController = new AbortController();
   private readonly heartbeat: Heartbeat;
+  private readonly monitor: SlotMonitor;
   private primaryKeys = new Map<string, string[]>();
   private statusIntervalMs = 10_000;
   private decoder = new PgoutputDecoder();
@@ -75,11 +79,13 @@ export class PostgresSource implements Source {
     this.log = options.logger.child({ component: 'postgres-source', slot: options.slot });
     this.queue = new BatchQueue<PgPosition>({ maxWaitMs: options.maxWaitMs });
     this.heartbeat = new Heartbeat(options.url, options.heartbeatSeconds, this.log);
+    this.monitor = new SlotMonitor(options.url, options.slot, options.slotStatsIntervalMs ?? 10_000, this.log);
   }
 
   async start(): Promise<void> {
     await this.prepare();
     this.heartbeat.start();
+    this.monitor.start();
     this.loop = this.streamLoop();
   }
 
@@ -231,7 +237,12 @@ export class PostgresSource implements Source {
     this.resumeIfDrained();
     if (taken === null) return null;
     this.outstanding++;
-    return { changes: taken.changes, oldestCommitTimeMs: taken.oldestCommitTimeMs, position: taken.position };
+    return {
+      changes: taken.changes,
+      oldestCommitTimeMs: taken.oldestCommitTimeMs,
+      commitTimesMs: taken.commitTimesMs,
+      position: taken.position,
+    };
   }
 
   async acknowledge(batch: SourceBatch): Promise<void> {
@@ -282,8 +293,14 @@ export class PostgresSource implements Source {
     this.sendStatus(false);
     this.stopController.abort();
     this.heartbeat.stop();
+    this.monitor.stop();
     await this.loop;
     this.loop = null;
+  }
+
+  /** WAL the slot keeps on the server, in bytes, as last read; null before the first reading. */
+  retainedWalBytes(): number | null {
+    return this.monitor.stats?.retainedBytes ?? null;
   }
 
   status(): SourceStatus {
@@ -294,6 +311,19 @@ export class PostgresSource implements Source {
       confirmed: this.confirmed === null ? null : formatLsn(this.confirmed),
       buffered: this.queue.size,
       oldestBufferedCommitTimeMs: this.queue.oldestCommitTimeMs(),
+      lagBytes: this.monitor.stats?.lagBytes ?? null,
+      details: { kind: 'postgres', slot: this.options.slot, publication: this.options.publication, ...this.slotDetails() },
+    };
+  }
+
+  private slotDetails(): Record<string, unknown> {
+    const stats = this.monitor.stats;
+    if (stats === null) return {};
+    return {
+      retainedWalBytes: stats.retainedBytes,
+      walStatus: stats.walStatus,
+      slotActive: stats.active,
+      slotStatsAgeSeconds: Math.round((Date.now() - stats.readAtMs) / 100) / 10,
     };
   }
 }
