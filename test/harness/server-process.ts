@@ -140,12 +140,10 @@ export class ServerProcess {
   readonly pid: number;
   readonly exited: Promise<ExitStatus>;
   #status: ExitStatus | undefined;
-  readonly #child: ChildProcess;
 
   private constructor(child: ChildProcess) {
     if (child.pid === undefined) throw new Error('spawn returned no pid');
     this.pid = child.pid;
-    this.#child = child;
     this.exited = new Promise<ExitStatus>((resolve) => {
       child.once('exit', (code, signal) => {
         this.#status = { code, signal };

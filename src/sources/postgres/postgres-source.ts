@@ -1,13 +1,7 @@
 import pg from 'pg';
 import type { Change } from '../../core/change.js';
 import { formatLsn, maxLsn, ZERO_LSN, type Lsn } from '../../core/lsn.js';
-import {
-  InvalidatorError,
-  SlotInUseError,
-  SourceSetupError,
-  SourceUnavailableError,
-  toError,
-} from '../../errors.js';
+import { InvalidatorError, SlotInUseError, SourceUnavailableError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { Backoff, sleep } from '../../runtime/backoff.js';
 import { BatchQueue } from '../../runtime/batch-queue.js';
@@ -17,6 +11,7 @@ import { Heartbeat } from './heartbeat.js';
 import { SlotMonitor } from './slot-monitor.js';
 import { parseCopyData, standbyStatusUpdate } from './protocol.js';
 import { prepareDatabase } from './setup.js';
+import { classify, connectionOf, endClient } from './pg-connection.js';
 import { quoteIdent, quoteLiteral } from './sql.js';
 
 export interface PostgresSourceOptions {
@@ -168,7 +163,7 @@ export class PostgresSource implements Source {
     this.decoder = new PgoutputDecoder(this.primaryKeys);
     this.paused = false;
     this.client = client;
-    const connection = (client as unknown as { connection: PgConnection }).connection;
+    const connection = connectionOf(client);
     connection.on('copyData', ({ chunk }: { chunk: Buffer }) => this.onCopyData(chunk));
     connection.once('replicationStart', () => {
       this.streaming = true;
@@ -222,13 +217,13 @@ export class PostgresSource implements Source {
 
   private pause(): void {
     this.paused = true;
-    (this.client as unknown as { connection?: PgConnection } | null)?.connection?.stream.pause();
+    if (this.client !== null) connectionOf(this.client).stream.pause();
   }
 
   private resumeIfDrained(): void {
     if (this.paused && this.queue.size <= this.options.highWaterChanges / 2) {
       this.paused = false;
-      (this.client as unknown as { connection?: PgConnection } | null)?.connection?.stream.resume();
+      if (this.client !== null) connectionOf(this.client).stream.resume();
     }
   }
 
@@ -263,8 +258,8 @@ export class PostgresSource implements Source {
   }
 
   private sendStatus(replyRequestedByServer: boolean): void {
-    const connection = (this.client as unknown as { connection?: PgConnection } | null)?.connection;
-    if (!this.streaming || connection === undefined) return;
+    if (!this.streaming || this.client === null) return;
+    const connection = connectionOf(this.client);
     const now = Date.now();
     connection.sendCopyFromChunk(standbyStatusUpdate(maxLsn(this.received, this.applied), this.applied, now));
     this.lastStatusSentMs = now;
@@ -327,40 +322,3 @@ export class PostgresSource implements Source {
     };
   }
 }
-
-interface PgConnection {
-  on(event: string, listener: (...args: never[]) => void): void;
-  once(event: string, listener: () => void): void;
-  removeAllListeners(event: string): void;
-  sendCopyFromChunk(chunk: Buffer): void;
-  stream: { pause(): void; resume(): void };
-}
-
-/** Ends a client, waiting at most 2 s for the server to see the Terminate message. */
-async function endClient(client: pg.Client): Promise<void> {
-  const gaveUp = new AbortController();
-  try {
-    await Promise.race([client.end(), sleep(2_000, gaveUp.signal)]);
-  } catch {
-    // The connection is gone either way.
-  } finally {
-    gaveUp.abort();
-  }
-}
-
-/** Maps driver errors to the worker's: what can be waited out, and what needs a person. */
-function classify(err: unknown): InvalidatorError {
-  if (err instanceof InvalidatorError) return err;
-  const e = toError(err);
-  const code = (err as { code?: string }).code;
-  if (code === '55006') return new SlotInUseError(e.message, err);
-  if (code === '42704') {
-    return new SourceSetupError(`replication slot disappeared while streaming: ${e.message}`, err);
-  }
-  if (code === '28000' || code === '28P01' || code === '42501' || code === '3D000') {
-    return new SourceSetupError(`database refused the worker: ${e.message}`, err);
-  }
-  // Connection refused, reset, admin shutdown, recovery in progress: wait them out.
-  return new SourceUnavailableError(`database unavailable: ${e.message}`, err);
-}
-

@@ -1,0 +1,55 @@
+import type pg from 'pg';
+import {
+  InvalidatorError,
+  SlotInUseError,
+  SourceSetupError,
+  SourceUnavailableError,
+  toError,
+} from '../../errors.js';
+import { sleep } from '../../runtime/backoff.js';
+
+/**
+ * What the replication source uses of pg's internal Connection: the CopyData events of the
+ * replication sub-protocol, raw CopyData writes, and the socket for backpressure. pg has no
+ * public API for these; pg-logical-replication relies on the same members.
+ */
+export interface PgConnection {
+  on(event: string, listener: (...args: never[]) => void): void;
+  once(event: string, listener: () => void): void;
+  removeAllListeners(event: string): void;
+  sendCopyFromChunk(chunk: Buffer): void;
+  stream: { pause(): void; resume(): void };
+}
+
+export function connectionOf(client: pg.Client): PgConnection {
+  return (client as unknown as { connection: PgConnection }).connection;
+}
+
+/** Ends a client, waiting at most 2 s for the server to see the Terminate message. */
+export async function endClient(client: pg.Client): Promise<void> {
+  const gaveUp = new AbortController();
+  try {
+    await Promise.race([client.end(), sleep(2_000, gaveUp.signal)]);
+  } catch {
+    // The connection is gone either way.
+  } finally {
+    gaveUp.abort();
+  }
+}
+
+/** Maps driver errors to the worker's: what can be waited out, and what needs a person. */
+export function classify(err: unknown): InvalidatorError {
+  if (err instanceof InvalidatorError) return err;
+  const e = toError(err);
+  const code = (err as { code?: string }).code;
+  if (code === '55006') return new SlotInUseError(e.message, err);
+  if (code === '42704') {
+    return new SourceSetupError(`replication slot disappeared while streaming: ${e.message}`, err);
+  }
+  if (code === '28000' || code === '28P01' || code === '42501' || code === '3D000') {
+    return new SourceSetupError(`database refused the worker: ${e.message}`, err);
+  }
+  // Connection refused, reset, admin shutdown, recovery in progress: wait them out.
+  return new SourceUnavailableError(`database unavailable: ${e.message}`, err);
+}
+
