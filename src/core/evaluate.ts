@@ -1,6 +1,5 @@
 import type { Change, DeadLetter, Evaluation, KeyOperation, Row, SkipReason, Value } from './change.js';
 import type { CompiledActions, CompiledRule, RuleSet } from './rules.js';
-import { tableKey } from './rules.js';
 import { renderTemplate } from './template.js';
 
 /**
@@ -9,7 +8,8 @@ import { renderTemplate } from './template.js';
  * letter it produced instead.
  */
 export function evaluate(change: Change, rules: RuleSet, out: Evaluation = emptyEvaluation()): Evaluation {
-  const forTable = rules.byTable.get(tableKey(change.schema, change.table));
+  // Two lookups by the strings the change already holds: no `schema.table` string per change.
+  const forTable = rules.bySchema.get(change.schema)?.get(change.table);
   if (forTable === undefined) return out;
   for (const rule of forTable) {
     if (!rule.on.has(change.op)) continue;

@@ -38,6 +38,8 @@ export interface CompiledRule {
 export interface RuleSet {
   /** Rules by `schema.table`. Rules for the same table add up. */
   readonly byTable: ReadonlyMap<string, readonly CompiledRule[]>;
+  /** The same rules by schema, then table: the per-change lookup, which builds no string. */
+  readonly bySchema: ReadonlyMap<string, ReadonlyMap<string, readonly CompiledRule[]>>;
   /** Every mapped table, as [schema, table]. */
   readonly tables: ReadonlyArray<readonly [string, string]>;
 }
@@ -186,7 +188,17 @@ export function compileRules(mappings: MappingSpec[]): { rules: RuleSet; problem
       list.push(rule);
     });
   }
-  return { rules: { byTable, tables }, problems };
+  const bySchema = new Map<string, Map<string, CompiledRule[]>>();
+  for (const list of byTable.values()) {
+    const first = list[0]!;
+    let tablesOfSchema = bySchema.get(first.schema);
+    if (tablesOfSchema === undefined) {
+      tablesOfSchema = new Map();
+      bySchema.set(first.schema, tablesOfSchema);
+    }
+    tablesOfSchema.set(first.table, list);
+  }
+  return { rules: { byTable, bySchema, tables }, problems };
 }
 
 /** Every column a rule's templates and conditions name: what `check` verifies against the table. */

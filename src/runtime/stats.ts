@@ -49,16 +49,18 @@ export class WorkerStats {
     m.applyDuration.observe(applySeconds);
     for (const commitMs of batch.commitTimesMs) m.endToEnd.observe(Math.max(0, (nowMs - commitMs) / 1000));
 
-    // Counted per batch, not per change: label lookups are the expensive part of a counter.
-    const perTable = new Map<string, number>();
+    // Counted per run of changes to the same table and operation (the common shape of a batch),
+    // not per change: label lookups are the expensive part of a counter.
+    let run: { schema: string; table: string; op: string; count: number } | null = null;
     for (const change of batch.changes) {
-      const key = `${change.schema}.${change.table}\u0000${change.op}`;
-      perTable.set(key, (perTable.get(key) ?? 0) + 1);
+      if (run !== null && run.schema === change.schema && run.table === change.table && run.op === change.op) {
+        run.count++;
+        continue;
+      }
+      if (run !== null) m.changes.inc({ table: `${run.schema}.${run.table}`, op: run.op }, run.count);
+      run = { schema: change.schema, table: change.table, op: change.op, count: 1 };
     }
-    for (const [key, count] of perTable) {
-      const [table, op] = key.split('\u0000') as [string, string];
-      m.changes.inc({ table, op }, count);
-    }
+    if (run !== null) m.changes.inc({ table: `${run.schema}.${run.table}`, op: run.op }, run.count);
     let deleted = 0;
     for (const op of evaluation.operations) if (op.action === 'delete') deleted++;
     const bumped = evaluation.operations.length - deleted;
