@@ -1,5 +1,6 @@
-import { OPERATIONS, type Change, type Operation, type Row } from '../core/change.js';
-import { emptyEvaluation, evaluate } from '../core/evaluate.js';
+import { OPERATIONS, type Change, type KeyOperation, type Operation, type Row } from '../core/change.js';
+import { emptyEvaluation, evaluate, lookupsFor } from '../core/evaluate.js';
+import { NO_LOOKUP_RESULTS, type LookupRequest, type LookupResults } from '../core/lookup.js';
 import { parseTableName, type RuleSet } from '../core/rules.js';
 
 export interface ExplainArgs {
@@ -14,10 +15,11 @@ export interface ExplainArgs {
  * the JSON rows are used as their text form (numbers as digits, booleans as true/false); a column
  * left out of a row is unknown, exactly as when Postgres does not send it.
  */
-export function explainChange(
+export async function explainChange(
   rules: RuleSet,
   args: ExplainArgs,
-): { ok: true; text: string } | { ok: false; error: string } {
+  runLookups?: (requests: LookupRequest[]) => Promise<LookupResults>,
+): Promise<{ ok: true; text: string } | { ok: false; error: string }> {
   if (args.table === undefined) return { ok: false, error: '--table is required' };
   if (args.op === undefined || !(OPERATIONS as readonly string[]).includes(args.op)) {
     return { ok: false, error: `--op must be one of ${OPERATIONS.join(', ')}` };
@@ -44,22 +46,43 @@ export function explainChange(
     version: null,
     position: 'explain',
   };
-  const result = evaluate(change, rules, emptyEvaluation());
   const lines: string[] = [];
+  // Lookups are SELECTs: explain runs them (on the database of the config) to show the real keys.
+  const requests = new Map<string, LookupRequest>();
+  lookupsFor(change, rules, requests);
+  let lookups = NO_LOOKUP_RESULTS;
+  if (requests.size > 0 && runLookups !== undefined) {
+    lookups = await runLookups([...requests.values()]);
+    for (const request of requests.values()) {
+      const r = lookups.get(request.id);
+      const outcome = r === undefined ? 'not run' : r.ok ? `${r.rows.length} row${r.rows.length === 1 ? '' : 's'}` : `failed: ${r.message}`;
+      lines.push(`LOOKUP ${request.sql} with ${JSON.stringify(request.params)}: ${outcome}`);
+    }
+  }
+  const result = evaluate(change, rules, emptyEvaluation(), lookups);
   if (!rules.byTable.has(`${name.schema}.${name.table}`)) {
     lines.push(`no rule maps ${name.schema}.${name.table}`);
   }
   // Distinct, as the sink applies them: a key named by several rules is touched once.
-  const ops = new Set(
-    result.operations.map((o) =>
-      o.action === 'delete' ? `DEL ${o.key}` : `BUMP ${o.key} (commit position; INCR where the source has none)`,
-    ),
-  );
+  const ops = new Set(result.operations.map(describe));
   lines.push(...ops);
   for (const f of result.fallbacks) lines.push(`fallback (${f.reason}) from ${f.rule}: ${f.detail}`);
   for (const d of result.deadLetters) lines.push(`dead letter (${d.reason}): ${d.detail}`);
   if (lines.length === 0) lines.push('no key operations');
   return { ok: true, text: `${lines.join('\n')}\n` };
+}
+
+function describe(o: KeyOperation): string {
+  switch (o.action) {
+    case 'delete':
+      return `DEL ${o.key}`;
+    case 'bump':
+      return `BUMP ${o.key} (commit position; INCR where the source has none)`;
+    case 'tag':
+      return `TAG ${o.tag} (every key in the set tag:${o.tag}, then the set)`;
+    case 'pattern':
+      return `PATTERN ${o.pattern} (SCAN + delete)`;
+  }
 }
 
 function parseRow(flag: string, text: string | undefined): Row | null | string {

@@ -56,7 +56,9 @@ export async function loadConfig(configPath: string, env: Env): Promise<LoadedCo
   const compiled = compileRules(mappings.specs);
   for (const problem of compiled.problems) {
     const doc = mappings.documents.get(problem.file);
-    if (doc !== undefined) problems.push(doc.problem(problem.path, problem.message));
+    if (doc !== undefined) {
+      problems.push(doc.problem(problem.path, problem.message, { severity: problem.severity ?? 'error' }));
+    }
   }
   const hasErrors = () => problems.some((p) => p.severity === 'error');
   // Only worth saying once nothing else is wrong: a broken rule also leaves the rule set empty.

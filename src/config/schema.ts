@@ -63,6 +63,8 @@ const redisSchema = z.strictObject({
   /** Prepended to every key the worker touches. */
   keyPrefix: z.string().default(''),
   deleteCommand: z.enum(['del', 'unlink']).default('del'),
+  /** Channel on which the keys, tags and patterns of each applied batch are published. */
+  notifyChannel: z.string().min(1).optional(),
 });
 
 const httpSchema = z.strictObject({
@@ -110,14 +112,25 @@ export type HttpConfig = Config['http'];
 export type BatchConfig = Config['batch'];
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-/** Rule keys SPEC.md describes that this version does not implement: refused by name, not as typos. */
-export const UNAVAILABLE_RULE_KEYS = ['lookup', 'tags', 'patterns'] as const;
-
-function notAvailable(key: (typeof UNAVAILABLE_RULE_KEYS)[number]) {
-  return z.never({ error: `"${key}" is not available in this version` }).optional();
-}
-
 const templateList = z.array(z.string());
+
+const lookupSchema = z.strictObject({
+  /** A parameterised query: $1, $2 ... take the values of `params`, in order. */
+  sql: z.string().min(1),
+  /** Columns of the changed row whose values are the query's parameters. */
+  params: z.array(z.string()).default([]),
+  /** Statement timeout for one run of the query. */
+  timeoutMs: z.number().int().min(1).max(600_000).default(5_000),
+  /** Attempts after the first before the rule's fallback (or a dead letter) takes over. */
+  retries: z.number().int().min(0).max(100).default(3),
+});
+
+const actionsSchema = {
+  invalidate: templateList.optional(),
+  bump: templateList.optional(),
+  tags: templateList.optional(),
+  patterns: templateList.optional(),
+};
 
 export const ruleSchema = z.strictObject({
   table: z.string(),
@@ -131,12 +144,14 @@ export const ruleSchema = z.strictObject({
     })
     .optional(),
   when: z.strictObject({ changed: z.array(z.string()) }).optional(),
-  invalidate: templateList.optional(),
-  bump: templateList.optional(),
-  fallback: z.strictObject({ invalidate: templateList.optional(), bump: templateList.optional() }).optional(),
-  lookup: notAvailable('lookup'),
-  tags: notAvailable('tags'),
-  patterns: notAvailable('patterns'),
+  lookup: z
+    .record(
+      z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a lookup name is a letter or _ followed by letters, digits or _'),
+      lookupSchema,
+    )
+    .optional(),
+  ...actionsSchema,
+  fallback: z.strictObject(actionsSchema).optional(),
 });
 
 export const mappingFileSchema = z.strictObject({

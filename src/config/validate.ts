@@ -1,6 +1,5 @@
 import type { z } from 'zod';
 import type { FileProblem } from '../errors.js';
-import { UNAVAILABLE_RULE_KEYS } from './schema.js';
 import type { DocPath, YamlDocument } from './yaml-document.js';
 
 /**
@@ -126,8 +125,7 @@ export function validate<S extends z.ZodType>(
   for (const issue of result.error.issues) {
     if (issue.code === 'unrecognized_keys') {
       const known = knownKeys.get(JSON.stringify(issue.path)) ?? [];
-      // Keys refused by name get their own message from the schema; they are not typos.
-      const candidates = known.filter((k) => !(UNAVAILABLE_RULE_KEYS as readonly string[]).includes(k));
+      const candidates = known;
       for (const key of issue.keys) {
         const text = `unknown key "${key}"${didYouMean(suggest(key, candidates))}`;
         problems.push(document.problem([...issue.path, key], text, { target: 'key' }));

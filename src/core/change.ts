@@ -30,13 +30,22 @@ export interface Change {
   position: string;
 }
 
-/** What the sink is asked to do to one key. Keys here are without the configured prefix. */
+/**
+ * What the sink is asked to do. Keys, tags and patterns here are without the configured prefix.
+ * - delete: DEL (or UNLINK) the key.
+ * - bump: set the version key to `version` if greater (INCR when null).
+ * - tag: delete every key that is a member of the set `tag:<tag>`, then the set.
+ * - pattern: delete every key matching the glob pattern (SCAN + UNLINK). Values rendered into it
+ *   have their glob characters escaped; only the template's own `*`, `?` and `[...]` match.
+ */
 export type KeyOperation =
   | { action: 'delete'; key: string }
-  | { action: 'bump'; key: string; version: bigint | null };
+  | { action: 'bump'; key: string; version: bigint | null }
+  | { action: 'tag'; tag: string }
+  | { action: 'pattern'; pattern: string };
 
 /** Low-cardinality reasons, used as metric labels. */
-export type SkipReason = 'unknown_value' | 'truncate';
+export type SkipReason = 'unknown_value' | 'truncate' | 'lookup_failed';
 
 /** A change (or part of one) that could not be turned into keys and has no fallback. */
 export interface DeadLetter {

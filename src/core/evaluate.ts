@@ -1,37 +1,56 @@
 import type { Change, DeadLetter, Evaluation, KeyOperation, Row, SkipReason, Value } from './change.js';
-import type { CompiledActions, CompiledRule, RuleSet } from './rules.js';
-import { renderTemplate } from './template.js';
+import { escapeGlob } from './glob.js';
+import { lookupParams, lookupRequestId, NO_LOOKUP_RESULTS, planLookups, type LookupRequest, type LookupResults } from './lookup.js';
+import { ACTION_KINDS, type CompiledActions, type CompiledRule, type RuleSet } from './rules.js';
+import { renderTemplate, renderWithLookups, type LookupRowsFor } from './template.js';
 
 /**
  * The heart of the worker: this change plus these rules gives these key operations. Pure: no I/O,
  * no clock. What it cannot compute it does not guess; it reports the fallback it used or the dead
  * letter it produced instead.
  */
-export function evaluate(change: Change, rules: RuleSet, out: Evaluation = emptyEvaluation()): Evaluation {
-  // Two lookups by the strings the change already holds: no `schema.table` string per change.
-  const forTable = rules.bySchema.get(change.schema)?.get(change.table);
+export function evaluate(
+  change: Change,
+  rules: RuleSet,
+  out: Evaluation = emptyEvaluation(),
+  lookups: LookupResults = NO_LOOKUP_RESULTS,
+): Evaluation {
+  const forTable = rulesOf(rules, change);
   if (forTable === undefined) return out;
   for (const rule of forTable) {
-    if (!rule.on.has(change.op)) continue;
     if (change.op === 'truncate') {
-      skip(change, rule, 'truncate', 'TRUNCATE has no rows to render keys from', out);
+      if (rule.on.has('truncate')) skip(change, rule, 'truncate', 'TRUNCATE has no rows to render keys from', out);
       continue;
     }
-    if (change.op === 'update' && rule.changed !== null && !anyChanged(change, rule.changed)) continue;
-
-    const missing = renderActions(rule.actions, rowsOf(change), change.version, out.operations);
+    if (!applies(rule, change)) continue;
+    const missing = renderActions(rule, rule.actions, rowsOf(change), change.version, lookups, out.operations);
     if (missing !== null) {
       const row = change.op === 'insert' || (change.op === 'update' && missing.inNewRow) ? 'new' : 'old';
-      skip(
-        change,
-        rule,
-        'unknown_value',
-        `"${missing.template}" needs column "${missing.column}", whose value is unknown in the ${row} row`,
-        out,
-      );
+      const detail =
+        missing.kind === 'unknown'
+          ? `"${missing.template}" needs column "${missing.column}", whose value is unknown in the ${row} row`
+          : `"${missing.template}": lookup "${missing.alias}" for the ${row} row failed: ${missing.message}`;
+      skip(change, rule, missing.kind === 'unknown' ? 'unknown_value' : 'lookup_failed', detail, out);
     }
   }
   return out;
+}
+
+/** The lookups a change will need: run them, then pass their results to evaluate(). */
+export function lookupsFor(change: Change, rules: RuleSet, into: Map<string, LookupRequest>): void {
+  if (change.op === 'truncate') return;
+  planLookups(change, rulesOf(rules, change), applies, into);
+}
+
+function rulesOf(rules: RuleSet, change: Change): readonly CompiledRule[] | undefined {
+  // Two lookups by the strings the change already holds: no `schema.table` string per change.
+  return rules.bySchema.get(change.schema)?.get(change.table);
+}
+
+/** Whether a rule reacts to a (row) change: its operations, and `when.changed` for updates. */
+function applies(rule: CompiledRule, change: Change): boolean {
+  if (!rule.on.has(change.op)) return false;
+  return change.op !== 'update' || rule.changed === null || anyChanged(change, rule.changed);
 }
 
 export function emptyEvaluation(): Evaluation {
@@ -45,36 +64,49 @@ function rowsOf(change: Change): Array<{ row: Row; isNew: boolean }> {
   return rows;
 }
 
-interface Missing {
-  template: string;
-  column: string;
-  inNewRow: boolean;
-}
+type Missing =
+  | { kind: 'unknown'; template: string; column: string; inNewRow: boolean }
+  | { kind: 'failed'; template: string; alias: string; message: string; inNewRow: boolean };
 
 /**
- * Renders every template against every row, appending the keys. An update renders against the old
- * and the new row, and both keys go when they differ. Returns the first template that could not be
- * rendered, if any; the others are still rendered, since invalidating more is always safe.
+ * Renders every template against every row, appending the operations. An update renders against
+ * the old and the new row, and both keys go when they differ. Returns the first template that
+ * could not be rendered, if any; the others are still rendered, since invalidating more is
+ * always safe.
  */
 function renderActions(
+  rule: CompiledRule,
   actions: CompiledActions,
   rows: Array<{ row: Row; isNew: boolean }>,
   version: bigint | null,
+  lookups: LookupResults,
   ops: KeyOperation[],
 ): Missing | null {
   let missing: Missing | null = null;
-  for (const action of ACTIONS) {
-    for (const template of actions[action]) {
+  for (const kind of ACTION_KINDS) {
+    const escape = kind === 'patterns' ? escapeGlob : undefined;
+    for (const template of actions[kind]) {
       let previous: string | null = null;
       for (const { row, isNew } of rows) {
-        const r = renderTemplate(template, row);
-        if (r.kind === 'key') {
-          if (r.key !== previous) {
-            ops.push(action === 'invalidate' ? { action: 'delete', key: r.key } : { action: 'bump', key: r.key, version });
+        if (template.lookups.length === 0) {
+          // The common case, kept free of allocations beyond the key itself.
+          const r = renderTemplate(template, row, escape);
+          if (r.kind === 'key') {
+            if (r.key !== previous) ops.push(operation(kind, r.key, version));
+            previous = r.key;
+          } else if (r.kind === 'unknown' && missing === null) {
+            missing = { kind: 'unknown', template: template.source, column: r.column, inNewRow: isNew };
           }
-          previous = r.key;
-        } else if (r.kind === 'unknown' && missing === null) {
-          missing = { template: template.source, column: r.column, inNewRow: isNew };
+          continue;
+        }
+        const r = renderWithLookups(template, row, (alias) => lookupRows(rule, alias, row, lookups), escape);
+        if (r.kind === 'keys') {
+          for (const key of r.keys) ops.push(operation(kind, key, version));
+        } else if (missing === null) {
+          missing =
+            r.kind === 'unknown'
+              ? { kind: 'unknown', template: template.source, column: r.column, inNewRow: isNew }
+              : { kind: 'failed', template: template.source, alias: r.alias, message: r.message, inNewRow: isNew };
         }
       }
     }
@@ -82,7 +114,27 @@ function renderActions(
   return missing;
 }
 
-const ACTIONS = ['invalidate', 'bump'] as const;
+function operation(kind: (typeof ACTION_KINDS)[number], text: string, version: bigint | null): KeyOperation {
+  switch (kind) {
+    case 'invalidate':
+      return { action: 'delete', key: text };
+    case 'bump':
+      return { action: 'bump', key: text, version };
+    case 'tags':
+      return { action: 'tag', tag: text };
+    case 'patterns':
+      return { action: 'pattern', pattern: text };
+  }
+}
+
+function lookupRows(rule: CompiledRule, alias: string, row: Row, lookups: LookupResults): LookupRowsFor {
+  const lookup = rule.lookups.get(alias)!;
+  const p = lookupParams(lookup, row);
+  if (!('params' in p)) return { kind: 'unknown', column: p.unknown };
+  const result = lookups.get(lookupRequestId(lookup, p.params));
+  if (result === undefined) return { kind: 'failed', message: 'the lookup was not run' };
+  return result.ok ? { kind: 'rows', rows: result.rows } : { kind: 'failed', message: result.message };
+}
 
 /**
  * `when.changed`: an update counts when one of the columns differs. A column whose old or new
@@ -106,7 +158,7 @@ function valueOf(row: Row, column: string): Value | undefined {
 
 function skip(change: Change, rule: CompiledRule, reason: SkipReason, detail: string, out: Evaluation): void {
   if (rule.fallback !== null) {
-    renderActions(rule.fallback, [{ row: {}, isNew: false }], change.version, out.operations);
+    renderActions(rule, rule.fallback, [{ row: {}, isNew: false }], change.version, NO_LOOKUP_RESULTS, out.operations);
     out.fallbacks.push({
       schema: change.schema,
       table: change.table,

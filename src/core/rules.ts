@@ -2,14 +2,27 @@ import type { Operation } from './change.js';
 import { OPERATIONS } from './change.js';
 import { parseTemplate, TemplateSyntaxError, type Template } from './template.js';
 
+interface ActionsSpec {
+  invalidate?: string[] | undefined;
+  bump?: string[] | undefined;
+  tags?: string[] | undefined;
+  patterns?: string[] | undefined;
+}
+
+export interface LookupSpec {
+  sql: string;
+  params: string[];
+  timeoutMs: number;
+  retries: number;
+}
+
 /** A rule as written in a mapping file, after schema validation. */
-export interface RuleSpec {
+export interface RuleSpec extends ActionsSpec {
   table: string;
   on?: Operation[] | undefined;
   when?: { changed?: string[] | undefined } | undefined;
-  invalidate?: string[] | undefined;
-  bump?: string[] | undefined;
-  fallback?: { invalidate?: string[] | undefined; bump?: string[] | undefined } | undefined;
+  lookup?: Record<string, LookupSpec> | undefined;
+  fallback?: ActionsSpec | undefined;
 }
 
 export interface MappingSpec {
@@ -21,6 +34,15 @@ export interface MappingSpec {
 export interface CompiledActions {
   invalidate: readonly Template[];
   bump: readonly Template[];
+  tags: readonly Template[];
+  patterns: readonly Template[];
+}
+
+export const ACTION_KINDS = ['invalidate', 'bump', 'tags', 'patterns'] as const;
+
+/** A lookup of a rule: run once per distinct parameter list within a batch. */
+export interface CompiledLookup extends LookupSpec {
+  alias: string;
 }
 
 export interface CompiledRule {
@@ -31,6 +53,8 @@ export interface CompiledRule {
   on: ReadonlySet<Operation>;
   /** Columns of which at least one must differ for an update to count; null: every update counts. */
   changed: readonly string[] | null;
+  /** Lookups by name; empty for most rules. */
+  lookups: ReadonlyMap<string, CompiledLookup>;
   actions: CompiledActions;
   fallback: CompiledActions | null;
 }
@@ -49,6 +73,8 @@ export interface CompileProblem {
   /** Path inside the mapping document, e.g. ['rules', 2, 'invalidate', 0]. */
   path: (string | number)[];
   message: string;
+  /** Errors stop the worker from starting; warnings are printed. Default: error. */
+  severity?: 'error' | 'warning';
 }
 
 export function tableKey(schema: string, table: string): string {
@@ -112,10 +138,15 @@ export function compileRules(mappings: MappingSpec[]): { rules: RuleSet; problem
         return;
       }
 
-      const compileList = (list: string[] | undefined, path: (string | number)[]): Template[] =>
+      const lookups = compileLookups(spec.lookup, (path, message, severity) =>
+        problems.push({ file: mapping.file, path: at('lookup', ...path), message, ...(severity ? { severity } : {}) }),
+      );
+      const aliases = new Set(lookups.keys());
+
+      const compileList = (list: string[] | undefined, path: (string | number)[], names: ReadonlySet<string>): Template[] =>
         (list ?? []).flatMap((source, i) => {
           try {
-            return [parseTemplate(source)];
+            return [parseTemplate(source, names)];
           } catch (err) {
             if (err instanceof TemplateSyntaxError) {
               problem([...path, i], err.message);
@@ -124,24 +155,41 @@ export function compileRules(mappings: MappingSpec[]): { rules: RuleSet; problem
             throw err;
           }
         });
+      const compileActions = (from: ActionsSpec, path: (string | number)[], names: ReadonlySet<string>): CompiledActions => ({
+        invalidate: compileList(from.invalidate, [...path, 'invalidate'], names),
+        bump: compileList(from.bump, [...path, 'bump'], names),
+        tags: compileList(from.tags, [...path, 'tags'], names),
+        patterns: compileList(from.patterns, [...path, 'patterns'], names),
+      });
+      const count = (from: ActionsSpec) => ACTION_KINDS.reduce((n, kind) => n + (from[kind] ?? []).length, 0);
 
-      const actions: CompiledActions = {
-        invalidate: compileList(spec.invalidate, at('invalidate')),
-        bump: compileList(spec.bump, at('bump')),
-      };
-      if ((spec.invalidate ?? []).length + (spec.bump ?? []).length === 0) {
-        problem(at(), 'rule has no action: give it "invalidate" or "bump" keys');
+      const actions = compileActions(spec, at(), aliases);
+      if (count(spec) === 0) {
+        problem(at(), 'rule has no action: give it "invalidate", "bump", "tags" or "patterns"');
+      }
+      actions.patterns.forEach((_, i) =>
+        problems.push({
+          file: mapping.file,
+          path: at('patterns', i),
+          message:
+            'a pattern is deleted with SCAN over the whole keyspace for every change that renders it: ' +
+            'prefer keys, version bumps or tags where the application can name them',
+          severity: 'warning',
+        }),
+      );
+      const used = new Set(ACTION_KINDS.flatMap((kind) => actions[kind].flatMap((t) => t.lookups)));
+      for (const alias of aliases) {
+        if (!used.has(alias)) {
+          problems.push({ file: mapping.file, path: at('lookup', alias), message: `lookup "${alias}" is not used by any key`, severity: 'warning' });
+        }
       }
 
       let fallback: CompiledActions | null = null;
       if (spec.fallback !== undefined) {
-        fallback = {
-          invalidate: compileList(spec.fallback.invalidate, at('fallback', 'invalidate')),
-          bump: compileList(spec.fallback.bump, at('fallback', 'bump')),
-        };
-        // A fallback runs exactly when row values cannot be had (unknown old values, TRUNCATE),
-        // so its keys cannot depend on them.
-        for (const kind of ['invalidate', 'bump'] as const) {
+        // A fallback runs exactly when row values cannot be had (unknown old values, TRUNCATE,
+        // a failed lookup), so its keys cannot depend on them.
+        fallback = compileActions(spec.fallback, at('fallback'), new Set());
+        for (const kind of ACTION_KINDS) {
           fallback[kind].forEach((t, i) => {
             if (t.columns.length > 0) {
               problem(
@@ -152,8 +200,8 @@ export function compileRules(mappings: MappingSpec[]): { rules: RuleSet; problem
             }
           });
         }
-        if (fallback.invalidate.length + fallback.bump.length === 0) {
-          problem(at('fallback'), 'fallback has no action: give it "invalidate" or "bump" keys');
+        if (count(spec.fallback) === 0) {
+          problem(at('fallback'), 'fallback has no action: give it "invalidate", "bump", "tags" or "patterns"');
         }
       }
 
@@ -175,6 +223,7 @@ export function compileRules(mappings: MappingSpec[]): { rules: RuleSet; problem
               : spec.on,
         ),
         changed,
+        lookups,
         actions,
         fallback,
       };
@@ -201,13 +250,47 @@ export function compileRules(mappings: MappingSpec[]): { rules: RuleSet; problem
   return { rules: { byTable, bySchema, tables }, problems };
 }
 
-/** Every column a rule's templates and conditions name: what `check` verifies against the table. */
+/**
+ * Every column of the rule's table that its templates, conditions and lookup parameters name:
+ * what `check` verifies against the table.
+ */
 export function ruleColumns(rule: CompiledRule): string[] {
-  const all = [
-    ...rule.actions.invalidate,
-    ...rule.actions.bump,
-    ...(rule.fallback?.invalidate ?? []),
-    ...(rule.fallback?.bump ?? []),
-  ].flatMap((t) => t.columns);
-  return [...new Set([...all, ...(rule.changed ?? [])])];
+  const all = ACTION_KINDS.flatMap((kind) => [...rule.actions[kind], ...(rule.fallback?.[kind] ?? [])]).flatMap(
+    (t) => t.columns,
+  );
+  const params = [...rule.lookups.values()].flatMap((l) => l.params);
+  return [...new Set([...all, ...(rule.changed ?? []), ...params])];
+}
+
+/**
+ * Lookups of one rule. The SQL must use exactly $1..$n for its n params: a parameter that the
+ * query never reads, or a placeholder with no parameter, is a mistake to catch before it runs.
+ */
+function compileLookups(
+  specs: Record<string, LookupSpec> | undefined,
+  problem: (path: (string | number)[], message: string, severity?: 'warning') => void,
+): Map<string, CompiledLookup> {
+  const out = new Map<string, CompiledLookup>();
+  for (const [alias, spec] of Object.entries(specs ?? {})) {
+    const placeholders = new Set([...stripSqlLiterals(spec.sql).matchAll(/\$(\d+)/g)].map((m) => Number(m[1])));
+    const highest = Math.max(0, ...placeholders);
+    if (highest !== spec.params.length) {
+      problem(
+        [alias, 'params'],
+        `the query uses ${highest === 0 ? 'no placeholder' : `placeholders up to $${highest}`} but params lists ` +
+          `${spec.params.length} column${spec.params.length === 1 ? '' : 's'}`,
+      );
+    } else {
+      for (let n = 1; n <= highest; n++) {
+        if (!placeholders.has(n)) problem([alias, 'sql'], `the query never uses $${n} (params[${n - 1}] "${spec.params[n - 1]}")`);
+      }
+    }
+    out.set(alias, { alias, ...spec });
+  }
+  return out;
+}
+
+/** The SQL with quoted strings, quoted identifiers and comments blanked, so `'$1'` is not a placeholder. */
+function stripSqlLiterals(sql: string): string {
+  return sql.replace(/'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|\/\*[\s\S]*?\*\//g, ' ');
 }

@@ -1,5 +1,7 @@
-import type { Evaluation } from '../core/change.js';
-import { emptyEvaluation, evaluate } from '../core/evaluate.js';
+import type { Change, Evaluation } from '../core/change.js';
+import { emptyEvaluation, evaluate, lookupsFor } from '../core/evaluate.js';
+import { NO_LOOKUP_RESULTS, type LookupRequest, type LookupResults } from '../core/lookup.js';
+import type { LookupRunner } from '../lookups/lookup-runner.js';
 import type { RuleSet } from '../core/rules.js';
 import { toError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -14,6 +16,8 @@ export interface WorkerOptions {
   source: Source;
   sink: Sink;
   rules: RuleSet;
+  /** Runs the rules' lookups; needed only when a rule declares one. */
+  lookups?: LookupRunner;
   maxChanges: number;
   logger: Logger;
   stats: WorkerStats;
@@ -43,8 +47,11 @@ export class Worker {
   private readonly done: Promise<void>;
   private resolveDone!: () => void;
 
+  private readonly usesLookups: boolean;
+
   constructor(private readonly options: WorkerOptions) {
     this.log = options.logger.child({ component: 'worker' });
+    this.usesLookups = [...options.rules.byTable.values()].some((list) => list.some((r) => r.lookups.size > 0));
     this.done = new Promise((resolve) => {
       this.resolveDone = resolve;
     });
@@ -111,8 +118,9 @@ export class Worker {
         const batch = await source.next(maxChanges);
         if (batch === null) break;
         stats.batchTaken(batch, Date.now());
+        const lookups = await this.runLookups(batch.changes);
         const evaluation = emptyEvaluation();
-        for (const change of batch.changes) evaluate(change, this.options.rules, evaluation);
+        for (const change of batch.changes) evaluate(change, this.options.rules, evaluation, lookups);
         const applySeconds = await this.applyWithRetry(evaluation);
         if (applySeconds === null) break;
         await source.acknowledge(batch);
@@ -126,6 +134,16 @@ export class Worker {
     if (this.failure !== null) {
       void this.stop();
     }
+  }
+
+  /** Runs every distinct lookup the batch needs, once, before its keys are rendered. */
+  private async runLookups(changes: readonly Change[]): Promise<LookupResults> {
+    const runner = this.options.lookups;
+    if (runner === undefined || !this.usesLookups) return NO_LOOKUP_RESULTS;
+    const requests = new Map<string, LookupRequest>();
+    for (const change of changes) lookupsFor(change, this.options.rules, requests);
+    if (requests.size === 0) return NO_LOOKUP_RESULTS;
+    return runner.run([...requests.values()]);
   }
 
   /** Retries the whole batch until the sink applies it; its duration, or null when a forced stop gave up. */
@@ -206,6 +224,7 @@ export class Worker {
     for (const [name, step] of [
       ['source', () => this.options.source.close()],
       ['sink', () => this.options.sink.close()],
+      ['lookups', async () => this.options.lookups?.close()],
     ] as const) {
       try {
         await step();

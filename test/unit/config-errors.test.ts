@@ -114,9 +114,6 @@ const cases: Case[] = [
   },
   { name: 'unknown fallback key', files: { [M]: rule('    invalidate: [a]\n    fallback:\n      delete: [b]\n') }, errors: [[M, 5, 7, 'rules[0].fallback.delete', 'unknown key "delete"']] },
   { name: 'template not a string', files: { [M]: rule('    invalidate: [42]\n') }, errors: [[M, 3, 18, 'rules[0].invalidate[0]', 'expected a string, got 42']] },
-  { name: 'lookup not available', files: { [M]: rule('    lookup:\n      author: {}\n    invalidate: [a]\n') }, errors: [[M, 3, 5, 'rules[0].lookup', '"lookup" is not available in this version']] },
-  { name: 'tags not available', files: { [M]: rule('    tags: ["category:{category_id}"]\n') }, errors: [[M, 3, 5, 'rules[0].tags', '"tags" is not available in this version']] },
-  { name: 'patterns not available', files: { [M]: rule('    patterns: ["p:*"]\n    bump: [v]\n') }, errors: [[M, 3, 5, 'rules[0].patterns', '"patterns" is not available in this version']] },
   // mapping files: what the rules compiler finds
   { name: 'unclosed brace', files: { [M]: rule('    invalidate: ["user:{id"]\n') }, errors: [[M, 3, 18, 'rules[0].invalidate[0]', 'unclosed "{"']] },
   { name: 'unmatched closing brace', files: { [M]: rule('    invalidate:\n      - user:id}\n') }, errors: [[M, 4, 9, 'rules[0].invalidate[0]', 'unmatched "}"']] },

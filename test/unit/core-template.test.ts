@@ -68,8 +68,25 @@ describe('parseTemplate', () => {
       ],
       columns: ['b', 'a'],
     },
-    { source: 'x:{author.name}', parts: [{ kind: 'text', text: 'x:' }, { kind: 'column', name: 'author.name' }], columns: ['author.name'] },
   ];
+
+  it('parses a lookup reference when the lookup is declared', () => {
+    const t = parseTemplate('x:{author.name}:{id}', new Set(['author']));
+    expect(t.parts).toEqual([
+      { kind: 'text', text: 'x:' },
+      { kind: 'lookup', alias: 'author', column: 'name' },
+      { kind: 'text', text: ':' },
+      { kind: 'column', name: 'id' },
+    ]);
+    expect(t.columns).toEqual(['id']);
+    expect(t.lookups).toEqual(['author']);
+  });
+
+  it('rejects a dotted reference to an undeclared lookup', () => {
+    expect(() => parseTemplate('x:{author.name}')).toThrow(/names no lookup "author" \(the rule declares no lookup\)/);
+    expect(() => parseTemplate('x:{autor.name}', new Set(['author']))).toThrow(/names no lookup "autor" \(declared: author\)/);
+    expect(() => parseTemplate('x:{author.}', new Set(['author']))).toThrow(/names no column of lookup "author"/);
+  });
 
   it.each(valid)('parses $source', ({ source, parts, columns }) => {
     const t = parseTemplate(source);

@@ -99,30 +99,30 @@ describe('explainChange: key operations', () => {
     },
   ];
 
-  it.each(cases)('$name', ({ args, lines }) => {
-    const result = explainChange(ruleSet(), args);
+  it.each(cases)("$name", async ({ args, lines }) => {
+    const result = await explainChange(ruleSet(), args);
     expect(result.ok).toBe(true);
     if (!result.ok) return;
     expect(result.text.endsWith('\n')).toBe(true);
     expect(result.text.slice(0, -1).split('\n')).toEqual(lines);
   });
 
-  it('a column named __proto__ or constructor in the JSON is an ordinary column', () => {
+  it('a column named __proto__ or constructor in the JSON is an ordinary column', async () => {
     const { rules } = compileRules([{ file: FILE, rules: [{ table: 't', invalidate: ['k:{__proto__}:{constructor}'] }] }]);
-    const result = explainChange(rules, { table: 't', op: 'insert', after: '{"__proto__": "p", "constructor": "c"}' });
+    const result = await explainChange(rules, { table: 't', op: 'insert', after: '{"__proto__": "p", "constructor": "c"}' });
     expect(result).toEqual({ ok: true, text: 'DEL k:p:c\n' });
   });
 
-  it('a column left out is unknown, not read off Object.prototype', () => {
+  it('a column left out is unknown, not read off Object.prototype', async () => {
     const { rules } = compileRules([{ file: FILE, rules: [{ table: 't', invalidate: ['k:{constructor}'] }] }]);
-    const result = explainChange(rules, { table: 't', op: 'insert', after: '{}' });
+    const result = await explainChange(rules, { table: 't', op: 'insert', after: '{}' });
     expect(result.ok && result.text).toMatch(/^dead letter \(unknown_value\): .*"constructor".*new row\n$/);
   });
 
-  it('an integer beyond 2^53 is not silently rounded into another key', () => {
+  it('an integer beyond 2^53 is not silently rounded into another key', async () => {
     // int8 ids past Number.MAX_SAFE_INTEGER are ordinary in Postgres. JSON.parse rounds
     // 9007199254740993 to 9007199254740992, which would name a key the worker never deletes.
-    const result = explainChange(ruleSet(), { table: 'users', op: 'insert', after: '{"id": 9007199254740993, "email": "a@x"}' });
+    const result = await explainChange(ruleSet(), { table: 'users', op: 'insert', after: '{"id": 9007199254740993, "email": "a@x"}' });
     if (result.ok) {
       expect(result.text).toContain('DEL user:9007199254740993\n');
     } else {
@@ -155,8 +155,8 @@ describe('explainChange: argument errors', () => {
     { name: 'array value', args: { table: 'users', op: 'delete', before: '{"id": [1]}' }, error: /^--before: column "id"/ },
   ];
 
-  it.each(cases)('$name', ({ args, error }) => {
-    const result = explainChange(ruleSet(), args);
+  it.each(cases)("$name", async ({ args, error }) => {
+    const result = await explainChange(ruleSet(), args);
     expect(result.ok).toBe(false);
     if (result.ok) return;
     expect(result.error).toMatch(error);

@@ -58,7 +58,7 @@ class FlakySink implements Sink {
       this.events.push('apply failed');
       throw new Error('redis down');
     }
-    this.events.push(`apply ${batch.operations.map((o) => o.key).join(',')}`);
+    this.events.push(`apply ${batch.operations.map((o) => ('key' in o ? o.key : '')).join(',')}`);
   }
   async close() {
     this.events.push('sink close');
