@@ -1,0 +1,148 @@
+import { describe, expect, it } from 'vitest';
+import type { Change, Row } from '../../src/core/change.js';
+import { emptyEvaluation, evaluate, lookupsFor } from '../../src/core/evaluate.js';
+import type { LookupRequest, LookupResult } from '../../src/core/lookup.js';
+import { compileRules, type RuleSpec } from '../../src/core/rules.js';
+
+const AUTHOR = { sql: 'SELECT name, email FROM users WHERE id = $1', params: ['user_id'], timeoutMs: 1000, retries: 0 };
+
+function compile(rule: Omit<RuleSpec, 'table'>) {
+  const { rules, problems } = compileRules([{ file: 'm.yaml', rules: [{ table: 'comments', ...rule }] }]);
+  return { rules, problems };
+}
+
+function change(op: Change['op'], before: Row | null, after: Row | null): Change {
+  return { schema: 'public', table: 'comments', op, before, after, keyColumns: ['id'], version: 7n, position: '0/7' };
+}
+
+/** Plans the change's lookups, answers them from `db` (by first parameter), then evaluates. */
+function run(rules: ReturnType<typeof compile>['rules'], c: Change, db: (params: unknown[]) => LookupResult) {
+  const requests = new Map<string, LookupRequest>();
+  lookupsFor(c, rules, requests);
+  const results = new Map([...requests.values()].map((r) => [r.id, db(r.params)] as const));
+  return { requests: [...requests.values()], evaluation: evaluate(c, rules, emptyEvaluation(), results) };
+}
+
+const users: Record<string, Row[]> = {
+  '1': [{ name: 'Ann', email: 'a@x.io' }],
+  '2': [{ name: 'Bob', email: 'b@x.io' }],
+};
+
+describe('lookups', () => {
+  const { rules, problems } = compile({
+    lookup: { author: AUTHOR },
+    invalidate: ['comment:{id}', 'comments:name={author.name}:email={author.email}'],
+  });
+
+  it('compiles without problems', () => {
+    expect(problems).toEqual([]);
+  });
+
+  it("an insert invalidates its author's key", () => {
+    const { requests, evaluation } = run(rules, change('insert', null, { id: '10', user_id: '1' }), (p) => ({ ok: true, rows: users[p[0] as string] ?? [] }));
+    expect(requests.map((r) => r.params)).toEqual([['1']]);
+    expect(evaluation.operations).toEqual([
+      { action: 'delete', key: 'comment:10' },
+      { action: 'delete', key: 'comments:name=Ann:email=a@x.io' },
+    ]);
+  });
+
+  it('a comment moved to another user runs the lookup for both and invalidates both keys', () => {
+    const { requests, evaluation } = run(
+      rules,
+      change('update', { id: '10', user_id: '1' }, { id: '10', user_id: '2' }),
+      (p) => ({ ok: true, rows: users[p[0] as string] ?? [] }),
+    );
+    expect(requests.map((r) => r.params)).toEqual([['1'], ['2']]);
+    expect(evaluation.operations.map((o) => ('key' in o ? o.key : ''))).toEqual([
+      'comment:10',
+      'comments:name=Ann:email=a@x.io',
+      'comments:name=Bob:email=b@x.io',
+    ]);
+  });
+
+  it('runs the lookup once when old and new parameters are equal', () => {
+    const { requests } = run(rules, change('update', { id: '10', user_id: '1' }, { id: '10', user_id: '1' }), () => ({ ok: true, rows: [] }));
+    expect(requests).toHaveLength(1);
+  });
+
+  it('zero rows render nothing; several rows one key each; a NULL result column renders no key', () => {
+    const multi = compile({
+      lookup: { f: { sql: 'SELECT follower_id AS id FROM follows WHERE user_id = $1', params: ['user_id'], timeoutMs: 1000, retries: 0 } },
+      invalidate: ['feed:{f.id}'],
+    }).rules;
+    const none = run(multi, change('insert', null, { id: '1', user_id: '9' }), () => ({ ok: true, rows: [] }));
+    expect(none.evaluation).toEqual(emptyEvaluation());
+    const many = run(multi, change('insert', null, { id: '1', user_id: '9' }), () => ({ ok: true, rows: [{ id: '3' }, { id: '4' }, { id: null }] }));
+    expect(many.evaluation.operations).toEqual([
+      { action: 'delete', key: 'feed:3' },
+      { action: 'delete', key: 'feed:4' },
+    ]);
+  });
+
+  it('a failed lookup leads to the fallback, or a dead letter without one', () => {
+    const failing = () => ({ ok: false as const, message: 'connection refused' });
+    const dl = run(rules, change('insert', null, { id: '10', user_id: '1' }), failing).evaluation;
+    expect(dl.operations).toEqual([{ action: 'delete', key: 'comment:10' }]);
+    expect(dl.deadLetters).toHaveLength(1);
+    expect(dl.deadLetters[0]).toMatchObject({ reason: 'lookup_failed', key: { id: '10' } });
+    expect(dl.deadLetters[0]!.detail).toContain('connection refused');
+
+    const withFallback = compile({
+      lookup: { author: AUTHOR },
+      invalidate: ['comments:name={author.name}:email={author.email}'],
+      fallback: { bump: ['comments:version'] },
+    }).rules;
+    const fb = run(withFallback, change('insert', null, { id: '10', user_id: '1' }), failing).evaluation;
+    expect(fb.operations).toEqual([{ action: 'bump', key: 'comments:version', version: 7n }]);
+    expect(fb.fallbacks.map((f) => f.reason)).toEqual(['lookup_failed']);
+  });
+
+  it('a lookup parameter whose value is unknown is an unknown value, and no query runs', () => {
+    const { requests, evaluation } = run(rules, change('delete', { id: '10' }, null), () => ({ ok: true, rows: [] }));
+    expect(requests).toEqual([]);
+    expect(evaluation.deadLetters[0]).toMatchObject({ reason: 'unknown_value' });
+    expect(evaluation.deadLetters[0]!.detail).toContain('"user_id"');
+  });
+
+  it('a lookup result missing a referenced column fails the template, naming the column', () => {
+    const { evaluation } = run(rules, change('insert', null, { id: '10', user_id: '1' }), () => ({ ok: true, rows: [{ name: 'Ann' }] }));
+    expect(evaluation.deadLetters[0]!.detail).toContain('returned no column "email"');
+  });
+
+  it('tags and patterns render like keys; values in patterns are glob-escaped', () => {
+    const r = compile({ tags: ['comment:{id}'], patterns: ['c:{user_id}:*'] }).rules;
+    const e = evaluate(change('insert', null, { id: '1', user_id: 'a*b?[c]' }), r);
+    expect(e.operations).toEqual([
+      { action: 'tag', tag: 'comment:1' },
+      { action: 'pattern', pattern: 'c:a\\*b\\?\\[c\\]:*' },
+    ]);
+  });
+});
+
+describe('lookup compile problems', () => {
+  it.each([
+    [{ ...AUTHOR, params: [] }, /uses placeholders up to \$1 but params lists 0 columns/],
+    [{ ...AUTHOR, params: ['user_id', 'x'] }, /uses placeholders up to \$1 but params lists 2 columns/],
+    [{ ...AUTHOR, sql: 'SELECT 1 WHERE $2 = 1', params: ['a', 'b'] }, /never uses \$1/],
+    [{ ...AUTHOR, sql: "SELECT '$1' AS x", params: ['a'] }, /uses no placeholder but params lists 1 column/],
+  ])('%o', (lookup, message) => {
+    const { problems } = compile({ lookup: { author: lookup }, invalidate: ['k:{author.x}'] });
+    expect(problems.map((p) => p.message).join('\n')).toMatch(message);
+  });
+
+  it('warns about an unused lookup and about patterns', () => {
+    const { problems } = compile({ lookup: { author: AUTHOR }, patterns: ['p:*'] });
+    expect(problems.map((p) => [p.path.join('.'), p.severity])).toEqual([
+      ['rules.0.patterns.0', 'warning'],
+      ['rules.0.lookup.author', 'warning'],
+    ]);
+  });
+
+  it('a template naming an undeclared lookup is an error at its path', () => {
+    const { problems } = compile({ lookup: { author: AUTHOR }, invalidate: ['k:{autor.name}', 'k:{author.name}'] });
+    expect(problems).toEqual([
+      { file: 'm.yaml', path: ['rules', 0, 'invalidate', 0], message: expect.stringMatching(/names no lookup "autor" \(declared: author\)/) },
+    ]);
+  });
+});
