@@ -28,6 +28,10 @@ COPY mappings /etc/cdc-invalidator/mappings
 # The image's node user (uid 1000); the worker needs no write access to anything on disk.
 USER node
 
-# No HEALTHCHECK yet: the worker has no HTTP endpoint to probe.
+# /healthz, /readyz, /metrics and /status on http.port of the config (default 9464). The health check
+# asks /healthz with Node's own fetch (the slim image has no curl); it assumes the default port.
+EXPOSE 9464
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:9464/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 ENTRYPOINT ["node", "dist/cli.js"]
 CMD ["run", "--config", "/etc/cdc-invalidator/cdc-invalidator.yaml"]
