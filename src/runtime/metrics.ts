@@ -74,6 +74,13 @@ export class Metrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       registers,
     });
+    // Labelled counters start at 0 for every known label value, so that increase() in alerts sees
+    // the first dead letter or fallback after a restart.
+    for (const reason of ['unknown_value', 'truncate', 'lookup_failed'] as const) {
+      this.deadLetters.inc({ reason }, 0);
+      this.fallbacks.inc({ reason }, 0);
+    }
+    for (const action of ['delete', 'bump', 'tag', 'pattern'] as const) this.keys.inc({ action }, 0);
     const readings = () => this.readings;
     const gauge = (name: string, help: string, read: (r: GaugeReadings) => number | null) =>
       new Gauge({
