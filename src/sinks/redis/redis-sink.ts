@@ -1,15 +1,27 @@
 import { Redis } from 'ioredis';
-import type { DeadLetter, KeyOperation } from '../../core/change.js';
+import type { DeadLetter } from '../../core/change.js';
 import { SinkUnavailableError, toError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Sink, SinkBatch } from '../sink.js';
+import { forEachLimited } from './limited.js';
+import { notificationMessages, publishAll } from './notify.js';
+import { invalidatePattern } from './patterns.js';
+import { planBatch, type RedisPlan } from './plan.js';
+import { BUMP_TO_SCRIPT, isNoScript, ScriptCache } from './scripts.js';
+import { invalidateTag } from './tags.js';
 
 export interface RedisSinkOptions {
   url: string;
   keyPrefix: string;
   deleteCommand: 'del' | 'unlink';
-  /** How long one batch may take before it counts as failed and is retried. */
+  /** Where the keys, tags and patterns of each applied batch are published; none when unset. */
+  notifyChannel?: string | undefined;
+  /** How long one Redis command may take before the batch counts as failed and is retried. */
   commandTimeoutMs?: number;
+  /** Tag members popped and deleted per script call (at most 5000, Lua's unpack limit). */
+  tagStepSize?: number;
+  /** SCAN COUNT hint for patterns. */
+  scanCount?: number;
   logger: Logger;
 }
 
@@ -17,33 +29,31 @@ export interface RedisSinkOptions {
 const KEYS_PER_COMMAND = 500;
 /** Dead letters kept in the stream; older ones are trimmed (approximately). */
 const DEAD_LETTER_MAXLEN = 100_000;
+const DEFAULT_TAG_STEP_SIZE = 1000;
+const MAX_TAG_STEP_SIZE = 5000;
+const DEFAULT_SCAN_COUNT = 1000;
+/** Tags invalidated at once: their steps are pipelined on the one connection. */
+const TAG_CONCURRENCY = 32;
+/** Patterns scanned at once: each walks the whole keyspace, so only a few. */
+const PATTERN_CONCURRENCY = 4;
 
 /**
- * Sets each version key to its new value when that is greater than the stored one: versions are
- * decimal strings of any length (an LSN can pass 2^53, where Lua numbers lose precision), so they
- * compare by length first, then by digits. KEEPTTL leaves any TTL the application set.
- */
-const BUMP_TO_SCRIPT = `
-for i, key in ipairs(KEYS) do
-  local new = ARGV[i]
-  local cur = redis.call('GET', key)
-  if (not cur) or #cur < #new or (#cur == #new and cur < new) then
-    redis.call('SET', key, new, 'KEEPTTL')
-  end
-end
-return #KEYS`;
-
-
-/**
- * Applies a batch in one MULTI/EXEC round trip: either all of it lands or none of it does, so a
- * retry after a dropped connection never leaves a half-applied batch behind. ioredis is kept from
- * retrying or queueing on its own; the worker loop owns retries.
+ * Applies a batch in up to three phases, each of which may be repeated safely:
+ * 1. deletes, bumps and dead letters in one MULTI/EXEC round trip: all of it lands or none does;
+ * 2. tags and patterns, which can touch any number of keys and so cannot fit in one transaction:
+ *    bounded steps, each atomic, that carry on where a failed attempt stopped;
+ * 3. notifications, published last, so a subscriber never reloads a key before it is gone.
+ * A failure anywhere throws SinkUnavailableError and the worker retries the whole batch; phases
+ * already done are done again, which changes nothing. ioredis is kept from retrying or queueing
+ * on its own; the worker loop owns retries.
  */
 export class RedisSink implements Sink {
   private readonly client: Redis;
+  private readonly scripts: ScriptCache;
   private readonly deadLetterStream: string;
-  /** SHA of the bump script once loaded on the current connection; a new connection reloads it. */
-  private bumpSha: string | null = null;
+  private readonly tagStepSize: number;
+  private readonly scanCount: number;
+  private readonly log: Logger;
 
   constructor(private readonly options: RedisSinkOptions) {
     const client = new Redis(options.url, {
@@ -57,15 +67,16 @@ export class RedisSink implements Sink {
       retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
       connectionName: 'cdc-invalidator',
     });
-    // A restarted Redis has an empty script cache. (ioredis' own NOSCRIPT fallback resends the
-    // script outside the MULTI, which would break the batch's all-or-nothing, so it is not used.)
-    client.on('ready', () => {
-      this.bumpSha = null;
-    });
+    this.scripts = new ScriptCache(client);
+    // A restarted Redis has an empty script cache.
+    client.on('ready', () => this.scripts.reset());
     // Without a listener ioredis prints every connection error to stderr; the worker logs retries.
     client.on('error', (err: unknown) => options.logger.debug({ err: toError(err) }, 'redis connection error'));
     this.client = client;
     this.deadLetterStream = `${options.keyPrefix}cdc-invalidator:dead-letters`;
+    this.tagStepSize = Math.min(Math.max(1, options.tagStepSize ?? DEFAULT_TAG_STEP_SIZE), MAX_TAG_STEP_SIZE);
+    this.scanCount = Math.max(1, options.scanCount ?? DEFAULT_SCAN_COUNT);
+    this.log = options.logger.child({ component: 'redis-sink' });
   }
 
   async connect(): Promise<void> {
@@ -83,8 +94,17 @@ export class RedisSink implements Sink {
 
   async apply(batch: SinkBatch): Promise<void> {
     if (batch.operations.length === 0 && batch.deadLetters.length === 0) return;
-    const { deletes, bumpTo, increments } = this.plan(batch.operations);
-    const bumpSha = bumpTo.length > 0 ? await this.loadBumpScript() : '';
+    const plan = planBatch(batch.operations, this.options.keyPrefix);
+    await this.applyTransaction(plan, batch.deadLetters);
+    if (plan.tags.length > 0) await this.invalidateTags(plan);
+    if (plan.patterns.length > 0) await this.invalidatePatterns(plan);
+    if (this.options.notifyChannel !== undefined) await this.notify(plan, this.options.notifyChannel);
+  }
+
+  private async applyTransaction(plan: RedisPlan, deadLetters: readonly DeadLetter[]): Promise<void> {
+    const { deletes, bumpTo, increments } = plan;
+    if (deletes.length === 0 && bumpTo.length === 0 && increments.length === 0 && deadLetters.length === 0) return;
+    const bumpSha = bumpTo.length > 0 ? await this.scripts.sha(BUMP_TO_SCRIPT) : '';
     const multi = this.client.multi();
     for (let i = 0; i < deletes.length; i += KEYS_PER_COMMAND) {
       const keys = deletes.slice(i, i + KEYS_PER_COMMAND);
@@ -96,7 +116,7 @@ export class RedisSink implements Sink {
       multi.evalsha(bumpSha, chunk.length, ...chunk.map(([key]) => key), ...chunk.map(([, version]) => version));
     }
     for (const key of increments) multi.incr(key);
-    for (const letter of batch.deadLetters) {
+    for (const letter of deadLetters) {
       multi.xadd(this.deadLetterStream, 'MAXLEN', '~', String(DEAD_LETTER_MAXLEN), '*', ...deadLetterFields(letter));
     }
 
@@ -110,48 +130,52 @@ export class RedisSink implements Sink {
     // EXEC runs every queued command even when one fails: each reply must be checked.
     for (const [err] of results) {
       if (err !== null) {
-        if (err.message.includes('NOSCRIPT')) this.bumpSha = null;
+        if (isNoScript(err)) this.scripts.reset();
         throw new SinkUnavailableError(`redis command failed: ${err.message}`, err);
       }
     }
   }
 
-  private async loadBumpScript(): Promise<string> {
-    if (this.bumpSha !== null) return this.bumpSha;
+  private async invalidateTags(plan: RedisPlan): Promise<void> {
+    let steps = 0;
     try {
-      this.bumpSha = (await this.client.script('LOAD', BUMP_TO_SCRIPT)) as string;
-      return this.bumpSha;
+      await forEachLimited(plan.tags, TAG_CONCURRENCY, async ({ setKey }) => {
+        steps += await invalidateTag(this.scripts, setKey, this.tagStepSize, this.options.deleteCommand);
+      });
     } catch (err) {
-      throw new SinkUnavailableError(`redis script load failed: ${toError(err).message}`, err);
+      throw new SinkUnavailableError(`redis tag invalidation failed: ${toError(err).message}`, err);
     }
+    this.log.debug({ tags: plan.tags.length, steps }, 'tags invalidated');
   }
 
-  /** Deduplicates within the batch: one DEL per key, one bump per version key (the greatest). */
-  private plan(operations: readonly KeyOperation[]): {
-    deletes: string[];
-    bumpTo: [string, string][];
-    increments: string[];
-  } {
-    const prefix = this.options.keyPrefix;
-    const deletes = new Set<string>();
-    const bumpTo = new Map<string, bigint>();
-    const increments = new Set<string>();
-    for (const op of operations) {
-      const key = prefix + op.key;
-      if (op.action === 'delete') {
-        deletes.add(key);
-      } else if (op.version === null) {
-        increments.add(key);
-      } else {
-        const current = bumpTo.get(key);
-        if (current === undefined || op.version > current) bumpTo.set(key, op.version);
-      }
+  private async invalidatePatterns(plan: RedisPlan): Promise<void> {
+    let deleted = 0;
+    try {
+      await forEachLimited(plan.patterns, PATTERN_CONCURRENCY, async (match) => {
+        deleted += await invalidatePattern(this.client, match, this.scanCount, this.options.deleteCommand);
+      });
+    } catch (err) {
+      throw new SinkUnavailableError(`redis pattern invalidation failed: ${toError(err).message}`, err);
     }
-    return {
-      deletes: [...deletes],
-      bumpTo: [...bumpTo].map(([key, version]) => [key, version.toString()]),
-      increments: [...increments],
-    };
+    this.log.debug({ patterns: plan.patterns.length, deleted }, 'patterns invalidated');
+  }
+
+  /**
+   * A notification that is not sent leaves an in-process cache stale, so a failed PUBLISH fails the
+   * batch like any other command: the retry applies it again (harmless) and publishes again.
+   * Subscribers can therefore see a batch more than once, never not at all while they listen.
+   */
+  private async notify(plan: RedisPlan, channel: string): Promise<void> {
+    const messages = notificationMessages({
+      keys: [...plan.deletes, ...plan.bumpTo.map(([key]) => key), ...plan.increments],
+      tags: plan.tags.map(({ tag }) => tag),
+      patterns: plan.patterns,
+    });
+    try {
+      await publishAll(this.client, channel, messages);
+    } catch (err) {
+      throw new SinkUnavailableError(`redis publish failed: ${toError(err).message}`, err);
+    }
   }
 
   async close(): Promise<void> {
