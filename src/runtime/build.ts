@@ -40,6 +40,7 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
     url: config.redis.url,
     keyPrefix: config.redis.keyPrefix,
     deleteCommand: config.redis.deleteCommand,
+    notifyChannel: config.redis.notifyChannel,
     logger: log,
   });
   const worker = new Worker({ source, sink, rules, maxChanges: config.batch.maxChanges, logger: log, stats });

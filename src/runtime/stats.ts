@@ -61,13 +61,13 @@ export class WorkerStats {
       run = { schema: change.schema, table: change.table, op: change.op, count: 1 };
     }
     if (run !== null) m.changes.inc({ table: `${run.schema}.${run.table}`, op: run.op }, run.count);
-    let deleted = 0;
-    for (const op of evaluation.operations) if (op.action === 'delete') deleted++;
-    const bumped = evaluation.operations.length - deleted;
-    this.keysDeleted += deleted;
-    this.keysBumped += bumped;
-    if (deleted > 0) m.keys.inc({ action: 'delete' }, deleted);
-    if (bumped > 0) m.keys.inc({ action: 'bump' }, bumped);
+    const byAction = { delete: 0, bump: 0, tag: 0, pattern: 0 };
+    for (const op of evaluation.operations) byAction[op.action]++;
+    this.keysDeleted += byAction.delete;
+    this.keysBumped += byAction.bump;
+    for (const action of ['delete', 'bump', 'tag', 'pattern'] as const) {
+      if (byAction[action] > 0) m.keys.inc({ action }, byAction[action]);
+    }
     for (const f of evaluation.fallbacks) m.fallbacks.inc({ reason: f.reason });
     for (const d of evaluation.deadLetters) m.deadLetters.inc({ reason: d.reason });
     this.fallbacks += evaluation.fallbacks.length;
