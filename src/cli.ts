@@ -5,6 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { loadConfig, type LoadedConfig } from './config/load.js';
+import { runCheck } from './commands/check.js';
 import { explainChange } from './commands/explain.js';
 import { ConfigError, formatProblem, toError } from './errors.js';
 import { createLogger } from './log.js';
@@ -19,6 +20,7 @@ const USAGE = `usage: cdc-invalidator <command> [--config FILE]
 commands:
   run        run the worker until SIGTERM or SIGINT
   validate   check the config and every mapping file, offline
+  check      check the database and Redis against the config and mappings, online
   explain    print the key operations one change would produce:
              explain --table T --op insert|update|delete|truncate [--before JSON] [--after JSON]
 
@@ -45,6 +47,13 @@ async function main(argv: string[]): Promise<number> {
       return runCommand(configPath);
     case 'explain':
       return explainCommand(configPath, args);
+    case 'check': {
+      const loaded = await load(configPath);
+      if (loaded === null) return EXIT_CONFIG;
+      const report = await runCheck(loaded);
+      process.stdout.write(report.text);
+      return report.exitCode;
+    }
     default:
       process.stderr.write(`cdc-invalidator: unknown command "${command}"\n${USAGE}\n`);
       return EXIT_CONFIG;

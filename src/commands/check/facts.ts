@@ -23,6 +23,8 @@ export interface PostgresReached {
   reachable: true;
   target: string;
   server: ServerFacts;
+  /** The configured publication's name as SQL needs it (quote_ident), whether or not it exists. */
+  publicationSql: string;
   role: RoleFacts;
   /** The configured slot; null when it does not exist. */
   slot: SlotFacts | null;
@@ -32,6 +34,16 @@ export interface PostgresReached {
   tables: TableFacts[];
   /** Opening a replication connection as the worker does (IDENTIFY_SYSTEM). */
   replication: { ok: true } | { ok: false; error: Failure };
+  /** Every lookup query of the rules, planned (EXPLAIN) as the worker's role. */
+  lookups: LookupFacts[];
+}
+
+export interface LookupFacts {
+  /** The rule's id, `file#rules[i]`. */
+  rule: string;
+  alias: string;
+  /** Null when the query plans cleanly. */
+  error: Failure | null;
 }
 
 export interface ServerFacts {
@@ -111,25 +123,34 @@ export interface TableFacts {
   table: string;
   /** Null when no relation of that name exists. */
   relation: RelationFacts | null;
-  /** When it does not exist: tables whose name matches ignoring case, as `schema.table` for SQL. */
-  similar: string[];
+  /** When it does not exist: tables whose name matches ignoring case, in any schema. */
+  similar: Array<{ schema: string; table: string }>;
 }
 
 export type RelationKind = 'table' | 'partitioned table' | 'view' | 'materialized view' | 'foreign table' | 'other';
 
-export interface RelationFacts {
+/** What decides the old row a table's updates and deletes carry. */
+export interface IdentityFacts {
+  replicaIdentity: 'default' | 'nothing' | 'full' | 'index';
+  primaryKey: string[];
+  /** Columns of the REPLICA IDENTITY USING INDEX index; null when there is none. */
+  identityIndex: string[] | null;
+}
+
+export interface RelationFacts extends IdentityFacts {
   /** `schema.table` as SQL needs it (quote_ident on each part). */
   sql: string;
   kind: RelationKind;
   owner: string;
   /** The role owns it (is a member of its owner role): what CREATE/ALTER PUBLICATION needs. */
   owned: boolean;
-  canSelect: boolean;
-  replicaIdentity: 'default' | 'nothing' | 'full' | 'index';
-  primaryKey: string[];
-  /** Columns of the REPLICA IDENTITY USING INDEX index; null when there is none. */
-  identityIndex: string[] | null;
   columns: ColumnFacts[];
+  /** The leaf partitions of a partitioned table, each with its own replica identity; else empty. */
+  partitions: PartitionFacts[];
+}
+
+export interface PartitionFacts extends IdentityFacts {
+  sql: string;
 }
 
 export interface ColumnFacts {

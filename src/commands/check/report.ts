@@ -48,10 +48,14 @@ export function exitCode(lines: readonly CheckLine[]): 0 | 1 {
   return lines.some((l) => l.status === 'fail') ? 1 : 0;
 }
 
+/**
+ * Lines are built from parsed settings and never from a URL, so this is a second line of defence
+ * (a driver message quoting its input). Strings under 4 characters would mask ordinary words.
+ */
 export function maskSecrets(text: string, secrets: readonly string[]): string {
   let out = text;
   // Longest first, so that a secret containing another is masked whole.
-  for (const secret of [...new Set(secrets)].filter((s) => s.length > 0).sort((a, b) => b.length - a.length)) {
+  for (const secret of [...new Set(secrets)].filter((s) => s.length >= 4).sort((a, b) => b.length - a.length)) {
     out = out.replaceAll(secret, '***');
   }
   return out;

@@ -1,0 +1,86 @@
+import type { LoadedConfig } from '../config/load.js';
+import type { RuleSet } from '../core/rules.js';
+import { toError } from '../errors.js';
+import type { PostgresFacts } from './check/facts.js';
+import { gatherPostgresFacts, type LookupQuery } from './check/gather-postgres.js';
+import { lookupChecks } from './check/lookup-checks.js';
+import { gatherRedisFacts } from './check/gather-redis.js';
+import { publicationChecks } from './check/publication-checks.js';
+import { redisChecks } from './check/redis-checks.js';
+import { exitCode, fail, formatReport, type CheckLine } from './check/report.js';
+import { serverChecks, slotChecks } from './check/server-checks.js';
+import { tableChecks } from './check/table-checks.js';
+
+export interface CheckWanted {
+  slot: string;
+  publication: string;
+  rules: LoadedConfig['rules'];
+}
+
+/**
+ * `check`: the online preflight. Gathers facts from the database and Redis (reads, plus one probe
+ * key in Redis), turns them into one line per check, and returns the report and exit code:
+ * 0 when nothing failed (warnings allowed), 1 otherwise.
+ */
+export async function runCheck(loaded: LoadedConfig): Promise<{ text: string; exitCode: 0 | 1 }> {
+  const { config, rules } = loaded;
+  const source = config.source;
+  const [postgres, redis] = await Promise.all([
+    gatherPostgresFacts({
+      url: source.url,
+      slot: source.slot,
+      publication: source.publication,
+      tables: rules.tables,
+      lookups: lookupQueries(rules),
+    }).catch((err: unknown) => toError(err)),
+    gatherRedisFacts({ url: config.redis.url, keyPrefix: config.redis.keyPrefix }).catch((err: unknown) => toError(err)),
+  ]);
+  const wanted = { slot: source.slot, publication: source.publication, rules };
+  const lines = [
+    ...(postgres instanceof Error ? [stopped('database', postgres)] : postgresChecks(postgres, wanted)),
+    ...(redis instanceof Error ? [stopped('redis', redis)] : redisChecks(redis)),
+  ];
+  return { text: formatReport(lines, [...urlSecrets(source.url), ...urlSecrets(config.redis.url)]), exitCode: exitCode(lines) };
+}
+
+/** A query that failed where none should (the connection dropped mid-check, say). */
+function stopped(what: 'database' | 'redis', err: Error): CheckLine {
+  return fail(`${what}: the check stopped: ${err.message}`, `check the ${what === 'database' ? 'database' : 'Redis'} server's log, then run check again`);
+}
+
+/** Every database verdict, in the order an operator fixes them: server, privileges, slot, publication, tables, lookups. */
+export function postgresChecks(facts: PostgresFacts, wanted: CheckWanted): CheckLine[] {
+  const lines = serverChecks(facts, wanted.slot);
+  if (!facts.reachable) return lines;
+  lines.push(...slotChecks(facts, wanted.slot));
+  lines.push(...publicationChecks(facts, wanted.publication, wanted.rules));
+  lines.push(...tableChecks(facts, wanted.rules));
+  lines.push(...lookupChecks(facts));
+  return lines;
+}
+
+function lookupQueries(rules: RuleSet): LookupQuery[] {
+  return [...rules.byTable.values()].flat().flatMap((rule) =>
+    [...rule.lookups.values()].map((l) => ({ rule: rule.id, alias: l.alias, sql: l.sql, params: l.params.length, timeoutMs: l.timeoutMs })),
+  );
+}
+
+/** Passwords in connection URLs, raw and decoded: masked wherever they might turn up. */
+export function urlSecrets(url: string): string[] {
+  try {
+    const u = new URL(url);
+    const fromQuery = u.searchParams.get('password');
+    return [u.password, safeDecode(u.password), fromQuery ?? ''].filter((s) => s.length > 0);
+  } catch {
+    return [];
+  }
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+

@@ -1,0 +1,92 @@
+import type { Failure, RedisFacts } from './facts.js';
+import { fail, ok, type CheckLine } from './report.js';
+
+/** Version keys are written with SET ... KEEPTTL, which Redis has since 6.0. */
+const MIN_VERSION: readonly [number, number] = [6, 0];
+
+/** Redis: reachable, recent enough, standalone, writable under the key prefix, and running Lua. */
+export function redisChecks(facts: RedisFacts): CheckLine[] {
+  const name = `redis ${facts.target}`;
+  if (!facts.reachable) return [unreachable(name, facts.error)];
+
+  const lines: CheckLine[] = [ok(`${name}: reachable${facts.version === null ? '' : ` (Redis ${facts.version})`}`)];
+  if (facts.version !== null && olderThan(facts.version, MIN_VERSION)) {
+    lines.push(
+      fail(
+        `Redis ${facts.version} is too old: version keys are written with SET ... KEEPTTL, which needs Redis 6.0`,
+        'upgrade Redis to 6.0 or newer',
+      ),
+    );
+  }
+  if (facts.clusterEnabled) {
+    lines.push(
+      fail(
+        `${name} runs in cluster mode, which the worker does not support: it applies each batch as one MULTI/EXEC over keys of any hash slot`,
+        'point redis.url at a standalone Redis (a primary, possibly with replicas)',
+      ),
+    );
+  }
+
+  if (facts.write.ok) {
+    lines.push(ok(`${name}: writable (SET and DEL of "${facts.probeKey}")`));
+  } else {
+    lines.push(writeFailure(name, facts.probeKey, facts.write.error, facts.role));
+  }
+  if (facts.script !== null) {
+    if (facts.script.ok) {
+      lines.push(ok(`${name}: runs Lua scripts (SCRIPT LOAD, EVALSHA with SET ... KEEPTTL)`));
+    } else {
+      lines.push(
+        fail(
+          `${name}: cannot run the worker's Lua scripts: ${facts.script.error.message}`,
+          facts.script.error.code === 'NOPERM'
+            ? 'allow the Redis user the scripting commands (ACL SETUSER <user> +@scripting)'
+            : 'enable EVAL, EVALSHA and SCRIPT (they may be renamed or disabled in redis.conf)',
+        ),
+      );
+    }
+  }
+  return lines;
+}
+
+function unreachable(name: string, error: Failure): CheckLine {
+  const text = (why: string) => `${name}: cannot connect: ${why}`;
+  switch (error.code) {
+    case 'ECONNREFUSED':
+      return fail(text('connection refused'), 'start Redis, or correct the host and port in redis.url');
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return fail(text(`host not found (${error.message})`), 'correct the host in redis.url');
+    case 'TIMEOUT':
+    case 'ETIMEDOUT':
+      return fail(text('no answer in time'), 'check the host and port in redis.url, that no firewall drops the connection, and rediss:// for TLS');
+    case 'NOAUTH':
+    case 'WRONGPASS':
+      return fail(text(error.message), 'put the right user and password in redis.url: redis://user:password@host:port');
+    default:
+      return fail(text(error.message), 'correct redis.url');
+  }
+}
+
+function writeFailure(name: string, probeKey: string, error: Failure, role: string | null): CheckLine {
+  const text = `${name}: not writable: ${error.message}`;
+  switch (error.code) {
+    case 'READONLY':
+      return fail(text, `point redis.url at the primary${role === null ? '' : ` (this server's role is ${role})`}`);
+    case 'NOPERM':
+      return fail(text, `allow the Redis user to write keys like "${probeKey}" (ACL SETUSER <user> ~<keyPrefix>* +@write +@read +@transaction +@scripting)`);
+    case 'OOM':
+      return fail(text, 'Redis is out of memory: raise maxmemory, or use an eviction policy other than noeviction');
+    default:
+      return fail(text, 'see the Redis error above');
+  }
+}
+
+/** Compares `major.minor[.patch]` with a minimum; an unparseable version is not called old. */
+export function olderThan(version: string, min: readonly [number, number]): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(version);
+  if (m === null) return false;
+  const major = Number(m[1]);
+  const minor = Number(m[2]);
+  return major < min[0] || (major === min[0] && minor < min[1]);
+}

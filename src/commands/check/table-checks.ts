@@ -1,0 +1,159 @@
+import { suggest } from '../../config/validate.js';
+import type { CompiledRule, RuleSet } from '../../core/rules.js';
+import { ACTION_KINDS, ruleColumns, tableKey } from '../../core/rules.js';
+import type { ColumnFacts, PostgresReached, RelationFacts, TableFacts } from './facts.js';
+import { identityOf, replicaIdentityFullSql, type Identity } from './replica-identity.js';
+import { displayName, fail, listing, ok, quoted, warn, type CheckLine } from './report.js';
+
+/** PostgreSQL 18 can publish generated columns; older servers never send them. */
+const GENERATED_COLUMNS_PUBLISHED = 180000;
+
+/**
+ * Each mapped table: it exists and is a table, every column the rules name exists, and its replica
+ * identity sends what the rules render from old rows.
+ *
+ * Unchanged TOASTed values get no line of their own: they are missing from new rows only when the
+ * identity is not FULL, and then every update already renders an old row in which every non-key
+ * column is unknown, so each template they could break is reported by the replica identity check,
+ * whose fix (REPLICA IDENTITY FULL) covers both.
+ */
+export function tableChecks(facts: PostgresReached, rules: RuleSet): CheckLine[] {
+  return facts.tables.flatMap((t) =>
+    oneTable(t, rules.byTable.get(tableKey(t.schema, t.table)) ?? [], facts.server.database, facts.server.versionNum),
+  );
+}
+
+function oneTable(t: TableFacts, rules: readonly CompiledRule[], database: string, versionNum: number): CheckLine[] {
+  const name = displayName(t.schema, t.table);
+  const ruleIds = listing(rules.map((r) => r.id));
+  const rel = t.relation;
+  if (rel === null) {
+    const similar = t.similar.map((s) => displayName(s.schema, s.table));
+    return [
+      fail(
+        `table ${name} (${ruleIds}) does not exist in database "${database}"`,
+        similar.length > 0
+          ? `correct the "table" of the rule: did you mean ${similar.join(' or ')}?`
+          : 'correct the "table" of the rule, or the database in source.url',
+      ),
+    ];
+  }
+  if (rel.kind !== 'table' && rel.kind !== 'partitioned table') {
+    return [
+      fail(`${name} (${ruleIds}) is a ${rel.kind}, not a table: it has no row changes of its own`, 'map the tables it reads from instead'),
+    ];
+  }
+
+  const columns = new Map(rel.columns.map((c) => [c.name, c]));
+  const identity = identityOf(rel);
+  const lines: CheckLine[] = [];
+  for (const rule of rules) lines.push(...missingColumns(name, rel, rule, columns));
+  if (versionNum < GENERATED_COLUMNS_PUBLISHED) {
+    for (const rule of rules) lines.push(...generatedColumns(name, rule, columns));
+  }
+  if (identity.none) {
+    lines.push(
+      fail(
+        `table ${name} has no replica identity (${identity.label}): once it is published, PostgreSQL rejects every UPDATE and DELETE on it`,
+        `${replicaIdentityFullSql(identity.targets)}  (or add a primary key)`,
+      ),
+    );
+  } else if (!identity.full) {
+    for (const rule of rules) lines.push(...oldRows(name, rule, columns, identity));
+  }
+  if (lines.length > 0) return lines;
+
+  const named = [...new Set(rules.flatMap(ruleColumns))];
+  const exist = named.length === 0 ? 'exists' : named.length === 1 ? `column ${named[0]} exists` : `columns ${listing(named)} exist`;
+  return [ok(`table ${name}: ${exist}; ${identity.label}${identity.full ? '' : ' suffices'}`)];
+}
+
+interface RowTemplate {
+  source: string;
+  /** Columns of the changed row it reads: its own, and the parameters of the lookups it uses. */
+  columns: string[];
+}
+
+/** The templates rendered from rows (fallback keys are fixed names), with the columns they read. */
+function rowTemplates(rule: CompiledRule): RowTemplate[] {
+  return ACTION_KINDS.flatMap((kind) => rule.actions[kind]).map((t) => ({
+    source: t.source,
+    columns: [...new Set([...t.columns, ...t.lookups.flatMap((alias) => rule.lookups.get(alias)?.params ?? [])])],
+  }));
+}
+
+function missingColumns(name: string, rel: RelationFacts, rule: CompiledRule, columns: Map<string, ColumnFacts>): CheckLine[] {
+  return ruleColumns(rule)
+    .filter((column) => !columns.has(column))
+    .map((column) => {
+      const users = quoted(ACTION_KINDS.flatMap((kind) => rule.actions[kind]).filter((t) => t.columns.includes(column)).map((t) => t.source));
+      for (const lookup of rule.lookups.values()) {
+        if (lookup.params.includes(column)) users.push(`lookup "${lookup.alias}" params`);
+      }
+      if (rule.changed?.includes(column)) users.push('when.changed');
+      const hint = suggest(column, [...columns.keys()]);
+      const all = rel.columns.map((c) => c.name).join(', ');
+      return fail(
+        `table ${name}: column "${column}" used by ${rule.id} ${listing(users)} does not exist`,
+        hint === undefined
+          ? `correct ${rule.id}: the columns of ${name} are ${all}`
+          : `correct ${rule.id}: did you mean "${hint}"? (the columns of ${name} are ${all})`,
+      );
+    });
+}
+
+function generatedColumns(name: string, rule: CompiledRule, columns: Map<string, ColumnFacts>): CheckLine[] {
+  const isGenerated = (c: string) => columns.get(c)?.generated === true;
+  const affected = rowTemplates(rule).filter((t) => t.columns.some(isGenerated));
+  if (affected.length === 0) return [];
+  const generated = [...new Set(affected.flatMap((t) => t.columns.filter(isGenerated)))];
+  const one = generated.length === 1;
+  return [
+    (rule.fallback === null ? fail : warn)(
+      `table ${name}: ${rule.id} ${listing(quoted(affected.map((t) => t.source)))} ${affected.length === 1 ? 'uses' : 'use'} ` +
+        `generated ${one ? 'column' : 'columns'} ${listing(quoted(generated))}, which logical replication does not send ` +
+        `(before PostgreSQL 18): ${one ? 'its value is' : 'their values are'} always unknown, so every change ` +
+        (rule.fallback === null ? 'becomes a dead letter' : 'runs the fallback instead'),
+      `build the ${affected.length === 1 ? 'key' : 'keys'} from the columns the generated ${one ? 'column is' : 'columns are'} computed from`,
+    ),
+  ];
+}
+
+/**
+ * Updates and deletes render the old row, which carries only the identity columns unless the
+ * identity is FULL: a template naming any other column cannot be rendered there.
+ */
+function oldRows(name: string, rule: CompiledRule, columns: Map<string, ColumnFacts>, identity: Identity): CheckLine[] {
+  const ops = (['update', 'delete'] as const).filter((op) => rule.on.has(op));
+  if (ops.length === 0) return [];
+  const unknown = (c: string) => {
+    const column = columns.get(c);
+    // Missing and generated columns have lines of their own.
+    return column !== undefined && !column.generated && !identity.columns.has(c);
+  };
+  const affected = rowTemplates(rule).filter((t) => t.columns.some(unknown));
+  const full = replicaIdentityFullSql(identity.targets);
+  if (affected.length > 0) {
+    const cols = [...new Set(affected.flatMap((t) => t.columns.filter(unknown)))];
+    return [
+      (rule.fallback === null ? fail : warn)(
+        `table ${name}: ${rule.id} renders ${listing(quoted(affected.map((t) => t.source)))} from old rows, but ` +
+          `${identity.sends}: ${listing(quoted(cols))} ${cols.length === 1 ? 'is' : 'are'} unknown ` +
+          `there, so its ${ops.map((op) => `${op}s`).join(' and ')} ` +
+          (rule.fallback === null ? 'become dead letters' : 'run the fallback instead'),
+        rule.fallback === null ? `${full}  (or give the rule a fallback)` : full,
+      ),
+    ];
+  }
+  const changed = (rule.changed ?? []).filter(unknown);
+  if (rule.on.has('update') && changed.length > 0) {
+    return [
+      warn(
+        `table ${name}: ${rule.id} when.changed cannot skip updates: the old ${changed.length === 1 ? 'value' : 'values'} of ` +
+          `${listing(quoted(changed))} ${changed.length === 1 ? 'is' : 'are'} unknown (${identity.sends}), so every update counts as changed`,
+        `${full}  (or accept the extra invalidations)`,
+      ),
+    ];
+  }
+  return [];
+}
