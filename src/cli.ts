@@ -9,6 +9,7 @@ import { runCheck } from './commands/check.js';
 import { explainChange } from './commands/explain.js';
 import { ConfigError, formatProblem, toError } from './errors.js';
 import { createLogger } from './log.js';
+import { PostgresLookupRunner } from './lookups/lookup-runner.js';
 import { buildWorker } from './runtime/build.js';
 
 const EXIT_OK = 0;
@@ -107,7 +108,12 @@ async function validateCommand(configPath: string): Promise<number> {
 async function explainCommand(configPath: string, args: ReturnType<typeof parseCommandArgs>): Promise<number> {
   const loaded = await load(configPath);
   if (loaded === null) return EXIT_CONFIG;
-  const result = explainChange(loaded.rules, args);
+  let runner: PostgresLookupRunner | null = null;
+  const result = await explainChange(loaded.rules, args, async (requests) => {
+    runner = new PostgresLookupRunner({ url: loaded.config.source.url, logger: createLogger({ level: 'silent' }) });
+    return runner.run(requests.map((r) => ({ ...r, retries: 0 })));
+  });
+  await (runner as PostgresLookupRunner | null)?.close();
   if (!result.ok) {
     process.stderr.write(`cdc-invalidator explain: ${result.error}\n`);
     return EXIT_CONFIG;

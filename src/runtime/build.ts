@@ -1,6 +1,7 @@
 import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log.js';
 import { HttpServer } from '../http/server.js';
+import { PostgresLookupRunner } from '../lookups/lookup-runner.js';
 import { RedisSink } from '../sinks/redis/redis-sink.js';
 import { PostgresSource } from '../sources/postgres/postgres-source.js';
 import { Health } from './health.js';
@@ -43,7 +44,8 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
     notifyChannel: config.redis.notifyChannel,
     logger: log,
   });
-  const worker = new Worker({ source, sink, rules, maxChanges: config.batch.maxChanges, logger: log, stats });
+  const lookups = new PostgresLookupRunner({ url: config.source.url, logger: log });
+  const worker = new Worker({ source, sink, rules, lookups, maxChanges: config.batch.maxChanges, logger: log, stats });
   const health = new Health(
     { state: () => worker.state, source, sink, stats, retainedWalBytes: () => source.retainedWalBytes() },
     { readyMaxLagSeconds: config.http.readyMaxLagSeconds, stuckAfterSeconds: config.http.stuckAfterSeconds },
