@@ -65,12 +65,17 @@ function lookupQueries(rules: RuleSet): LookupQuery[] {
   );
 }
 
-/** Passwords in connection URLs, raw and decoded: masked wherever they might turn up. */
+/**
+ * Passwords in connection URLs, raw and decoded: masked wherever they might turn up. A password
+ * equal to the user name (postgres:postgres) is left alone: the name is printed anyway, and
+ * masking it would only tell the reader that the two are the same.
+ */
 export function urlSecrets(url: string): string[] {
   try {
     const u = new URL(url);
+    const user = safeDecode(u.username);
     const fromQuery = u.searchParams.get('password');
-    return [u.password, safeDecode(u.password), fromQuery ?? ''].filter((s) => s.length > 0);
+    return [u.password, safeDecode(u.password), fromQuery ?? ''].filter((s) => s.length > 0 && s !== user && s !== u.username);
   } catch {
     return [];
   }

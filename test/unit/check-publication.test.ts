@@ -54,6 +54,14 @@ describe('check: the publication', () => {
       ],
     },
     {
+      name: 'missing, and the role owns the tables but lacks CREATE on the database',
+      facts: database({ role: role({ createOnDatabase: false }), tables: TABLES }),
+      lines: [
+        'fail publication "cdc_invalidator" does not exist, and role "cdc" cannot create it: it lacks CREATE on database "app" | ' +
+          'GRANT CREATE ON DATABASE app TO cdc;  (or create it yourself: CREATE PUBLICATION cdc_invalidator FOR TABLE public.users, public.comments;)',
+      ],
+    },
+    {
       name: 'missing, and a superuser creates anything',
       facts: database({ role: role({ superuser: true, createOnDatabase: false }), tables: TABLES.map((t) => ({ ...t, relation: { ...t.relation!, owned: false } })) }),
       lines: [/^ok publication "cdc_invalidator" does not exist yet/],

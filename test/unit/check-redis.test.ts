@@ -108,6 +108,7 @@ describe('check: the report', () => {
     expect(maskSecrets('auth failed for p@ss-w0rd and p%40ss-w0rd', secrets)).toBe('auth failed for *** and ***');
     expect(urlSecrets('redis://127.0.0.1:6379')).toEqual([]);
     expect(urlSecrets('not a url')).toEqual([]);
+    expect(urlSecrets('postgres://postgres:postgres@db/app')).toEqual([]);
   });
 
   it.each([

@@ -75,22 +75,21 @@ function missingPublication(facts: PostgresReached, publicationName: string, map
   if (mapped.length === 0) return lines;
 
   const reasons: string[] = [];
-  if (!role.superuser) {
-    if (!role.createOnDatabase) reasons.push(`it lacks CREATE on database "${server.database}"`);
-    const notOwned = mapped.filter((t) => !t.relation.owned);
-    if (notOwned.length > 0) {
-      reasons.push(`it does not own ${listing(notOwned.map((t) => `${displayName(t.schema, t.table)} (owner "${t.relation.owner}")`))}`);
-    }
+  const lacksCreate = !role.superuser && !role.createOnDatabase;
+  const notOwned = role.superuser ? [] : mapped.filter((t) => !t.relation.owned);
+  if (lacksCreate) reasons.push(`it lacks CREATE on database "${server.database}"`);
+  if (notOwned.length > 0) {
+    reasons.push(`it does not own ${listing(notOwned.map((t) => `${displayName(t.schema, t.table)} (owner "${t.relation.owner}")`))}`);
   }
   if (reasons.length === 0) {
     lines.push(ok(`${name} does not exist yet: the worker creates it at start, FOR TABLE ${listing(mapped.map((t) => displayName(t.schema, t.table)))}`));
   } else {
-    lines.push(
-      fail(
-        `${name} does not exist, and role "${role.name}" cannot create it: ${reasons.join('; ')}`,
-        `create it as the owner of the tables: ${create};`,
-      ),
-    );
+    // Owning the tables, the role only needs CREATE; otherwise their owner has to create it.
+    const fix =
+      notOwned.length === 0
+        ? `GRANT CREATE ON DATABASE ${server.databaseSql} TO ${role.sql};  (or create it yourself: ${create};)`
+        : `create it as the owner of the tables: ${create};`;
+    lines.push(fail(`${name} does not exist, and role "${role.name}" cannot create it: ${reasons.join('; ')}`, fix));
   }
   return lines;
 }
