@@ -8,14 +8,21 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { servicesMissing, sharedPostgres, uniqueName } from '../harness/services.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const CLI = join(ROOT, 'dist', 'cli.js');
 const run = promisify(execFile);
 
+/**
+ * The demo database of examples/schema.sql, on the test's own Postgres: explain runs the lookups
+ * of the comments rule against it, exactly as the README's examples show.
+ */
+let databaseUrl = 'postgres://postgres@127.0.0.1:1/app';
+
 /** Runs the built CLI from the repository root; resolves with the exit code instead of throwing. */
 async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: 'postgres://postgres:postgres@127.0.0.1:5432/app' };
+  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: databaseUrl };
   delete env['REDIS_URL'];
   try {
     const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { cwd: ROOT, env });
@@ -49,8 +56,13 @@ function consoleExamples(markdown: string): ConsoleExample[] {
   });
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   if (!existsSync(CLI)) throw new Error(`${CLI} not found: run "npm run build" first`);
+  if (servicesMissing('postgres')) return;
+  const pg = await sharedPostgres();
+  const name = uniqueName('app');
+  databaseUrl = await pg.createDatabase(name);
+  await pg.query(readFileSync(join(ROOT, 'examples', 'schema.sql'), 'utf8'), [], name);
 });
 
 describe('example config and mappings', () => {
