@@ -7,7 +7,7 @@ import { Backoff, sleep } from '../../runtime/backoff.js';
 import { BatchQueue } from '../../runtime/batch-queue.js';
 import type { Source, SourceBatch, SourceStatus } from '../source.js';
 import { PgoutputDecoder } from './decoder.js';
-import { Heartbeat } from './heartbeat.js';
+import { heartbeat } from './heartbeat.js';
 import { SlotMonitor } from './slot-monitor.js';
 import { parseCopyData, standbyStatusUpdate } from './protocol.js';
 import { prepareDatabase } from './setup.js';
@@ -53,7 +53,7 @@ export class PostgresSource implements Source {
   private readonly stopController = new AbortController();
   /** Aborted by stopIntake(): a start still waiting for the database gives up. */
   private readonly intakeController = new AbortController();
-  private readonly heartbeat: Heartbeat;
+  private readonly heartbeat: { start(): void; stop(): void };
   private readonly monitor: SlotMonitor;
   private primaryKeys = new Map<string, string[]>();
   private statusIntervalMs = 10_000;
@@ -73,7 +73,7 @@ export class PostgresSource implements Source {
   constructor(private readonly options: PostgresSourceOptions) {
     this.log = options.logger.child({ component: 'postgres-source', slot: options.slot });
     this.queue = new BatchQueue<PgPosition>({ maxWaitMs: options.maxWaitMs });
-    this.heartbeat = new Heartbeat(options.url, options.heartbeatSeconds, this.log);
+    this.heartbeat = heartbeat(options.url, options.heartbeatSeconds, this.log);
     this.monitor = new SlotMonitor(options.url, options.slot, options.slotStatsIntervalMs ?? 10_000, this.log);
   }
 

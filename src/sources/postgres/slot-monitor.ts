@@ -1,6 +1,6 @@
-import pg from 'pg';
-import { toError } from '../../errors.js';
+import type pg from 'pg';
 import type { Logger } from '../../log.js';
+import { PeriodicQuery } from './periodic-query.js';
 
 export interface SlotStats {
   /** pg_current_wal_lsn() minus the slot's confirmed_flush_lsn. */
@@ -20,82 +20,57 @@ export interface SlotStats {
  * and the metrics. These are the numbers that tell an operator the disk is filling up.
  */
 export class SlotMonitor {
-  private timer: NodeJS.Timeout | null = null;
-  private client: pg.Client | null = null;
-  private busy = false;
-  private failing = false;
   private latest: SlotStats | null = null;
+  private readonly task: PeriodicQuery;
 
-  constructor(
-    private readonly url: string,
-    private readonly slot: string,
-    private readonly intervalMs: number,
-    private readonly log: Logger,
-  ) {}
+  constructor(url: string, slot: string, intervalMs: number, logger: Logger) {
+    this.task = new PeriodicQuery({
+      url,
+      intervalMs,
+      what: 'reading replication slot statistics',
+      immediately: true,
+      logger,
+      work: async (client) => {
+        this.latest = await readSlotStats(client, slot);
+      },
+    });
+  }
 
   get stats(): SlotStats | null {
     return this.latest;
   }
 
   start(): void {
-    if (this.timer !== null) return;
-    void this.read();
-    this.timer = setInterval(() => void this.read(), this.intervalMs);
-    this.timer.unref();
-  }
-
-  private async read(): Promise<void> {
-    if (this.busy) return;
-    this.busy = true;
-    try {
-      if (this.client === null) {
-        const client = new pg.Client({ connectionString: this.url, application_name: 'cdc-invalidator monitor' });
-        client.on('error', () => undefined);
-        await client.connect();
-        this.client = client;
-      }
-      const result = await this.client.query<{
-        lag: string | null;
-        retained: string | null;
-        wal_status: string | null;
-        active: boolean;
-        active_pid: number | null;
-      }>(
-        `SELECT (pg_catalog.pg_current_wal_lsn() - confirmed_flush_lsn)::text AS lag,
-                (pg_catalog.pg_current_wal_lsn() - restart_lsn)::text AS retained,
-                wal_status, active, active_pid
-           FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`,
-        [this.slot],
-      );
-      const row = result.rows[0];
-      this.latest =
-        row === undefined
-          ? null
-          : {
-              lagBytes: Math.max(0, Number(row.lag ?? 0)),
-              retainedBytes: Math.max(0, Number(row.retained ?? 0)),
-              walStatus: row.wal_status,
-              active: row.active,
-              activePid: row.active_pid,
-              readAtMs: Date.now(),
-            };
-      this.failing = false;
-    } catch (err) {
-      if (!this.failing) this.log.warn({ err: toError(err) }, 'cannot read replication slot statistics');
-      this.failing = true;
-      const client = this.client;
-      this.client = null;
-      await client?.end().catch(() => undefined);
-    } finally {
-      this.busy = false;
-    }
+    this.task.start();
   }
 
   stop(): void {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
-    const client = this.client;
-    this.client = null;
-    void client?.end().catch(() => undefined);
+    this.task.stop();
   }
+}
+
+async function readSlotStats(client: pg.Client, slot: string): Promise<SlotStats | null> {
+  const result = await client.query<{
+    lag: string | null;
+    retained: string | null;
+    wal_status: string | null;
+    active: boolean;
+    active_pid: number | null;
+  }>(
+    `SELECT (pg_catalog.pg_current_wal_lsn() - confirmed_flush_lsn)::text AS lag,
+            (pg_catalog.pg_current_wal_lsn() - restart_lsn)::text AS retained,
+            wal_status, active, active_pid
+       FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`,
+    [slot],
+  );
+  const row = result.rows[0];
+  if (row === undefined) return null;
+  return {
+    lagBytes: Math.max(0, Number(row.lag ?? 0)),
+    retainedBytes: Math.max(0, Number(row.retained ?? 0)),
+    walStatus: row.wal_status,
+    active: row.active,
+    activePid: row.active_pid,
+    readAtMs: Date.now(),
+  };
 }
