@@ -125,11 +125,16 @@ export function validate<S extends z.ZodType>(
   for (const issue of result.error.issues) {
     if (issue.code === 'unrecognized_keys') {
       const known = knownKeys.get(JSON.stringify(issue.path)) ?? [];
-      const candidates = known;
       for (const key of issue.keys) {
-        const text = `unknown key "${key}"${didYouMean(suggest(key, candidates))}`;
+        const text = `unknown key "${key}"${didYouMean(suggest(key, known))}`;
         problems.push(document.problem([...issue.path, key], text, { target: 'key' }));
       }
+      continue;
+    }
+    if (issue.code === 'invalid_key') {
+      // A map key that breaks a rule (a lookup name): say what the rule is, at the key.
+      const inner = issue.issues[0]?.message ?? issue.message;
+      problems.push(document.problem(issue.path, `${inner}, got ${JSON.stringify(issue.path.at(-1))}`, { target: 'key' }));
       continue;
     }
     const target = issue.code === 'invalid_type' && issue.expected === 'never' ? 'key' : 'value';

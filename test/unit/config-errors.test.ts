@@ -114,6 +114,16 @@ const cases: Case[] = [
   },
   { name: 'unknown fallback key', files: { [M]: rule('    invalidate: [a]\n    fallback:\n      delete: [b]\n') }, errors: [[M, 5, 7, 'rules[0].fallback.delete', 'unknown key "delete"']] },
   { name: 'template not a string', files: { [M]: rule('    invalidate: [42]\n') }, errors: [[M, 3, 18, 'rules[0].invalidate[0]', 'expected a string, got 42']] },
+  // mapping files: lookups, tags, patterns
+  { name: 'lookup without sql', files: { [M]: rule('    lookup:\n      author:\n        params: [user_id]\n    invalidate: ["k:{author.name}"]\n') }, errors: [[M, 5, 9, 'rules[0].lookup.author.sql', 'missing required key "sql"']] },
+  { name: 'lookup params not a list', files: { [M]: rule('    lookup:\n      author:\n        sql: "SELECT name FROM users WHERE id = $1"\n        params: user_id\n    invalidate: ["k:{author.name}"]\n') }, errors: [[M, 6, 17, 'rules[0].lookup.author.params', 'expected a list, got "user_id"']] },
+  { name: 'lookup bad name', files: { [M]: rule('    lookup:\n      "the author":\n        sql: "SELECT 1"\n    invalidate: [a]\n') }, errors: [[M, 4, 7, 'rules[0].lookup["the author"]', 'a lookup name is a letter or _ followed by letters, digits or _, got "the author"']] },
+  { name: 'lookup unknown key', files: { [M]: rule('    lookup:\n      author:\n        sql: "SELECT name FROM users WHERE id = $1"\n        params: [user_id]\n        timeout: 5\n    invalidate: ["k:{author.name}"]\n') }, errors: [[M, 7, 9, 'rules[0].lookup.author.timeout', 'unknown key "timeout" (did you mean "timeoutMs"?)']] },
+  { name: 'lookup params do not match placeholders', files: { [M]: rule('    lookup:\n      author:\n        sql: "SELECT name FROM users WHERE id = $1 AND org = $2"\n        params: [user_id]\n    invalidate: ["k:{author.name}"]\n') }, errors: [[M, 6, 17, 'rules[0].lookup.author.params', 'placeholders up to $2 but params lists 1 column']] },
+  { name: 'template names an undeclared lookup', files: { [M]: rule('    lookup:\n      author:\n        sql: "SELECT name FROM users WHERE id = $1"\n        params: [user_id]\n    invalidate: ["k:{autor.name}"]\n') }, errors: [[M, 7, 18, 'rules[0].invalidate[0]', 'names no lookup "autor" (declared: author)']] },
+  { name: 'tags not a list', files: { [M]: rule('    tags: "user:{id}"\n') }, errors: [[M, 3, 11, 'rules[0].tags', 'expected a list, got "user:{id}"']] },
+  { name: 'pattern with an unclosed brace', files: { [M]: rule('    patterns: ["p:{id:*"]\n') }, errors: [[M, 3, 16, 'rules[0].patterns[0]', 'unclosed "{"']] },
+  { name: 'fallback tag with a column', files: { [M]: rule('    invalidate: [a]\n    fallback:\n      tags: ["t:{id}"]\n') }, errors: [[M, 5, 14, 'rules[0].fallback.tags[0]', 'fallback keys are fixed names']] },
   // mapping files: what the rules compiler finds
   { name: 'unclosed brace', files: { [M]: rule('    invalidate: ["user:{id"]\n') }, errors: [[M, 3, 18, 'rules[0].invalidate[0]', 'unclosed "{"']] },
   { name: 'unmatched closing brace', files: { [M]: rule('    invalidate:\n      - user:id}\n') }, errors: [[M, 4, 9, 'rules[0].invalidate[0]', 'unmatched "}"']] },
