@@ -21,7 +21,7 @@ export function relation(overrides: Partial<RelationFacts> = {}): RelationFacts 
     replicaIdentity: 'default',
     primaryKey: ['id'],
     identityIndex: null,
-    columns: ['id', 'name', 'email'].map((name) => ({ name, type: 'text', toastable: true, generated: false })),
+    columns: ['id', 'name', 'email'].map((name) => ({ name, generated: false })),
     partitions: [],
     ...overrides,
   };

@@ -155,10 +155,6 @@ export interface PartitionFacts extends IdentityFacts {
 
 export interface ColumnFacts {
   name: string;
-  /** format_type, e.g. `text`, `character varying(200)`. */
-  type: string;
-  /** Variable length and not PLAIN storage: a large value may be stored out of line (TOAST). */
-  toastable: boolean;
   /** A generated column: logical replication does not send it (before PostgreSQL 18). */
   generated: boolean;
 }

@@ -62,10 +62,9 @@ export async function tableFacts(client: pg.Client, schema: string, table: strin
     );
     return { schema, table, relation: null, similar: similar.rows };
   }
-  const columns = await client.query<{ name: string; type: string; typlen: number; storage: string; generated: string }>(
-    `SELECT a.attname::text AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, t.typlen,
-            a.attstorage AS storage, a.attgenerated AS generated
-       FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+  const columns = await client.query<{ name: string; generated: string }>(
+    `SELECT a.attname::text AS name, a.attgenerated AS generated
+       FROM pg_catalog.pg_attribute a
       WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
       ORDER BY a.attnum`,
     [row.oid],
@@ -88,14 +87,7 @@ export async function tableFacts(client: pg.Client, schema: string, table: strin
     kind: KINDS[row.kind] ?? 'other',
     owner: row.owner,
     owned: row.owned,
-    columns: columns.rows.map(
-      (c): ColumnFacts => ({
-        name: c.name,
-        type: c.type,
-        toastable: c.typlen === -1 && c.storage !== 'p',
-        generated: c.generated !== '',
-      }),
-    ),
+    columns: columns.rows.map((c): ColumnFacts => ({ name: c.name, generated: c.generated !== '' })),
     partitions: partitions.rows.map(identityFacts),
   };
   return { schema, table, relation, similar: [] };
