@@ -82,4 +82,31 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('lookups against the datab
     expect(await s.get('comments:version')).toMatch(/^\d+$/);
     expect(stats.fallbacks).toBe(1);
   });
+
+  it('a lookup over its timeout is cancelled by the server and counts as failed', async () => {
+    scenario = await createScenario({
+      schema: SCHEMA,
+      rules: `
+  - table: comments
+    lookup:
+      slow:
+        sql: "SELECT name FROM public.users, pg_sleep(5) WHERE id = $1"
+        params: [user_id]
+        timeoutMs: 200
+        retries: 0
+    invalidate: ["comments:name={slow.name}"]
+`,
+    });
+    const s = scenario;
+    const { stats } = await s.startWorker();
+    const started = Date.now();
+    await s.sql(`INSERT INTO comments VALUES (12, 1, 'x')`);
+    await s.barrier();
+    expect(Date.now() - started).toBeLessThan(4_000);
+    const letters = await s.deadLetters();
+    expect(letters).toHaveLength(1);
+    expect(letters[0]).toMatchObject({ reason: 'lookup_failed', table: 'public.comments' });
+    expect(letters[0]!['detail']).toContain('statement timeout');
+    expect(stats.deadLetters).toBe(1);
+  });
 });

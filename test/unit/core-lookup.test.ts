@@ -61,6 +61,13 @@ describe('lookups', () => {
     ]);
   });
 
+  it('identical lookups of different changes in a batch are planned once', () => {
+    const requests = new Map<string, LookupRequest>();
+    for (const id of ['10', '11', '12']) lookupsFor(change('insert', null, { id, user_id: '1' }), rules, requests);
+    lookupsFor(change('insert', null, { id: '13', user_id: '2' }), rules, requests);
+    expect([...requests.values()].map((r) => r.params)).toEqual([['1'], ['2']]);
+  });
+
   it('runs the lookup once when old and new parameters are equal', () => {
     const { requests } = run(rules, change('update', { id: '10', user_id: '1' }, { id: '10', user_id: '1' }), () => ({ ok: true, rows: [] }));
     expect(requests).toHaveLength(1);
