@@ -272,7 +272,11 @@ function compileLookups(
 ): Map<string, CompiledLookup> {
   const out = new Map<string, CompiledLookup>();
   for (const [alias, spec] of Object.entries(specs ?? {})) {
-    const placeholders = new Set([...stripSqlLiterals(spec.sql).matchAll(/\$(\d+)/g)].map((m) => Number(m[1])));
+    const bare = stripSqlLiterals(spec.sql);
+    if (/;\s*\S/.test(bare)) {
+      problem([alias, 'sql'], 'a lookup is one SELECT statement: remove everything after the ";"');
+    }
+    const placeholders = new Set([...bare.matchAll(/\$(\d+)/g)].map((m) => Number(m[1])));
     const highest = Math.max(0, ...placeholders);
     if (highest !== spec.params.length) {
       problem(

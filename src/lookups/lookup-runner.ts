@@ -42,6 +42,8 @@ export class PostgresLookupRunner implements LookupRunner {
         max: this.options.maxConnections ?? 4,
         application_name: 'cdc-invalidator lookups',
         statement_timeout: timeoutMs,
+        // Lookups only read: a mapping file cannot be a way to write to the database.
+        options: '-c default_transaction_read_only=on',
         connectionTimeoutMillis: timeoutMs,
         types: { getTypeParser: () => keepText },
       } as pg.PoolConfig);

@@ -133,6 +133,7 @@ describe('lookup compile problems', () => {
     [{ ...AUTHOR, params: ['user_id', 'x'] }, /uses placeholders up to \$1 but params lists 2 columns/],
     [{ ...AUTHOR, sql: 'SELECT 1 WHERE $2 = 1', params: ['a', 'b'] }, /never uses \$1/],
     [{ ...AUTHOR, sql: "SELECT '$1' AS x", params: ['a'] }, /uses no placeholder but params lists 1 column/],
+    [{ ...AUTHOR, sql: 'SELECT name FROM users WHERE id = $1; DELETE FROM users', params: ['a'] }, /one SELECT statement/],
   ])('%o', (lookup, message) => {
     const { problems } = compile({ lookup: { author: lookup }, invalidate: ['k:{author.x}'] });
     expect(problems.map((p) => p.message).join('\n')).toMatch(message);

@@ -81,7 +81,9 @@ async function ensurePublication(client: pg.Client, options: SetupOptions, log: 
   if (row === undefined) {
     const list = options.tables.map(([s, t]) => qualifiedName(s, t)).join(', ');
     try {
-      await client.query(`CREATE PUBLICATION ${pub} FOR TABLE ${list}`);
+      // Changes of a partitioned table's partitions arrive under the table's own name, which is
+      // the name the rules use.
+      await client.query(`CREATE PUBLICATION ${pub} FOR TABLE ${list} WITH (publish_via_partition_root = true)`);
       log.info({ publication: options.publication, tables: options.tables.length }, 'publication created');
     } catch (err) {
       // Another worker created it at the same moment: fine, it covers the same tables.
