@@ -63,6 +63,16 @@ export class SourceSetupError extends InvalidatorError {
   }
 }
 
+/**
+ * The replication slot can no longer supply changes (its WAL was removed): changes were skipped,
+ * and streaming on would hide that. Fatal unless recovery is configured.
+ */
+export class SlotLostError extends InvalidatorError {
+  constructor(message: string, cause?: unknown) {
+    super('SLOT_LOST', message, { retryable: false, cause });
+  }
+}
+
 /** The stream carried something the decoder cannot understand. */
 export class DecodeError extends InvalidatorError {
   constructor(message: string, cause?: unknown) {

@@ -1,5 +1,6 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { lostChangesOperations } from '../core/recovery.js';
 import { compileRules, type MappingSpec, type RuleSet } from '../core/rules.js';
 import { ConfigError, type FileProblem } from '../errors.js';
 import { configSchema, mappingFileSchema, ruleSchema, type Config, type Rule } from './schema.js';
@@ -58,6 +59,18 @@ export async function loadConfig(configPath: string, env: Env): Promise<LoadedCo
     const doc = mappings.documents.get(problem.file);
     if (doc !== undefined) {
       problems.push(doc.problem(problem.path, problem.message, { severity: problem.severity ?? 'error' }));
+    }
+  }
+  if (validated.ok && validated.data.source.slotLost === 'recover') {
+    const { rulesWithoutFallback } = lostChangesOperations(compiled.rules, null);
+    if (rulesWithoutFallback.length > 0) {
+      problems.push(
+        document.problem(
+          ['source', 'slotLost'],
+          `"recover" runs every rule's fallback when the slot loses changes, but these rules have none: ` +
+            `${rulesWithoutFallback.join(', ')} (give each a fallback, or use "fail")`,
+        ),
+      );
     }
   }
   const hasErrors = () => problems.some((p) => p.severity === 'error');

@@ -28,6 +28,12 @@ const postgresSourceSchema = z.strictObject({
   publication: z.string().min(1).max(63).default('cdc_invalidator'),
   /** 0 turns the heartbeat off. */
   heartbeatSeconds: z.number().min(0).default(15),
+  /**
+   * What to do when the slot has lost WAL it needed (max_slot_wal_keep_size exceeded): `fail`
+   * stops with instructions; `recover` runs every rule's fallback (as for a TRUNCATE of every
+   * mapped table), recreates the slot and goes on. Recovery needs a fallback on every rule.
+   */
+  slotLost: z.enum(['fail', 'recover']).default('fail'),
 });
 
 /**

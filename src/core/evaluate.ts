@@ -156,9 +156,15 @@ function valueOf(row: Row, column: string): Value | undefined {
   return Object.hasOwn(row, column) ? row[column] : undefined;
 }
 
+/** A rule's fallback actions: fixed names, so they render without a row. */
+export function fallbackOperations(rule: CompiledRule, version: bigint | null, ops: KeyOperation[]): void {
+  if (rule.fallback === null) return;
+  renderActions(rule, rule.fallback, [{ row: {}, isNew: false }], version, NO_LOOKUP_RESULTS, ops);
+}
+
 function skip(change: Change, rule: CompiledRule, reason: SkipReason, detail: string, out: Evaluation): void {
   if (rule.fallback !== null) {
-    renderActions(rule, rule.fallback, [{ row: {}, isNew: false }], change.version, NO_LOOKUP_RESULTS, out.operations);
+    fallbackOperations(rule, change.version, out.operations);
     out.fallbacks.push({
       schema: change.schema,
       table: change.table,

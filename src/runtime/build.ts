@@ -1,4 +1,9 @@
 import type { LoadedConfig } from '../config/load.js';
+import type { KeyOperation } from '../core/change.js';
+import { lostChangesOperations } from '../core/recovery.js';
+import { toError } from '../errors.js';
+import type { Sink } from '../sinks/sink.js';
+import { Backoff, sleep } from './backoff.js';
 import type { Logger } from '../log.js';
 import { HttpServer } from '../http/server.js';
 import { PostgresLookupRunner } from '../lookups/lookup-runner.js';
@@ -35,6 +40,9 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
     // transactions and backlogs: more buffering only makes changes live long enough to be promoted.
     highWaterChanges: Math.max(5_000, config.batch.maxChanges * 2),
     slotStatsIntervalMs: config.http.slotStatsIntervalSeconds * 1000,
+    ...(config.source.slotLost === 'recover'
+      ? { recoverLostChanges: (version: bigint) => applyUntilDone(sink, lostChangesOperations(rules, version).operations, log) }
+      : {}),
     logger: log,
   });
   const sink = new RedisSink({
@@ -53,4 +61,19 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
   metrics.observe(health);
   const http = new HttpServer({ host: config.http.host, port: config.http.port, health, metrics, logger: log });
   return { worker, source, sink, stats, health, metrics, http };
+}
+
+/** Applies recovery actions, retrying until Redis takes them: skipping them would hide lost changes. */
+async function applyUntilDone(sink: Sink, operations: KeyOperation[], log: Logger): Promise<void> {
+  const backoff = new Backoff({ initialMs: 100, maxMs: 5_000 });
+  for (;;) {
+    try {
+      await sink.apply({ operations, deadLetters: [] });
+      return;
+    } catch (err) {
+      const delayMs = backoff.next();
+      log.warn({ err: toError(err), attempt: backoff.attempts, delayMs }, 'redis apply of recovery actions failed; retrying');
+      await sleep(delayMs);
+    }
+  }
 }

@@ -114,6 +114,8 @@ const cases: Case[] = [
   },
   { name: 'unknown fallback key', files: { [M]: rule('    invalidate: [a]\n    fallback:\n      delete: [b]\n') }, errors: [[M, 5, 7, 'rules[0].fallback.delete', 'unknown key "delete"']] },
   { name: 'template not a string', files: { [M]: rule('    invalidate: [42]\n') }, errors: [[M, 3, 18, 'rules[0].invalidate[0]', 'expected a string, got 42']] },
+  { name: 'slotLost recover without fallbacks', files: { [C]: source('  slotLost: recover\n') }, errors: [[C, 4, 13, 'source.slotLost', 'these rules have none: mappings/users.yaml#rules[0]']] },
+  { name: 'slotLost unknown value', files: { [C]: source('  slotLost: ignore\n') }, errors: [[C, 4, 13, 'source.slotLost', 'expected one of fail, recover, got "ignore"']] },
   // mapping files: lookups, tags, patterns
   { name: 'lookup without sql', files: { [M]: rule('    lookup:\n      author:\n        params: [user_id]\n    invalidate: ["k:{author.name}"]\n') }, errors: [[M, 5, 9, 'rules[0].lookup.author.sql', 'missing required key "sql"']] },
   { name: 'lookup params not a list', files: { [M]: rule('    lookup:\n      author:\n        sql: "SELECT name FROM users WHERE id = $1"\n        params: user_id\n    invalidate: ["k:{author.name}"]\n') }, errors: [[M, 6, 17, 'rules[0].lookup.author.params', 'expected a list, got "user_id"']] },

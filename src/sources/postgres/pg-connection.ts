@@ -2,6 +2,7 @@ import type pg from 'pg';
 import {
   InvalidatorError,
   SlotInUseError,
+  SlotLostError,
   SourceSetupError,
   SourceUnavailableError,
   toError,
@@ -43,6 +44,10 @@ export function classify(err: unknown): InvalidatorError {
   const e = toError(err);
   const code = (err as { code?: string }).code;
   if (code === '55006') return new SlotInUseError(e.message, err);
+  // "can no longer get changes from replication slot": its WAL was removed (PostgreSQL 13+).
+  if (code === '55000' && /can no longer get changes|cannot read from logical replication slot/.test(e.message)) {
+    return new SlotLostError(`replication slot lost: ${e.message}`, err);
+  }
   if (code === '42704') {
     return new SourceSetupError(`replication slot disappeared while streaming: ${e.message}`, err);
   }

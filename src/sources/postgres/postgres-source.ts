@@ -1,7 +1,7 @@
 import pg from 'pg';
 import type { Change } from '../../core/change.js';
 import { formatLsn, maxLsn, ZERO_LSN, type Lsn } from '../../core/lsn.js';
-import { InvalidatorError, SlotInUseError, SourceUnavailableError } from '../../errors.js';
+import { InvalidatorError, SlotInUseError, SlotLostError, SourceUnavailableError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { Backoff, sleep } from '../../runtime/backoff.js';
 import { BatchQueue } from '../../runtime/batch-queue.js';
@@ -10,7 +10,7 @@ import { PgoutputDecoder } from './decoder.js';
 import { heartbeat } from './heartbeat.js';
 import { SlotMonitor } from './slot-monitor.js';
 import { parseCopyData, standbyStatusUpdate } from './protocol.js';
-import { prepareDatabase } from './setup.js';
+import { prepareDatabase, recreateSlot } from './setup.js';
 import { classify, connectionOf, endClient } from './pg-connection.js';
 import { quoteIdent, quoteLiteral } from './sql.js';
 
@@ -25,6 +25,11 @@ export interface PostgresSourceOptions {
   highWaterChanges: number;
   /** How often the slot's lag and retained WAL are read. */
   slotStatsIntervalMs?: number;
+  /**
+   * Called when the slot lost WAL and was recreated, with the server's WAL position: invalidates
+   * whatever the lost changes could have touched. Without it, a lost slot is fatal.
+   */
+  recoverLostChanges?: (versionLsn: bigint) => Promise<void>;
   /**
    * Standby status updates while nothing else is sent. Default: a third of the server's
    * wal_sender_timeout (at most 10 s), so a worker blocked on Redis is never cut off.
@@ -100,6 +105,10 @@ export class PostgresSource implements Source {
         return;
       } catch (err) {
         const e = classify(err);
+        if (e instanceof SlotLostError && this.options.recoverLostChanges !== undefined) {
+          await this.recoverLostSlot(client, e);
+          continue;
+        }
         if (!e.retryable || this.intakeController.signal.aborted) throw e;
         const delayMs = backoff.next();
         this.log.warn({ err: e, attempt: backoff.attempts, delayMs }, 'database not reachable; retrying setup');
@@ -111,6 +120,20 @@ export class PostgresSource implements Source {
     }
   }
 
+  /**
+   * A new slot first, then the recovery actions: everything that changed before the new slot's
+   * consistent point is covered by the actions, everything after it is streamed.
+   */
+  private async recoverLostSlot(client: pg.Client, lost: SlotLostError): Promise<void> {
+    this.log.error({ err: lost }, 'replication slot lost changes; recovering as configured (source.slotLost: recover)');
+    await recreateSlot(client, this.options.slot, this.log);
+    const lsn = await client.query<{ lsn: string }>(`SELECT (pg_catalog.pg_current_wal_lsn() - '0/0')::text AS lsn`);
+    this.applied = ZERO_LSN;
+    this.received = ZERO_LSN;
+    await this.options.recoverLostChanges!(BigInt(lsn.rows[0]!.lsn));
+    this.log.warn('recovery actions applied; streaming from the new slot');
+  }
+
   private async streamLoop(): Promise<void> {
     const backoff = new Backoff({ initialMs: 200, maxMs: 10_000 });
     while (!this.stopController.signal.aborted) {
@@ -119,6 +142,18 @@ export class PostgresSource implements Source {
       } catch (err) {
         const e = classify(err);
         if (this.stopController.signal.aborted) break;
+        if (e instanceof SlotLostError && this.options.recoverLostChanges !== undefined) {
+          // The slot was invalidated while streaming (the worker fell behind too far): the
+          // buffered changes came from the lost slot and are replaced by the recovery.
+          this.queue.clear();
+          try {
+            await this.prepare();
+          } catch (setupErr) {
+            this.queue.close(classify(setupErr));
+            return;
+          }
+          continue;
+        }
         if (!e.retryable) {
           this.log.error({ err: e }, 'replication failed');
           this.queue.close(e);

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { SourceSetupError } from '../../errors.js';
+import { SlotLostError, SourceSetupError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { qualifiedName, quoteIdent } from './sql.js';
 
@@ -146,11 +146,24 @@ async function ensureSlot(client: pg.Client, slot: string, log: Logger): Promise
       `replication slot "${slot}" belongs to database "${row.database}", not "${db}": choose another source.slot`,
     );
   }
-  if (row.wal_status === 'lost') {
-    throw new SourceSetupError(
-      `replication slot "${slot}" has lost WAL it needed (max_slot_wal_keep_size was exceeded while the ` +
-        'worker was away): changes were skipped and caches may be stale. Flush the affected cache ' +
-        `namespaces, then drop the slot (SELECT pg_drop_replication_slot('${slot}');) so that it is recreated.`,
-    );
-  }
+  if (row.wal_status === 'lost') throw slotLost(slot);
+}
+
+export function slotLost(slot: string): SlotLostError {
+  return new SlotLostError(
+    `replication slot "${slot}" has lost WAL it needed (max_slot_wal_keep_size was exceeded while the worker ` +
+      'was behind or away): changes were skipped and caches may be stale. Either set source.slotLost: recover ' +
+      "(runs every rule's fallback, then recreates the slot), or flush the affected cache namespaces yourself " +
+      `and drop the slot (SELECT pg_drop_replication_slot('${slot}');) so that it is recreated at start.`,
+  );
+}
+
+/**
+ * Replaces a lost slot with a new one. The new slot starts at a consistent point taken now; what
+ * changed before it is covered by the recovery actions the caller runs after this.
+ */
+export async function recreateSlot(client: pg.Client, slot: string, log: Logger): Promise<void> {
+  await client.query('SELECT pg_catalog.pg_drop_replication_slot($1)', [slot]);
+  await client.query(`SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]);
+  log.warn('lost replication slot dropped and created anew');
 }
