@@ -45,7 +45,7 @@ export type KeyOperation =
   | { action: 'pattern'; pattern: string };
 
 /** Low-cardinality reasons, used as metric labels. */
-export type SkipReason = 'unknown_value' | 'truncate' | 'lookup_failed';
+export type SkipReason = 'unknown_value' | 'truncate' | 'lookup_failed' | 'malformed_event';
 
 /** A change (or part of one) that could not be turned into keys and has no fallback. */
 export interface DeadLetter {

@@ -1,4 +1,4 @@
-import type { Change } from '../core/change.js';
+import type { Change, DeadLetter } from '../core/change.js';
 
 /**
  * The buffer between a source and the worker loop: changes in commit order, with position markers
@@ -14,13 +14,20 @@ export interface Taken<P> {
   changes: Change[];
   /** Last position marker among the taken entries, or null when they end inside a transaction. */
   position: P | null;
+  /** Every position marker taken, in order (a source with several partitions needs them all). */
+  positions: P[];
+  /** Events the source could not turn into changes, to be recorded as dead letters. */
+  deadLetters: DeadLetter[];
   /** Commit time of the oldest change taken, in ms since the epoch (NaN when unknown). */
   oldestCommitTimeMs: number;
   /** Commit time of each transaction completed within what was taken (one per position marker). */
   commitTimesMs: number[];
 }
 
-type Entry<P> = { change: Change; commitTimeMs: number } | { position: P; commitTimeMs: number };
+type Entry<P> =
+  | { change: Change; commitTimeMs: number }
+  | { position: P; commitTimeMs: number }
+  | { deadLetter: DeadLetter; commitTimeMs: number };
 
 export class BatchQueue<P> {
   /** Entries before `head` were taken; they are cleared so the changes can be collected. */
@@ -61,6 +68,10 @@ export class BatchQueue<P> {
     this.push({ position, commitTimeMs });
   }
 
+  pushDeadLetter(deadLetter: DeadLetter, commitTimeMs: number): void {
+    this.push({ deadLetter, commitTimeMs });
+  }
+
   /** Drops everything queued: the source reconnected and will send it again. */
   clear(): void {
     this.entries = [];
@@ -97,7 +108,8 @@ export class BatchQueue<P> {
   private takeNow(maxChanges: number): Taken<P> {
     const changes: Change[] = [];
     const commitTimesMs: number[] = [];
-    let position: P | null = null;
+    const positions: P[] = [];
+    const deadLetters: DeadLetter[] = [];
     let oldest = Number.NaN;
     let i = this.head;
     for (; i < this.entries.length; i++) {
@@ -107,9 +119,11 @@ export class BatchQueue<P> {
       this.entries[i] = undefined;
       if (isChange) {
         changes.push(entry.change);
-      } else {
-        position = entry.position;
+      } else if ('position' in entry) {
+        positions.push(entry.position);
         commitTimesMs.push(entry.commitTimeMs);
+      } else {
+        deadLetters.push(entry.deadLetter);
       }
       if (Number.isNaN(oldest)) oldest = entry.commitTimeMs;
     }
@@ -122,7 +136,7 @@ export class BatchQueue<P> {
       this.entries = this.entries.slice(this.head);
       this.head = 0;
     }
-    return { changes, position, oldestCommitTimeMs: oldest, commitTimesMs };
+    return { changes, position: positions.at(-1) ?? null, positions, deadLetters, oldestCommitTimeMs: oldest, commitTimesMs };
   }
 
   private push(entry: Entry<P>): void {

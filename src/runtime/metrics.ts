@@ -76,7 +76,7 @@ export class Metrics {
     });
     // Labelled counters start at 0 for every known label value, so that increase() in alerts sees
     // the first dead letter or fallback after a restart.
-    for (const reason of ['unknown_value', 'truncate', 'lookup_failed'] as const) {
+    for (const reason of ['unknown_value', 'truncate', 'lookup_failed', 'malformed_event'] as const) {
       this.deadLetters.inc({ reason }, 0);
       this.fallbacks.inc({ reason }, 0);
     }

@@ -121,6 +121,7 @@ export class Worker {
         const lookups = await this.runLookups(batch.changes);
         const evaluation = emptyEvaluation();
         for (const change of batch.changes) evaluate(change, this.options.rules, evaluation, lookups);
+        if (batch.deadLetters !== undefined) evaluation.deadLetters.push(...batch.deadLetters);
         const applySeconds = await this.applyWithRetry(evaluation);
         if (applySeconds === null) break;
         await source.acknowledge(batch);

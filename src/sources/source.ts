@@ -1,4 +1,4 @@
-import type { Change } from '../core/change.js';
+import type { Change, DeadLetter } from '../core/change.js';
 
 /**
  * The port between a change source (Postgres logical replication, Debezium on Kafka) and the
@@ -13,6 +13,8 @@ export interface SourceBatch {
   readonly commitTimesMs: readonly number[];
   /** Opaque to the worker: what acknowledging this batch confirms, null when nothing new. */
   readonly position: unknown;
+  /** Events the source could not read (a malformed message): recorded as dead letters with the batch. */
+  readonly deadLetters?: readonly DeadLetter[];
 }
 
 export interface SourceStatus {

@@ -48,6 +48,7 @@ describe('a valid config', () => {
         slot: 'cdc_invalidator',
         publication: 'cdc_invalidator',
         heartbeatSeconds: 15,
+        slotLost: 'fail',
       },
       redis: { url: 'redis://127.0.0.1:6379', keyPrefix: '', deleteCommand: 'del' },
       mappings: 'mappings',

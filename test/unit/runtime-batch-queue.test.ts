@@ -185,7 +185,7 @@ describe('BatchQueue: waiting', () => {
     await turn();
     q.pushPosition('P1', 1);
     await w.promise;
-    expect(w.state.value).toEqual({ changes: [], position: 'P1', oldestCommitTimeMs: 1, commitTimesMs: [1] });
+    expect(w.state.value).toEqual({ changes: [], position: 'P1', positions: ['P1'], deadLetters: [], oldestCommitTimeMs: 1, commitTimesMs: [1] });
   });
 
   it('with maxWaitMs, waits from the first arrival, not the latest', async () => {

@@ -1,0 +1,147 @@
+import { describe, expect, it } from 'vitest';
+import { parseDebeziumRecord, type KafkaRecord } from '../../src/sources/debezium/event-parser.js';
+import { formatTimestamp, textValue } from '../../src/sources/debezium/values.js';
+
+const source = { version: '2.7.0.Final', connector: 'postgresql', name: 'app', ts_ms: 1700000000123, snapshot: 'false', db: 'app', schema: 'public', table: 'users', txId: 750, lsn: 24023128 };
+
+function record(value: unknown, key: unknown = { id: 1 }, offset = '7'): KafkaRecord {
+  return {
+    topic: 'app.public.users',
+    partition: 0,
+    offset,
+    key: key === null ? null : Buffer.from(JSON.stringify(key)),
+    value: value === null ? null : Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)),
+  };
+}
+
+const opts = { snapshotInvalidates: false };
+
+describe('parseDebeziumRecord', () => {
+  it('an insert without the schema envelope', () => {
+    const parsed = parseDebeziumRecord(record({ before: null, after: { id: 1, email: 'a@x.io', active: true }, source, op: 'c', ts_ms: 1 }), opts);
+    expect(parsed).toEqual({
+      kind: 'change',
+      commitTimeMs: 1700000000123,
+      change: {
+        schema: 'public',
+        table: 'users',
+        op: 'insert',
+        before: null,
+        after: { id: '1', email: 'a@x.io', active: 'true' },
+        keyColumns: ['id'],
+        version: null,
+        position: 'app.public.users[0]@7',
+      },
+    });
+  });
+
+  it('keeps int8 digits past 2^53 exactly', () => {
+    const parsed = parseDebeziumRecord(record('{"before":null,"after":{"id":9007199254740993},"source":{"schema":"public","table":"t"},"op":"c"}'), opts);
+    expect(parsed.kind === 'change' && parsed.change.after).toEqual({ id: '9007199254740993' });
+  });
+
+  it('an update with a full old row (REPLICA IDENTITY FULL)', () => {
+    const parsed = parseDebeziumRecord(record({ before: { id: 1, email: 'a@x.io' }, after: { id: 1, email: 'b@x.io' }, source, op: 'u' }), opts);
+    expect(parsed.kind === 'change' && [parsed.change.op, parsed.change.before, parsed.change.after]).toEqual(['update', { id: '1', email: 'a@x.io' }, { id: '1', email: 'b@x.io' }]);
+  });
+
+  it('an update without "before" (REPLICA IDENTITY DEFAULT): old key from the new row, the rest unknown', () => {
+    const parsed = parseDebeziumRecord(record({ before: null, after: { id: 1, email: 'b@x.io' }, source, op: 'u' }), opts);
+    expect(parsed.kind === 'change' && { ...parsed.change.before }).toEqual({ id: '1' });
+  });
+
+  it('a delete whose old row is only the key with nulls: the nulls are unknown, not NULL', () => {
+    const parsed = parseDebeziumRecord(record({ before: { id: 1, email: null }, after: null, source, op: 'd' }), opts);
+    expect(parsed.kind === 'change' && { ...parsed.change.before }).toEqual({ id: '1' });
+  });
+
+  it('a delete with a full old row keeps its real NULLs', () => {
+    const parsed = parseDebeziumRecord(record({ before: { id: 1, email: 'a@x.io', bio: null }, after: null, source, op: 'd' }), opts);
+    expect(parsed.kind === 'change' && parsed.change.before).toEqual({ id: '1', email: 'a@x.io', bio: null });
+  });
+
+  it('the unavailable-value placeholder (unchanged TOAST) is unknown', () => {
+    const parsed = parseDebeziumRecord(record({ before: null, after: { id: 1, body: '__debezium_unavailable_value' }, source, op: 'u' }), opts);
+    expect(parsed.kind === 'change' && { ...parsed.change.after }).toEqual({ id: '1' });
+  });
+
+  it('truncate, tombstone, heartbeat, message, snapshot', () => {
+    expect(parseDebeziumRecord(record({ before: null, after: null, source, op: 't' }), opts)).toMatchObject({ kind: 'change', change: { op: 'truncate', before: null, after: null } });
+    expect(parseDebeziumRecord(record(null), opts)).toEqual({ kind: 'skip', why: 'tombstone' });
+    expect(parseDebeziumRecord(record({ ts_ms: 5 }), opts)).toEqual({ kind: 'skip', why: 'heartbeat' });
+    expect(parseDebeziumRecord(record({ op: 'm', source }), opts)).toEqual({ kind: 'skip', why: 'message' });
+    const snap = record({ before: null, after: { id: 1 }, source, op: 'r' });
+    expect(parseDebeziumRecord(snap, opts)).toEqual({ kind: 'skip', why: 'snapshot' });
+    expect(parseDebeziumRecord(snap, { snapshotInvalidates: true })).toMatchObject({ kind: 'change', change: { op: 'insert' } });
+  });
+
+  it('the schema envelope: logical types back to PostgreSQL text form', () => {
+    const value = {
+      schema: {
+        type: 'struct',
+        fields: [
+          {
+            field: 'after',
+            type: 'struct',
+            fields: [
+              { field: 'id', type: 'int64' },
+              { field: 'at', type: 'int64', name: 'io.debezium.time.MicroTimestamp' },
+              { field: 'day', type: 'int32', name: 'io.debezium.time.Date' },
+              { field: 'atz', type: 'string', name: 'io.debezium.time.ZonedTimestamp' },
+              { field: 'blob', type: 'bytes' },
+              { field: 'n', type: 'string', name: 'io.debezium.data.VariableScaleDecimal' },
+            ],
+          },
+        ],
+      },
+      payload: {
+        before: null,
+        after: { id: 5, at: 1709251199500000, day: 19782, atz: '2024-02-29T23:59:59.5Z', blob: 'AQI=', n: '12.50' },
+        source,
+        op: 'c',
+      },
+    };
+    const parsed = parseDebeziumRecord(record(value, { schema: { type: 'struct' }, payload: { id: 5 } }), opts);
+    expect(parsed.kind === 'change' && parsed.change.after).toEqual({
+      id: '5',
+      at: '2024-02-29 23:59:59.5',
+      day: '2024-02-29',
+      atz: '2024-02-29 23:59:59.5+00',
+      blob: '\\x0102',
+      n: '12.50',
+    });
+    expect(parsed.kind === 'change' && parsed.change.keyColumns).toEqual(['id']);
+  });
+
+  it.each([
+    ['not JSON', '{nope', /value is not JSON/],
+    ['not an object', '[1]', /not a JSON object/],
+    ['no op', { before: null, after: {}, source }, /unknown or missing "op"/],
+    ['unknown op', { op: 'x', source }, /unknown or missing "op": "x"/],
+    ['no source', { before: null, after: { id: 1 }, op: 'c' }, /missing source.schema/],
+    ['insert without after', { before: null, after: null, source, op: 'c' }, /insert without "after"/],
+    ['after not an object', { before: null, after: 3, source, op: 'c' }, /not an object or null/],
+  ])('a malformed event (%s) is reported, not thrown', (_name, value, reason) => {
+    const parsed = parseDebeziumRecord(record(value), opts);
+    expect(parsed.kind).toBe('malformed');
+    expect(parsed.kind === 'malformed' && parsed.reason).toMatch(reason);
+  });
+});
+
+describe('debezium values', () => {
+  it.each([
+    [0n, '1970-01-01 00:00:00'],
+    [1709251199500000n, '2024-02-29 23:59:59.5'],
+    [-1n, '1969-12-31 23:59:59.999999'],
+    [1000001n, '1970-01-01 00:00:01.000001'],
+  ])('formatTimestamp(%s) = %s', (micros, text) => {
+    expect(formatTimestamp(micros)).toBe(text);
+  });
+
+  it('booleans, strings and null', () => {
+    expect(textValue(false, undefined)).toBe('false');
+    expect(textValue('x', undefined)).toBe('x');
+    expect(textValue(null, undefined)).toBeNull();
+    expect(textValue({ a: 1 }, undefined)).toBeUndefined();
+  });
+});
