@@ -51,6 +51,10 @@ async function main(argv: string[]): Promise<number> {
     case 'check': {
       const loaded = await load(configPath);
       if (loaded === null) return EXIT_CONFIG;
+      if (loaded.config.source.kind !== 'postgres') {
+        process.stderr.write('cdc-invalidator check: checks a postgres source; for a debezium source, check the connector in Kafka Connect\n');
+        return EXIT_CONFIG;
+      }
       const report = await runCheck(loaded);
       process.stdout.write(report.text);
       return report.exitCode;
@@ -109,8 +113,10 @@ async function explainCommand(configPath: string, args: ReturnType<typeof parseC
   const loaded = await load(configPath);
   if (loaded === null) return EXIT_CONFIG;
   let runner: PostgresLookupRunner | null = null;
+  const lookupUrl = loaded.config.source.url;
   const result = await explainChange(loaded.rules, args, async (requests) => {
-    runner = new PostgresLookupRunner({ url: loaded.config.source.url, logger: createLogger({ level: 'silent' }) });
+    if (lookupUrl === undefined) return new Map(requests.map((r) => [r.id, { ok: false as const, message: 'no source.url to run lookups on' }]));
+    runner = new PostgresLookupRunner({ url: lookupUrl, logger: createLogger({ level: 'silent' }) });
     return runner.run(requests.map((r) => ({ ...r, retries: 0 })));
   });
   await (runner as PostgresLookupRunner | null)?.close();

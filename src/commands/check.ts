@@ -25,6 +25,7 @@ export interface CheckWanted {
 export async function runCheck(loaded: LoadedConfig): Promise<{ text: string; exitCode: 0 | 1 }> {
   const { config, rules } = loaded;
   const source = config.source;
+  if (source.kind !== 'postgres') throw new Error('check runs against a postgres source');
   const [postgres, redis] = await Promise.all([
     gatherPostgresFacts({
       url: source.url,

@@ -61,7 +61,11 @@ export async function loadConfig(configPath: string, env: Env): Promise<LoadedCo
       problems.push(doc.problem(problem.path, problem.message, { severity: problem.severity ?? 'error' }));
     }
   }
-  if (validated.ok && validated.data.source.slotLost === 'recover') {
+  const usesLookups = [...compiled.rules.byTable.values()].some((list) => list.some((r) => r.lookups.size > 0));
+  if (validated.ok && validated.data.source.kind === 'debezium' && usesLookups && validated.data.source.url === undefined) {
+    problems.push(document.problem(['source'], 'rules with a lookup need a database to query: set source.url (a PostgreSQL connection string)'));
+  }
+  if (validated.ok && validated.data.source.kind === 'postgres' && validated.data.source.slotLost === 'recover') {
     const { rulesWithoutFallback } = lostChangesOperations(compiled.rules, null);
     if (rulesWithoutFallback.length > 0) {
       problems.push(

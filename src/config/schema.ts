@@ -11,8 +11,8 @@ import type { RuleSpec } from '../core/rules.js';
 const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
 
 /** Source kinds the worker can run. A kind listed in PLANNED_SOURCE_KINDS is recognised but refused. */
-export const SOURCE_KINDS = ['postgres'] as const;
-const PLANNED_SOURCE_KINDS = ['debezium'] as const;
+export const SOURCE_KINDS = ['postgres', 'debezium'] as const;
+const PLANNED_SOURCE_KINDS = [] as const;
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -41,6 +41,38 @@ const postgresSourceSchema = z.strictObject({
  * gets one clear message instead of a list of unknown keys. Its output type is `never`, so Config's
  * source type only holds kinds that exist.
  */
+const debeziumSourceSchema = z
+  .strictObject({
+    kind: z.literal('debezium'),
+    /** Kafka bootstrap servers, host:port. */
+    brokers: z.array(z.string().min(1)).min(1),
+    groupId: z.string().min(1).default('cdc-invalidator'),
+    clientId: z.string().min(1).default('cdc-invalidator'),
+    /** The Debezium topics to read (one per table), or a regular expression matching them. */
+    topics: z.array(z.string().min(1)).min(1).optional(),
+    topicPattern: z
+      .string()
+      .min(1)
+      .refine((p) => {
+        try {
+          new RegExp(p);
+          return true;
+        } catch {
+          return false;
+        }
+      }, 'not a valid regular expression')
+      .optional(),
+    /** Whether snapshot reads (op "r") invalidate like inserts. */
+    snapshot: z.boolean().default(false),
+    /** A PostgreSQL connection string for lookups; needed only when a rule has a lookup. */
+    url: z.string().min(1).optional(),
+  })
+  .superRefine((value, ctx) => {
+    if ((value.topics === undefined) === (value.topicPattern === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['topics'], message: 'give either "topics" or "topicPattern"' });
+    }
+  });
+
 function plannedSource(kind: (typeof PLANNED_SOURCE_KINDS)[number]) {
   return z.looseObject({ kind: z.literal(kind) }).transform((value, ctx): never => {
     ctx.issues.push({
@@ -53,7 +85,7 @@ function plannedSource(kind: (typeof PLANNED_SOURCE_KINDS)[number]) {
   });
 }
 
-const sourceSchema = z.discriminatedUnion('kind', [postgresSourceSchema, ...PLANNED_SOURCE_KINDS.map(plannedSource)], {
+const sourceSchema = z.discriminatedUnion('kind', [postgresSourceSchema, debeziumSourceSchema, ...PLANNED_SOURCE_KINDS.map(plannedSource)], {
   error: (issue) => {
     if (issue.code !== 'invalid_union') return undefined;
     const allowed = SOURCE_KINDS.join(', ');
@@ -113,6 +145,7 @@ export const configSchema = z.strictObject({
 
 export type Config = z.infer<typeof configSchema>;
 export type PostgresSourceConfig = z.infer<typeof postgresSourceSchema>;
+export type DebeziumSourceConfig = z.infer<typeof debeziumSourceSchema>;
 export type RedisConfig = Config['redis'];
 export type HttpConfig = Config['http'];
 export type BatchConfig = Config['batch'];

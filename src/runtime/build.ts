@@ -8,7 +8,9 @@ import type { Logger } from '../log.js';
 import { HttpServer } from '../http/server.js';
 import { PostgresLookupRunner } from '../lookups/lookup-runner.js';
 import { RedisSink } from '../sinks/redis/redis-sink.js';
+import { DebeziumSource } from '../sources/debezium/debezium-source.js';
 import { PostgresSource } from '../sources/postgres/postgres-source.js';
+import type { Source } from '../sources/source.js';
 import { Health } from './health.js';
 import { Metrics } from './metrics.js';
 import { WorkerStats } from './stats.js';
@@ -16,7 +18,7 @@ import { Worker } from './worker.js';
 
 export interface Assembly {
   worker: Worker;
-  source: PostgresSource;
+  source: Source;
   sink: RedisSink;
   stats: WorkerStats;
   health: Health;
@@ -29,33 +31,54 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
   const { config, rules } = loaded;
   const metrics = new Metrics();
   const stats = new WorkerStats(metrics);
-  const source = new PostgresSource({
-    url: config.source.url,
-    slot: config.source.slot,
-    publication: config.source.publication,
-    tables: rules.tables,
-    heartbeatSeconds: config.source.heartbeatSeconds,
-    maxWaitMs: config.batch.maxWaitMs,
-    // Enough for the next batch to be ready when one is applied, while bounding memory under huge
-    // transactions and backlogs: more buffering only makes changes live long enough to be promoted.
-    highWaterChanges: Math.max(5_000, config.batch.maxChanges * 2),
-    slotStatsIntervalMs: config.http.slotStatsIntervalSeconds * 1000,
-    ...(config.source.slotLost === 'recover'
-      ? { recoverLostChanges: (version: bigint) => applyUntilDone(sink, lostChangesOperations(rules, version).operations, log) }
-      : {}),
-    logger: log,
-  });
-  const sink = new RedisSink({
+  let sink: RedisSink | null = null;
+  const source =
+    config.source.kind === 'postgres'
+      ? new PostgresSource({
+          url: config.source.url,
+          slot: config.source.slot,
+          publication: config.source.publication,
+          tables: rules.tables,
+          heartbeatSeconds: config.source.heartbeatSeconds,
+          maxWaitMs: config.batch.maxWaitMs,
+          // Enough for the next batch to be ready when one is applied, while bounding memory under
+          // huge transactions and backlogs: more buffering only makes changes live long enough to
+          // be promoted.
+          highWaterChanges: Math.max(5_000, config.batch.maxChanges * 2),
+          slotStatsIntervalMs: config.http.slotStatsIntervalSeconds * 1000,
+          ...(config.source.slotLost === 'recover'
+            ? { recoverLostChanges: (version: bigint) => applyUntilDone(sink!, lostChangesOperations(rules, version).operations, log) }
+            : {}),
+          logger: log,
+        })
+      : new DebeziumSource({
+          brokers: config.source.brokers,
+          groupId: config.source.groupId,
+          clientId: config.source.clientId,
+          topics: config.source.topics,
+          topicPattern: config.source.topicPattern,
+          snapshotInvalidates: config.source.snapshot,
+          maxWaitMs: config.batch.maxWaitMs,
+          logger: log,
+        });
+  sink = new RedisSink({
     url: config.redis.url,
     keyPrefix: config.redis.keyPrefix,
     deleteCommand: config.redis.deleteCommand,
     notifyChannel: config.redis.notifyChannel,
     logger: log,
   });
-  const lookups = new PostgresLookupRunner({ url: config.source.url, logger: log });
-  const worker = new Worker({ source, sink, rules, lookups, maxChanges: config.batch.maxChanges, logger: log, stats });
+  const lookupUrl = config.source.url;
+  const lookups = lookupUrl === undefined ? undefined : new PostgresLookupRunner({ url: lookupUrl, logger: log });
+  const worker = new Worker({ source, sink, rules, ...(lookups ? { lookups } : {}), maxChanges: config.batch.maxChanges, logger: log, stats });
   const health = new Health(
-    { state: () => worker.state, source, sink, stats, retainedWalBytes: () => source.retainedWalBytes() },
+    {
+      state: () => worker.state,
+      source,
+      sink,
+      stats,
+      ...(source instanceof PostgresSource ? { retainedWalBytes: () => source.retainedWalBytes() } : {}),
+    },
     { readyMaxLagSeconds: config.http.readyMaxLagSeconds, stuckAfterSeconds: config.http.stuckAfterSeconds },
   );
   metrics.observe(health);

@@ -41,14 +41,27 @@ const cases: Case[] = [
   { name: 'missing source', files: { [C]: 'mappings: mappings\n' }, errors: [[C, 1, 1, 'source', 'missing required key "source"']] },
   { name: 'missing mappings', files: { [C]: 'source:\n  kind: postgres\n  url: x\n' }, errors: [[C, 1, 1, 'mappings', 'missing required key "mappings"']] },
   { name: 'missing source.url', files: { [C]: 'source:\n  kind: postgres\nmappings: mappings\n' }, errors: [[C, 2, 3, 'source.url', 'missing required key "url"']] },
-  { name: 'missing source.kind', files: { [C]: 'source:\n  url: x\nmappings: mappings\n' }, errors: [[C, 2, 3, 'source.kind', 'missing required key "kind" (one of: postgres)']] },
+  { name: 'missing source.kind', files: { [C]: 'source:\n  url: x\nmappings: mappings\n' }, errors: [[C, 2, 3, 'source.kind', 'missing required key "kind" (one of: postgres, debezium)']] },
   { name: 'empty source', files: { [C]: 'source:\nmappings: mappings\n' }, errors: [[C, 1, 1, 'source', 'expected a map, got an empty value']] },
   // config file: values
-  { name: 'unknown source kind', files: { [C]: 'source:\n  kind: mysql\n  url: x\nmappings: mappings\n' }, errors: [[C, 2, 9, 'source.kind', 'unknown source kind "mysql"; expected one of: postgres']] },
+  { name: 'unknown source kind', files: { [C]: 'source:\n  kind: mysql\n  url: x\nmappings: mappings\n' }, errors: [[C, 2, 9, 'source.kind', 'unknown source kind "mysql"; expected one of: postgres, debezium']] },
   {
-    name: 'debezium not yet',
+    name: 'debezium without topics',
     files: { [C]: 'source:\n  kind: debezium\n  brokers: [localhost:9092]\nmappings: mappings\n' },
-    errors: [[C, 2, 9, 'source.kind', 'source.kind "debezium" is not available in this version; use "postgres"']],
+    errors: [[C, 2, 3, 'source.topics', 'give either "topics" or "topicPattern"']],
+  },
+  {
+    name: 'debezium bad topic pattern',
+    files: { [C]: 'source:\n  kind: debezium\n  brokers: [localhost:9092]\n  topicPattern: "app.(public"\nmappings: mappings\n' },
+    errors: [[C, 4, 17, 'source.topicPattern', 'not a valid regular expression']],
+  },
+  {
+    name: 'debezium lookups without a database',
+    files: {
+      [C]: 'source:\n  kind: debezium\n  brokers: [localhost:9092]\n  topics: [app.public.users]\nmappings: mappings\n',
+      [M]: rule('    lookup:\n      o:\n        sql: "SELECT 1 AS x WHERE $1 IS NOT NULL"\n        params: [id]\n    invalidate: ["k:{o.x}"]\n'),
+    },
+    errors: [[C, 2, 3, 'source', 'rules with a lookup need a database to query: set source.url']],
   },
   { name: 'source is a string', files: { [C]: 'source: postgres\nmappings: mappings\n' }, errors: [[C, 1, 9, 'source', 'expected a map, got "postgres"']] },
   { name: 'bad slot name', files: { [C]: source('  slot: My-Slot\n') }, errors: [[C, 4, 9, 'source.slot', '1 to 63 characters of lower-case letters, digits and "_"']] },
