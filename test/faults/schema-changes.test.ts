@@ -3,7 +3,7 @@ import { spawnCli, type WorkerProcess } from '../e2e/worker-process.js';
 import { servicesMissing } from '../harness/services.js';
 import { waitFor } from '../harness/wait-for.js';
 import { createScenario, type Scenario } from '../integration/scenario.js';
-import { alive, httpGet, httpPortOf, metricValue } from './binary-worker.js';
+import { alive, confirmedLsn, httpGet, httpPortOf, metricValue } from './binary-worker.js';
 import { recordResult } from './reliability.js';
 
 let scenario: Scenario | undefined;
@@ -85,9 +85,10 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('schema changes mid-stream
     // The operator created the publication with one table; the worker adds the other mapped ones.
     await s.sql(`CREATE PUBLICATION ${s.publication} FOR TABLE public.t_add`);
     worker = spawnCli(['run', '--config', s.configPath]);
-    const w = worker;
-    const port = await httpPortOf(w);
+    let w = worker;
+    let port = await httpPortOf(w);
     await waitFor(() => w.output().includes('replication started'), { timeoutMs: 30_000, message: 'worker did not start' });
+    expect(w.output()).toContain('publication did not cover every mapped table; tables added');
     const published = (await s.sql<{ t: string }>(`SELECT tablename AS t FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1`, [s.publication])).map((r) => r.t);
     expect(published).toEqual(['cdc_sentinel', 't_add', 't_drop', 't_flow', 't_late', 't_ren', 't_ri', 't_trunc_dl', 't_trunc_fb', 't_type']);
     checked.push('publication created by hand with 1 table: the worker added the 9 other mapped tables at start');
@@ -283,6 +284,31 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('schema changes mid-stream
     expect(letters[0]!['detail']).toContain('slug');
     checked.push('RENAME COLUMN: ren:{id} deleted, templates on the old name not rendered (no guess), fallback for the rule with one, dead letter for the rule without');
 
+    // 8. DDL while the worker is down: on restart the changes are decoded with the schema each one was
+    // written under (pgoutput's relation messages), not the schema of the moment.
+    const [{ lsn }] = (await s.sql<{ lsn: string }>(`SELECT (pg_current_wal_insert_lsn() - '0/0')::text AS lsn`)) as [{ lsn: string }];
+    // Wait until the steps above are confirmed, so that nothing of them is replayed (the counters of
+    // the new process start at zero and must count only what follows).
+    await waitFor(async () => (await confirmedLsn(s.sql, s.slot)) >= BigInt(lsn), { timeoutMs: 20_000, message: 'slot to confirm the steps so far' });
+    w.child.kill('SIGKILL');
+    expect(await w.exited).toBe('SIGKILL');
+    await s.seed('ren:2', 'ren:all', 'ren:slug:h2', 'ren2:h2', 'ren:3', 'ren:slug:s3', 'ren2:s3', 'add:3', 'add:all');
+    await s.sql(`INSERT INTO t_ren VALUES (2, 'h2')`);
+    await s.sql(`ALTER TABLE t_ren RENAME COLUMN handle TO slug`);
+    await s.sql(`INSERT INTO t_ren VALUES (3, 's3')`);
+    await s.sql(`ALTER TABLE t_add DROP COLUMN nickname`);
+    await s.sql(`INSERT INTO t_add VALUES (3, 'c')`);
+    worker = spawnCli(['run', '--config', s.configPath]);
+    w = worker;
+    port = await httpPortOf(w);
+    await waitFor(() => w.output().includes('replication started'), { timeoutMs: 30_000, message: 'worker did not restart' });
+    Object.assign(expected, { fallbackUnknown: 2, fallbackTruncate: 0, deadUnknown: 1, deadTruncate: 0 });
+    letters = await settle('DDL while the worker was down');
+    await gone('ren:2', 'ren:all', 'ren:3', 'ren:slug:s3', 'ren2:s3', 'add:3', 'add:all');
+    await kept('ren:slug:h2', 'ren2:h2');
+    expect(letters.map((l) => [l['table'], l['op'], l['reason'], l['key']])).toEqual([['public.t_ren', 'insert', 'unknown_value', JSON.stringify({ id: '2' })]]);
+    checked.push('RENAME COLUMN back and DROP COLUMN while the worker was killed: after restart each change was rendered with the columns it was written under (insert under the old name fell back / dead-lettered, insert after the rename back rendered ren:slug:{slug})');
+
     // Every unrelated change that flowed through all of it was applied.
     flowing = false;
     await flow;
@@ -299,8 +325,8 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('schema changes mid-stream
     recordResult({
       id: '8',
       title: 'Schema changes mid-stream',
-      runs: 11,
-      changes: flowCount + 25,
+      runs: 14,
+      changes: flowCount + 28,
       lost: flowLeft,
       duplicated: null,
       recoverySeconds: null,
