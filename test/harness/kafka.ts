@@ -1,0 +1,802 @@
+// A throwaway Kafka broker (KRaft: one process that is both broker and controller, no ZooKeeper) and a
+// Kafka Connect worker (standalone) running the Debezium PostgreSQL connector, for the integration tests
+// of the Debezium source. Both are plain JVMs started from the jars that test/kafka/pom.xml fetches
+// (`mvn -q -f test/kafka/pom.xml dependency:copy-dependencies`, which .ci/run does), each with its own
+// temp dir, free ports, a log file, and the same cleanup as the Postgres and Redis harnesses: a test
+// process that dies, even by kill -9, takes its JVMs with it (orphan-guard.ts).
+import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Kafka, logLevel, type Admin } from 'kafkajs';
+import pg from 'pg';
+import { afterAll } from 'vitest';
+import { freePort } from './free-port.js';
+import { OrphanGuard } from './orphan-guard.js';
+import { findOnPath, isExecutable, logSize, logTail, makeTempDir, readLogFrom, removeDir, ServerProcess } from './server-process.js';
+import { isCI } from './services.js';
+import { AbortWaitError, waitFor } from './wait-for.js';
+
+const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const START_ATTEMPTS = 5;
+/** Small heaps and a fast-starting JIT: the broker and the worker each need well under 300 MB this way. */
+const JVM_OPTIONS = [
+  '-Xms64m',
+  '-Xmx256m',
+  '-XX:+UseSerialGC',
+  '-XX:TieredStopAtLevel=1',
+  '-Xss512k',
+  '-Djava.awt.headless=true',
+  '-Djava.net.preferIPv4Stack=true',
+];
+
+// --- where the jars and java are ---
+
+/** The folder holding broker/ and connect/ jar folders: $KAFKA_LIB_DIR, else .tools/kafka-lib. */
+export function kafkaLibDir(): string {
+  return process.env.KAFKA_LIB_DIR || join(REPO_ROOT, '.tools', 'kafka-lib');
+}
+
+function hasJars(dir: string): boolean {
+  try {
+    return readdirSync(dir).some((name) => name.endsWith('.jar'));
+  } catch {
+    return false;
+  }
+}
+
+/** java from $JAVA_HOME, else PATH. */
+export function findJava(): string | undefined {
+  const home = process.env.JAVA_HOME;
+  if (home) {
+    const candidate = join(home, 'bin', 'java');
+    if (isExecutable(candidate)) return candidate;
+  }
+  return findOnPath('java') ?? ['/usr/bin/java'].find(isExecutable);
+}
+
+/** Why the Kafka tests cannot run here, or undefined when they can. */
+export function kafkaMissingReason(): string | undefined {
+  const reasons: string[] = [];
+  if (findJava() === undefined) reasons.push('java not found in $JAVA_HOME or PATH (Debian: apt-get install default-jdk-headless).');
+  const lib = kafkaLibDir();
+  if (!hasJars(join(lib, 'broker')) || !hasJars(join(lib, 'connect'))) {
+    reasons.push(`the Kafka and Debezium jars are not in ${lib}: run mvn -q -f test/kafka/pom.xml dependency:copy-dependencies`);
+  }
+  return reasons.length === 0 ? undefined : reasons.join(' ');
+}
+
+/**
+ * Like servicesMissing(): a reason to skip (with a warning), or false. Always false under CI=true, so that
+ * there missing jars fail the tests with the message saying what to run.
+ */
+export function kafkaMissing(): string | false {
+  if (isCI()) return false;
+  const reason = kafkaMissingReason();
+  if (reason === undefined) return false;
+  console.warn(`skipping: ${reason}`);
+  return reason;
+}
+
+function requireJava(): string {
+  const reason = kafkaMissingReason();
+  const java = findJava();
+  if (reason !== undefined || java === undefined) throw new Error(reason ?? 'java not found');
+  return java;
+}
+
+function classpath(kind: 'broker' | 'connect'): string {
+  return `${join(kafkaLibDir(), kind)}/*`;
+}
+
+function javaEnv(dir: string): NodeJS.ProcessEnv {
+  // Options meant for another JVM must not reach these ones.
+  const env: NodeJS.ProcessEnv = { ...process.env, HOME: dir, TZ: 'UTC', LC_ALL: 'C' };
+  delete env.JAVA_TOOL_OPTIONS;
+  delete env._JAVA_OPTIONS;
+  delete env.JDK_JAVA_OPTIONS;
+  delete env.NODE_OPTIONS;
+  return env;
+}
+
+function log4jProperties(quiet: string[]): string {
+  return [
+    'log4j.rootLogger=INFO, stdout',
+    'log4j.appender.stdout=org.apache.log4j.ConsoleAppender',
+    'log4j.appender.stdout.layout=org.apache.log4j.PatternLayout',
+    'log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n',
+    ...quiet.map((logger) => `log4j.logger.${logger}=WARN`),
+    '',
+  ].join('\n');
+}
+
+function properties(values: Record<string, string | number | boolean>): string {
+  return `${Object.entries(values)
+    .map(([key, value]) => `${key}=${String(value).replace(/\\/g, '\\\\')}`)
+    .join('\n')}\n`;
+}
+
+function describeExit(proc: ServerProcess): string {
+  const status = proc.status;
+  if (status === undefined) return 'still running';
+  return status.signal !== null ? `signal ${status.signal}` : `exit code ${status.code}`;
+}
+
+class PortInUseError extends Error {
+  constructor(what: string) {
+    super(`${what}: port already in use`);
+  }
+}
+
+async function portOpen(port: number): Promise<boolean> {
+  return await new Promise<boolean>((resolvePromise) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    socket.setTimeout(1_000, () => socket.destroy());
+    socket.once('connect', () => {
+      socket.end();
+      resolvePromise(true);
+    });
+    socket.once('error', () => resolvePromise(false));
+    socket.once('close', () => resolvePromise(false));
+  });
+}
+
+/** Resident memory of a process in bytes (Linux /proc), or undefined. */
+export function residentBytes(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+// --- the broker ---
+
+export interface KafkaBrokerOptions {
+  /** Further server.properties settings, written after the harness defaults (so they win). */
+  settings?: Record<string, string | number | boolean>;
+  /** How long a start may take. Default 90_000. */
+  startTimeoutMs?: number;
+}
+
+/** A single-node KRaft Kafka cluster: one JVM, broker and controller in one, data in a temp dir. */
+export class KafkaBroker {
+  readonly dir: string;
+  readonly logFile: string;
+  readonly dataDir: string;
+  readonly clusterId: string;
+  #port = 0;
+  #controllerPort = 0;
+  #process: ServerProcess | undefined;
+  #destroyed = false;
+  readonly #java: string;
+  readonly #options: KafkaBrokerOptions;
+  readonly #orphanGuard: OrphanGuard;
+
+  private constructor(java: string, dir: string, options: KafkaBrokerOptions) {
+    this.#java = java;
+    this.dir = dir;
+    this.logFile = join(dir, 'kafka.log');
+    this.dataDir = join(dir, 'data');
+    // A cluster id is 16 random bytes, base64url without padding (what `kafka-storage random-uuid` prints).
+    this.clusterId = randomBytes(16).toString('base64url');
+    this.#options = options;
+    this.#orphanGuard = new OrphanGuard(dir);
+  }
+
+  /** Formats a fresh log dir and starts the broker on free ports of 127.0.0.1; resolves once it serves metadata. */
+  static async start(options: KafkaBrokerOptions = {}): Promise<KafkaBroker> {
+    const java = requireJava();
+    const broker = new KafkaBroker(java, makeTempDir('cdc-kafka-'), options);
+    try {
+      writeFileSync(join(broker.dir, 'log4j.properties'), log4jProperties(['kafka.log', 'state.change.logger', 'kafka.coordinator', 'org.apache.kafka.storage', 'org.apache.kafka.raft', 'org.apache.kafka.image', 'org.apache.kafka.metadata', 'org.apache.kafka.controller', 'kafka.server.metadata']));
+      for (let attempt = 1; ; attempt++) {
+        broker.#port = await freePort();
+        broker.#controllerPort = await freePort();
+        broker.#writeConfig();
+        try {
+          if (attempt === 1) await broker.#format();
+          await broker.#startOnce();
+          return broker;
+        } catch (err: unknown) {
+          if (attempt >= START_ATTEMPTS || !(err instanceof PortInUseError)) throw err;
+        }
+      }
+    } catch (err: unknown) {
+      await broker.destroy().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  get running(): boolean {
+    return this.#process?.running ?? false;
+  }
+
+  get pid(): number | undefined {
+    return this.running ? this.#process?.pid : undefined;
+  }
+
+  /** "127.0.0.1:port", for bootstrap.servers and kafkajs' brokers. */
+  bootstrap(): string {
+    return `127.0.0.1:${this.#port}`;
+  }
+
+  /** A kafkajs client for this broker, quiet and with short retries. */
+  client(clientId = 'cdc-test'): Kafka {
+    return new Kafka({
+      clientId,
+      brokers: [this.bootstrap()],
+      logLevel: logLevel.NOTHING,
+      retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 1_000 },
+    });
+  }
+
+  /** Graceful shutdown (SIGTERM: controlled shutdown, logs flushed). */
+  async stop(): Promise<void> {
+    const proc = this.#process;
+    if (proc === undefined || !proc.running) return;
+    proc.signal('SIGTERM');
+    await proc.waitExit(60_000);
+  }
+
+  /** SIGKILL, and waits until the JVM is gone. */
+  async kill(): Promise<void> {
+    const proc = this.#process;
+    if (proc === undefined || !proc.running) return;
+    proc.signal('SIGKILL');
+    await proc.exited;
+  }
+
+  /** Starts the broker again on the same ports and data (stopping it first if it runs). */
+  async restart(): Promise<void> {
+    if (this.#destroyed) throw new Error('restart() after destroy()');
+    await this.stop();
+    await this.#startOnce();
+  }
+
+  /** Kills the broker (its data is thrown away) and removes its temp dir. Safe to call twice. */
+  async destroy(): Promise<void> {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    try {
+      await this.kill();
+    } finally {
+      this.#orphanGuard.release();
+      removeDir(this.dir);
+    }
+  }
+
+  #writeConfig(): void {
+    const settings: Record<string, string | number | boolean> = {
+      'process.roles': 'broker,controller',
+      'node.id': 1,
+      'controller.quorum.voters': `1@127.0.0.1:${this.#controllerPort}`,
+      listeners: `PLAINTEXT://127.0.0.1:${this.#port},CONTROLLER://127.0.0.1:${this.#controllerPort}`,
+      'advertised.listeners': `PLAINTEXT://127.0.0.1:${this.#port}`,
+      'controller.listener.names': 'CONTROLLER',
+      'inter.broker.listener.name': 'PLAINTEXT',
+      'listener.security.protocol.map': 'PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+      'log.dirs': this.dataDir,
+      'num.partitions': 1,
+      'default.replication.factor': 1,
+      'offsets.topic.replication.factor': 1,
+      'offsets.topic.num.partitions': 1,
+      'transaction.state.log.replication.factor': 1,
+      'transaction.state.log.min.isr': 1,
+      'transaction.state.log.num.partitions': 1,
+      'share.coordinator.state.topic.replication.factor': 1,
+      'group.initial.rebalance.delay.ms': 0,
+      'auto.create.topics.enable': true,
+      'num.network.threads': 2,
+      'num.io.threads': 2,
+      'background.threads': 2,
+      'log.cleaner.enable': false,
+      'log.segment.bytes': 16 * 1024 * 1024,
+      ...this.#options.settings,
+    };
+    writeFileSync(join(this.dir, 'server.properties'), properties(settings));
+  }
+
+  /** `kafka-storage format`: kafka.tools.StorageTool (in kafka_2.13 for 3.x). */
+  async #format(): Promise<void> {
+    const args = [
+      ...JVM_OPTIONS,
+      `-Dlog4j.configuration=file:${join(this.dir, 'log4j.properties')}`,
+      '-cp',
+      classpath('broker'),
+      'kafka.tools.StorageTool',
+      'format',
+      '--ignore-formatted',
+      '--cluster-id',
+      this.clusterId,
+      '--config',
+      join(this.dir, 'server.properties'),
+    ];
+    const proc = await ServerProcess.spawn(this.#java, args, { cwd: this.dir, logFile: this.logFile, env: javaEnv(this.dir) });
+    this.#orphanGuard.track(proc.pid);
+    const status = await proc.waitExit(this.#options.startTimeoutMs ?? 90_000);
+    this.#orphanGuard.track(undefined);
+    if (status.code !== 0) {
+      throw new Error(`kafka storage format failed (${describeExit(proc)})\n--- last lines of the kafka log ---\n${logTail(this.logFile)}`);
+    }
+  }
+
+  async #startOnce(): Promise<void> {
+    const logStart = logSize(this.logFile);
+    const args = [
+      ...JVM_OPTIONS,
+      `-Dlog4j.configuration=file:${join(this.dir, 'log4j.properties')}`,
+      `-Dkafka.logs.dir=${this.dir}`,
+      `-Djava.io.tmpdir=${this.dir}`,
+      '-cp',
+      classpath('broker'),
+      'kafka.Kafka',
+      join(this.dir, 'server.properties'),
+    ];
+    const proc = await ServerProcess.spawn(this.#java, args, { cwd: this.dir, logFile: this.logFile, env: javaEnv(this.dir) });
+    this.#process = proc;
+    this.#orphanGuard.track(proc.pid);
+    void proc.exited.then(() => {
+      if (this.#process === proc) this.#orphanGuard.track(undefined);
+    });
+    try {
+      await waitFor(
+        async () => {
+          if (!proc.running) {
+            if (/address already in use/i.test(readLogFrom(this.logFile, logStart))) throw new PortInUseError('kafka');
+            throw new AbortWaitError(`kafka exited during start (${describeExit(proc)})`);
+          }
+          if (!(await portOpen(this.#port))) return false;
+          return await this.#answersMetadata();
+        },
+        {
+          timeoutMs: this.#options.startTimeoutMs ?? 90_000,
+          intervalMs: 100,
+          message: `kafka to serve metadata on ${this.bootstrap()}`,
+        },
+      );
+    } catch (err: unknown) {
+      proc.signal('SIGKILL');
+      await proc.exited;
+      if (err instanceof PortInUseError) throw err;
+      const message = err instanceof Error ? err.message : String(err);
+      throw new Error(`${message}\n--- last lines of the kafka log ---\n${logTail(this.logFile)}`, { cause: err });
+    }
+  }
+
+  /** A metadata round trip: the broker is registered with the controller and lists itself. */
+  async #answersMetadata(): Promise<boolean> {
+    const admin: Admin = new Kafka({
+      clientId: 'cdc-test-ready',
+      brokers: [this.bootstrap()],
+      logLevel: logLevel.NOTHING,
+      connectionTimeout: 1_000,
+      requestTimeout: 2_000,
+      retry: { retries: 0 },
+    }).admin();
+    try {
+      await admin.connect();
+      const cluster = await admin.describeCluster();
+      return cluster.brokers.some((b) => b.port === this.#port) && cluster.controller !== null;
+    } finally {
+      await admin.disconnect().catch(() => undefined);
+    }
+  }
+}
+
+// --- Kafka Connect with Debezium ---
+
+export interface ConnectWorkerOptions {
+  /** The broker's bootstrap address, "127.0.0.1:port". */
+  bootstrap: string;
+  /** Where Debezium connects; the harness's Postgres: { host: '127.0.0.1', port: pg.port, user: 'postgres' }. */
+  postgres: { host: string; port: number; user: string; password?: string; database?: string };
+  /**
+   * JsonConverter's schemas.enable for keys and values. true (the Kafka default): every message is
+   * { schema, payload }; false: the payload alone. Default true.
+   */
+  schemasEnable?: boolean;
+  /** Further worker properties, written after the harness defaults (so they win). */
+  settings?: Record<string, string | number | boolean>;
+  /** How long a start may take. Default 90_000. */
+  startTimeoutMs?: number;
+}
+
+export interface PostgresConnectorOptions {
+  /** Connector name (unique per worker). */
+  name: string;
+  /** Database to capture; default the worker's postgres.database. */
+  database?: string;
+  /** Replication slot Debezium creates (pgoutput) or reuses. */
+  slot: string;
+  /** Publication streamed from. */
+  publication: string;
+  /**
+   * How the publication is made: 'filtered' (default) lets Debezium create it FOR the listed tables;
+   * 'disabled' expects the test to have created it.
+   */
+  publicationMode?: 'filtered' | 'disabled' | 'all_tables';
+  /** Qualified table names, "public.items"; also the publication's tables in 'filtered' mode. */
+  tables: string[];
+  /** Topics are <topicPrefix>.<schema>.<table>. */
+  topicPrefix: string;
+  /** 'initial' (existing rows as op "r" first) or 'no_data' (changes only; Debezium 3 spells "never" so). Default 'no_data'. */
+  snapshotMode?: 'initial' | 'no_data' | 'never' | 'always' | 'when_needed';
+  /**
+   * This connector's JsonConverter schemas.enable (keys and values), overriding the worker's: one worker
+   * can serve both message shapes. Default: the worker's.
+   */
+  schemasEnable?: boolean;
+  /** Further connector properties, after the harness defaults (so they win). */
+  settings?: Record<string, string | number | boolean>;
+  /** Wait until the slot is streaming to Debezium (active in pg_replication_slots). Default true. */
+  waitForStreaming?: boolean;
+  /** Default 90_000. */
+  timeoutMs?: number;
+}
+
+export interface ConnectorStatus {
+  name: string;
+  connector: { state: string; worker_id: string; trace?: string };
+  tasks: { id: number; state: string; worker_id: string; trace?: string }[];
+}
+
+/**
+ * A standalone Kafka Connect worker: offsets in a file of its temp dir, a REST API on a free port, the
+ * Debezium PostgreSQL connector on its classpath. Connectors are created through the REST API.
+ */
+export class ConnectWorker {
+  readonly dir: string;
+  readonly logFile: string;
+  readonly offsetsFile: string;
+  #restPort = 0;
+  #process: ServerProcess | undefined;
+  #destroyed = false;
+  readonly #java: string;
+  readonly #options: ConnectWorkerOptions;
+  readonly #orphanGuard: OrphanGuard;
+  /** Connector configs created so far, re-created after restart() (standalone keeps none across starts). */
+  readonly #connectors = new Map<string, Record<string, string>>();
+
+  private constructor(java: string, dir: string, options: ConnectWorkerOptions) {
+    this.#java = java;
+    this.dir = dir;
+    this.logFile = join(dir, 'connect.log');
+    this.offsetsFile = join(dir, 'connect.offsets');
+    this.#options = options;
+    this.#orphanGuard = new OrphanGuard(dir);
+  }
+
+  static async start(options: ConnectWorkerOptions): Promise<ConnectWorker> {
+    const java = requireJava();
+    const worker = new ConnectWorker(java, makeTempDir('cdc-connect-'), options);
+    try {
+      writeFileSync(
+        join(worker.dir, 'log4j.properties'),
+        log4jProperties(['org.reflections', 'org.eclipse.jetty', 'org.glassfish', 'org.apache.kafka.clients', 'org.apache.kafka.common', 'org.apache.kafka.connect.runtime.isolation']),
+      );
+      for (let attempt = 1; ; attempt++) {
+        worker.#restPort = await freePort();
+        worker.#writeConfig();
+        try {
+          await worker.#startOnce();
+          return worker;
+        } catch (err: unknown) {
+          if (attempt >= START_ATTEMPTS || !(err instanceof PortInUseError)) throw err;
+        }
+      }
+    } catch (err: unknown) {
+      await worker.destroy().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  get restPort(): number {
+    return this.#restPort;
+  }
+
+  get restUrl(): string {
+    return `http://127.0.0.1:${this.#restPort}`;
+  }
+
+  get running(): boolean {
+    return this.#process?.running ?? false;
+  }
+
+  get pid(): number | undefined {
+    return this.running ? this.#process?.pid : undefined;
+  }
+
+  /** One REST call; throws with the worker's message on a status >= 400. */
+  async rest<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
+    const response = await fetch(`${this.restUrl}${path}`, {
+      method,
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(30_000),
+    });
+    const text = await response.text();
+    if (!response.ok) throw new Error(`${method} ${path}: HTTP ${response.status}: ${text}`);
+    return (text === '' ? undefined : JSON.parse(text)) as T;
+  }
+
+  /** The Debezium properties the harness uses; exported through createPostgresConnector's result too. */
+  postgresConnectorConfig(options: PostgresConnectorOptions): Record<string, string> {
+    const pgOptions = this.#options.postgres;
+    const config: Record<string, string | number | boolean> = {
+      'connector.class': 'io.debezium.connector.postgresql.PostgresConnector',
+      'tasks.max': 1,
+      'database.hostname': pgOptions.host,
+      'database.port': pgOptions.port,
+      'database.user': pgOptions.user,
+      'database.password': pgOptions.password ?? '',
+      'database.dbname': options.database ?? pgOptions.database ?? 'postgres',
+      'topic.prefix': options.topicPrefix,
+      'plugin.name': 'pgoutput',
+      'slot.name': options.slot,
+      'publication.name': options.publication,
+      'publication.autocreate.mode': options.publicationMode ?? 'filtered',
+      'table.include.list': options.tables.map(escapeRegexTable).join(','),
+      'snapshot.mode': options.snapshotMode ?? 'no_data',
+      // NUMERIC/DECIMAL as their exact text ("12.50"), not Connect's base64 BigDecimal bytes.
+      'decimal.handling.mode': 'string',
+      // DATE: days since epoch (io.debezium.time.Date); TIME: microseconds (MicroTime); TIMESTAMP:
+      // microseconds since epoch (MicroTimestamp); TIMESTAMPTZ: ISO-8601 text (ZonedTimestamp). No
+      // precision is lost, unlike 'connect' (milliseconds).
+      'time.precision.mode': 'adaptive_time_microseconds',
+      // BYTEA as base64 text, spelt out rather than left to the converter's default.
+      'binary.handling.mode': 'base64',
+      // A delete is followed by a null-valued message with the same key (for log compaction).
+      'tombstones.on.delete': true,
+      // Debezium skips TRUNCATE by default ("t"): the cache invalidator needs them.
+      'skipped.operations': 'none',
+      // Keep the slot when the connector stops: a restarted worker resumes from it.
+      'slot.drop.on.stop': false,
+      // Fast feedback in tests: retry a lost connection quickly, flush offsets (and so the slot's
+      // confirmed position) often.
+      'retriable.restart.connector.wait.ms': 1_000,
+      'status.update.interval.ms': 1_000,
+      ...(options.schemasEnable === undefined
+        ? {}
+        : {
+            'key.converter': 'org.apache.kafka.connect.json.JsonConverter',
+            'value.converter': 'org.apache.kafka.connect.json.JsonConverter',
+            'key.converter.schemas.enable': options.schemasEnable,
+            'value.converter.schemas.enable': options.schemasEnable,
+          }),
+      ...options.settings,
+    };
+    return Object.fromEntries(Object.entries(config).map(([key, value]) => [key, String(value)]));
+  }
+
+  /**
+   * Creates (or reconfigures) a Debezium PostgreSQL connector and waits until its task is RUNNING and,
+   * unless waitForStreaming is false, until the slot is streaming to it: changes committed after this
+   * resolves are captured.
+   */
+  async createPostgresConnector(options: PostgresConnectorOptions): Promise<ConnectorStatus> {
+    const config = this.postgresConnectorConfig(options);
+    this.#connectors.set(options.name, config);
+    await this.rest('PUT', `/connectors/${encodeURIComponent(options.name)}/config`, config);
+    const timeoutMs = options.timeoutMs ?? 90_000;
+    const status = await this.waitForConnectorRunning(options.name, timeoutMs);
+    if (options.waitForStreaming ?? true) {
+      await this.#waitForSlotActive(options.slot, config['database.dbname'] ?? 'postgres', timeoutMs);
+    }
+    return status;
+  }
+
+  /** Waits until the connector and all its tasks are RUNNING; fails at once on FAILED, with the trace. */
+  async waitForConnectorRunning(name: string, timeoutMs = 90_000): Promise<ConnectorStatus> {
+    try {
+      return await waitFor(
+        async () => {
+          if (!this.running) throw new AbortWaitError(`kafka connect exited (${this.#describeExit()})`);
+          const status = await this.rest<ConnectorStatus>('GET', `/connectors/${encodeURIComponent(name)}/status`);
+          const failed = [status.connector, ...status.tasks].find((s) => s.state === 'FAILED');
+          if (failed !== undefined) throw new AbortWaitError(`connector ${name} FAILED: ${failed.trace ?? '(no trace)'}`);
+          return status.connector.state === 'RUNNING' && status.tasks.length > 0 && status.tasks.every((t) => t.state === 'RUNNING')
+            ? status
+            : undefined;
+        },
+        { timeoutMs, intervalMs: 200, message: `connector ${name} to be RUNNING` },
+      );
+    } catch (err: unknown) {
+      const message = err instanceof Error ? err.message : String(err);
+      throw new Error(`${message}\n--- last lines of the connect log ---\n${logTail(this.logFile, 40)}`, { cause: err });
+    }
+  }
+
+  async connectorStatus(name: string): Promise<ConnectorStatus> {
+    return await this.rest<ConnectorStatus>('GET', `/connectors/${encodeURIComponent(name)}/status`);
+  }
+
+  /** Deletes a connector (its slot stays: drop it with pg_drop_replication_slot once inactive). */
+  async deleteConnector(name: string): Promise<void> {
+    this.#connectors.delete(name);
+    await this.rest('DELETE', `/connectors/${encodeURIComponent(name)}`);
+  }
+
+  /** Graceful shutdown (SIGTERM): connectors stop, offsets are flushed to the offsets file. */
+  async stop(): Promise<void> {
+    const proc = this.#process;
+    if (proc === undefined || !proc.running) return;
+    proc.signal('SIGTERM');
+    await proc.waitExit(60_000);
+  }
+
+  /** SIGKILL, and waits until the JVM is gone. Offsets not yet flushed are lost (Debezium re-sends). */
+  async kill(): Promise<void> {
+    const proc = this.#process;
+    if (proc === undefined || !proc.running) return;
+    proc.signal('SIGKILL');
+    await proc.exited;
+  }
+
+  /**
+   * Starts the worker again on the same port and offsets file (stopping it first if it runs), and
+   * re-creates the connectors it had, which resume from their stored offsets and slots.
+   */
+  async restart(): Promise<void> {
+    if (this.#destroyed) throw new Error('restart() after destroy()');
+    await this.stop();
+    await this.#startOnce();
+    for (const [name, config] of this.#connectors) {
+      await this.rest('PUT', `/connectors/${encodeURIComponent(name)}/config`, config);
+      await this.waitForConnectorRunning(name);
+    }
+  }
+
+  /** Kills the worker and removes its temp dir. Safe to call twice. Slots it created stay in Postgres. */
+  async destroy(): Promise<void> {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    try {
+      await this.kill();
+    } finally {
+      this.#orphanGuard.release();
+      removeDir(this.dir);
+    }
+  }
+
+  #writeConfig(): void {
+    const schemas = this.#options.schemasEnable ?? true;
+    const settings: Record<string, string | number | boolean> = {
+      'bootstrap.servers': this.#options.bootstrap,
+      'key.converter': 'org.apache.kafka.connect.json.JsonConverter',
+      'value.converter': 'org.apache.kafka.connect.json.JsonConverter',
+      'key.converter.schemas.enable': schemas,
+      'value.converter.schemas.enable': schemas,
+      'offset.storage.file.filename': this.offsetsFile,
+      'offset.flush.interval.ms': 1_000,
+      listeners: `http://127.0.0.1:${this.#restPort}`,
+      'rest.advertised.host.name': '127.0.0.1',
+      'rest.advertised.port': this.#restPort,
+      // Every plugin is on the classpath; ServiceLoader manifests find them without scanning every jar.
+      'plugin.discovery': 'service_load',
+      // Topics are created by the broker on first write (auto.create.topics.enable), one partition.
+      'topic.creation.enable': true,
+      'task.shutdown.graceful.timeout.ms': 5_000,
+      ...this.#options.settings,
+    };
+    writeFileSync(join(this.dir, 'worker.properties'), properties(settings));
+  }
+
+  async #startOnce(): Promise<void> {
+    const logStart = logSize(this.logFile);
+    const args = [
+      ...JVM_OPTIONS,
+      `-Dlog4j.configuration=file:${join(this.dir, 'log4j.properties')}`,
+      `-Djava.io.tmpdir=${this.dir}`,
+      '-cp',
+      classpath('connect'),
+      'org.apache.kafka.connect.cli.ConnectStandalone',
+      join(this.dir, 'worker.properties'),
+    ];
+    const proc = await ServerProcess.spawn(this.#java, args, { cwd: this.dir, logFile: this.logFile, env: javaEnv(this.dir) });
+    this.#process = proc;
+    this.#orphanGuard.track(proc.pid);
+    void proc.exited.then(() => {
+      if (this.#process === proc) this.#orphanGuard.track(undefined);
+    });
+    try {
+      await waitFor(
+        async () => {
+          if (!proc.running) {
+            if (/address already in use/i.test(readLogFrom(this.logFile, logStart))) throw new PortInUseError('kafka connect');
+            throw new AbortWaitError(`kafka connect exited during start (${describeExit(proc)})`);
+          }
+          // The REST server answers / before the worker is ready; /connectors only once it has started.
+          await this.rest('GET', '/connectors');
+          return true;
+        },
+        { timeoutMs: this.#options.startTimeoutMs ?? 90_000, intervalMs: 200, message: `kafka connect REST API on ${this.restUrl}` },
+      );
+    } catch (err: unknown) {
+      proc.signal('SIGKILL');
+      await proc.exited;
+      if (err instanceof PortInUseError) throw err;
+      const message = err instanceof Error ? err.message : String(err);
+      throw new Error(`${message}\n--- last lines of the connect log ---\n${logTail(this.logFile, 40)}`, { cause: err });
+    }
+  }
+
+  async #waitForSlotActive(slot: string, database: string, timeoutMs: number): Promise<void> {
+    const { host, port, user, password } = this.#options.postgres;
+    await waitFor(
+      async () => {
+        if (!this.running) throw new AbortWaitError(`kafka connect exited (${this.#describeExit()})`);
+        const client = new pg.Client({ host, port, user, password, database });
+        await client.connect();
+        try {
+          const result = await client.query<{ active: boolean }>('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+          return result.rows[0]?.active === true;
+        } finally {
+          await client.end().catch(() => undefined);
+        }
+      },
+      { timeoutMs, intervalMs: 200, message: `replication slot ${slot} to be streaming to Debezium` },
+    ).catch((err: unknown) => {
+      const message = err instanceof Error ? err.message : String(err);
+      throw new Error(`${message}\n--- last lines of the connect log ---\n${logTail(this.logFile, 40)}`, { cause: err });
+    });
+  }
+
+  #describeExit(): string {
+    return this.#process === undefined ? 'never started' : describeExit(this.#process);
+  }
+}
+
+/** table.include.list entries are regular expressions: "public.items" must not also match "public_items". */
+function escapeRegexTable(table: string): string {
+  return table.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+// --- one broker and one worker per test file ---
+
+let sharedBrokerPromise: Promise<KafkaBroker> | undefined;
+let sharedWorkerPromise: Promise<ConnectWorker> | undefined;
+
+/** The test file's broker, started on the first call and destroyed after the file's last test. */
+export async function sharedKafkaBroker(options?: KafkaBrokerOptions): Promise<KafkaBroker> {
+  sharedBrokerPromise ??= KafkaBroker.start(options);
+  return await sharedBrokerPromise;
+}
+
+/**
+ * The test file's Connect worker, on the shared broker unless `bootstrap` is given; started on the first
+ * call (options count only then) and destroyed after the file's last test. One worker serves every
+ * connector of the file; createPostgresConnector's schemasEnable picks the message shape per connector.
+ */
+export async function sharedConnectWorker(
+  options: Omit<ConnectWorkerOptions, 'bootstrap'> & { bootstrap?: string },
+): Promise<ConnectWorker> {
+  sharedWorkerPromise ??= (async () => {
+    const bootstrap = options.bootstrap ?? (await sharedKafkaBroker()).bootstrap();
+    return await ConnectWorker.start({ ...options, bootstrap });
+  })();
+  return await sharedWorkerPromise;
+}
+
+async function destroyShared(): Promise<void> {
+  const worker = sharedWorkerPromise;
+  const broker = sharedBrokerPromise;
+  sharedWorkerPromise = undefined;
+  sharedBrokerPromise = undefined;
+  // A start that failed has cleaned up after itself; its error was reported to the test that awaited it.
+  // The worker first: one whose broker is gone spends its shutdown retrying it.
+  try {
+    await (await worker?.catch(() => undefined))?.destroy();
+  } finally {
+    await (await broker?.catch(() => undefined))?.destroy();
+  }
+}
+
+afterAll(destroyShared, 120_000);
