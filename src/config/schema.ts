@@ -103,6 +103,12 @@ const redisSchema = z.strictObject({
   deleteCommand: z.enum(['del', 'unlink']).default('del'),
   /** Channel on which the keys, tags and patterns of each applied batch are published. */
   notifyChannel: z.string().min(1).optional(),
+  /**
+   * Leases of the package's cache client: deleting key K also deletes `<leasePrefix>K`, so a fill
+   * that read the database before the change cannot write after it. false turns that off.
+   */
+  leases: z.boolean().default(true),
+  leasePrefix: z.string().min(1).default('cdc-lease:'),
 });
 
 const httpSchema = z.strictObject({

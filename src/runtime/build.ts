@@ -66,6 +66,7 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
     keyPrefix: config.redis.keyPrefix,
     deleteCommand: config.redis.deleteCommand,
     notifyChannel: config.redis.notifyChannel,
+    leasePrefix: config.redis.leases ? config.redis.leasePrefix : null,
     logger: log,
   });
   const lookupUrl = config.source.url;

@@ -23,6 +23,8 @@ export interface ScenarioOptions {
   rules: string;
   /** Extra YAML appended to the config file. */
   config?: string;
+  /** Extra YAML lines inside the config's `redis:` section, each indented by two spaces. */
+  redis?: string;
   slot?: string;
 }
 
@@ -60,7 +62,7 @@ export async function createScenario(options: ScenarioOptions): Promise<Scenario
   mkdirSync(join(dir, 'mappings'));
   writeFileSync(join(dir, 'mappings', 'rules.yaml'), `rules:\n${options.rules}\n${SENTINEL_RULE}`);
   const configPath = join(dir, 'cdc-invalidator.yaml');
-  writeFileSync(configPath, configText({ url: db.url, slot, publication, redisUrl: redisServer.url(), prefix, extra: options.config }));
+  writeFileSync(configPath, configText({ url: db.url, slot, publication, redisUrl: redisServer.url(), prefix, extra: options.config, redis: options.redis }));
   const redis = new Redis(redisServer.url(), { lazyConnect: false, maxRetriesPerRequest: 1 });
   // Tests stop and restart Redis on purpose; commands after that fail loudly enough.
   redis.on('error', () => undefined);
@@ -98,7 +100,7 @@ export async function createScenario(options: ScenarioOptions): Promise<Scenario
       let path = startOptions.configPath ?? configPath;
       if (startOptions.slot !== undefined) {
         path = join(dir, `config-${startOptions.slot}.yaml`);
-        writeFileSync(path, configText({ url: db.url, slot: startOptions.slot, publication, redisUrl: redisServer.url(), prefix, extra: options.config }));
+        writeFileSync(path, configText({ url: db.url, slot: startOptions.slot, publication, redisUrl: redisServer.url(), prefix, extra: options.config, redis: options.redis }));
       }
       const loaded = await loadConfig(path, {});
       const log = process.env['TEST_LOG'] ? createLogger({ level: process.env['TEST_LOG'] }) : silentLogger();
@@ -134,7 +136,15 @@ export async function createScenario(options: ScenarioOptions): Promise<Scenario
   return scenario;
 }
 
-function configText(o: { url: string; slot: string; publication: string; redisUrl: string; prefix: string; extra?: string | undefined }): string {
+function configText(o: {
+  url: string;
+  slot: string;
+  publication: string;
+  redisUrl: string;
+  prefix: string;
+  extra?: string | undefined;
+  redis?: string | undefined;
+}): string {
   return `source:
   kind: postgres
   url: "${o.url}"
@@ -144,7 +154,7 @@ function configText(o: { url: string; slot: string; publication: string; redisUr
 redis:
   url: "${o.redisUrl}"
   keyPrefix: "${o.prefix}"
-mappings: ./mappings
+${o.redis ?? ''}mappings: ./mappings
 ${o.extra?.includes('http:') ? '' : 'http:\n  port: 0\n'}${o.extra ?? ''}
 `;
 }

@@ -30,6 +30,6 @@ describe('invalidateTag', () => {
     expect(await invalidateTag(fake.scripts, 'p:tag:t', step, 'unlink')).toBe(calls);
     expect(fake.calls).toHaveLength(calls);
     expect(fake.left()).toBe(0);
-    expect(fake.calls[0]).toEqual({ keys: ['p:tag:t'], args: [step, 'unlink'] });
+    expect(fake.calls[0]).toEqual({ keys: ['p:tag:t'], args: [step, 'unlink', ''] });
   });
 });

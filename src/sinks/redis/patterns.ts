@@ -13,19 +13,28 @@ export async function invalidatePattern(
   match: string,
   scanCount: number,
   deleteCommand: 'del' | 'unlink',
+  leasePrefix = '',
 ): Promise<number> {
+  const lease = Buffer.from(leasePrefix);
+  // A matched key's lease goes with it; only the keys themselves are counted.
+  const withLeases = (keys: Buffer[]) => (lease.length === 0 ? keys : [...keys, ...keys.map((k) => Buffer.concat([lease, k]))]);
+  const remove = async (keys: Buffer[]) => {
+    const args = withLeases(keys);
+    await (deleteCommand === 'unlink' ? client.unlink(...args) : client.del(...args));
+    return keys.length;
+  };
   let cursor = '0';
   let page: Buffer[] = [];
   let deleted = 0;
   do {
     const [[next, keys], count] = await Promise.all([
       client.scanBuffer(cursor, 'MATCH', match, 'COUNT', scanCount),
-      page.length === 0 ? 0 : deleteCommand === 'unlink' ? client.unlink(...page) : client.del(...page),
+      page.length === 0 ? 0 : remove(page),
     ]);
     deleted += count;
     cursor = next.toString();
     page = keys;
   } while (cursor !== '0');
-  if (page.length > 0) deleted += deleteCommand === 'unlink' ? await client.unlink(...page) : await client.del(...page);
+  if (page.length > 0) deleted += await remove(page);
   return deleted;
 }

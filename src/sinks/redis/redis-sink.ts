@@ -14,6 +14,11 @@ export interface RedisSinkOptions {
   url: string;
   keyPrefix: string;
   deleteCommand: 'del' | 'unlink';
+  /**
+   * Prefix of the cache client's lease keys: deleting key K deletes `<leasePrefix>K` in the same
+   * step, so a fill that began before the change cannot land after it. Null: leases are off.
+   */
+  leasePrefix?: string | null;
   /** Where the keys, tags and patterns of each applied batch are published; none when unset. */
   notifyChannel?: string | undefined;
   /** How long one Redis command may take before the batch counts as failed and is retried. */
@@ -106,8 +111,10 @@ export class RedisSink implements Sink {
     if (deletes.length === 0 && bumpTo.length === 0 && increments.length === 0 && deadLetters.length === 0) return;
     const bumpSha = bumpTo.length > 0 ? await this.scripts.sha(BUMP_TO_SCRIPT) : '';
     const multi = this.client.multi();
-    for (let i = 0; i < deletes.length; i += KEYS_PER_COMMAND) {
-      const keys = deletes.slice(i, i + KEYS_PER_COMMAND);
+    const leasePrefix = this.options.leasePrefix ?? null;
+    const toDelete = leasePrefix === null ? deletes : [...deletes, ...deletes.map((key) => leasePrefix + key)];
+    for (let i = 0; i < toDelete.length; i += KEYS_PER_COMMAND) {
+      const keys = toDelete.slice(i, i + KEYS_PER_COMMAND);
       if (this.options.deleteCommand === 'unlink') multi.unlink(...keys);
       else multi.del(...keys);
     }
@@ -140,7 +147,7 @@ export class RedisSink implements Sink {
     let steps = 0;
     try {
       await forEachLimited(plan.tags, TAG_CONCURRENCY, async ({ setKey }) => {
-        steps += await invalidateTag(this.scripts, setKey, this.tagStepSize, this.options.deleteCommand);
+        steps += await invalidateTag(this.scripts, setKey, this.tagStepSize, this.options.deleteCommand, this.options.leasePrefix ?? '');
       });
     } catch (err) {
       throw new SinkUnavailableError(`redis tag invalidation failed: ${toError(err).message}`, err);
@@ -152,7 +159,7 @@ export class RedisSink implements Sink {
     let deleted = 0;
     try {
       await forEachLimited(plan.patterns, PATTERN_CONCURRENCY, async (match) => {
-        deleted += await invalidatePattern(this.client, match, this.scanCount, this.options.deleteCommand);
+        deleted += await invalidatePattern(this.client, match, this.scanCount, this.options.deleteCommand, this.options.leasePrefix ?? '');
       });
     } catch (err) {
       throw new SinkUnavailableError(`redis pattern invalidation failed: ${toError(err).message}`, err);

@@ -23,12 +23,18 @@ return #KEYS`;
  * crash or a lost connection loses nothing and the next run carries on with what is left. SPOP
  * removes the set itself with its last member. The members are key names the application wrote;
  * they are not declared as KEYS, which standalone Redis allows (Redis Cluster would not).
+ * ARGV[3], when not empty, is the lease prefix: each member's lease goes with it.
  * Returns how many members were popped: fewer than asked means the set is gone.
  */
 export const TAG_STEP_SCRIPT = `
 local members = redis.call('SPOP', KEYS[1], ARGV[1])
 if #members > 0 then
   redis.call(ARGV[2], unpack(members))
+  if ARGV[3] ~= '' then
+    local leases = {}
+    for i, member in ipairs(members) do leases[i] = ARGV[3] .. member end
+    redis.call(ARGV[2], unpack(leases))
+  end
 end
 return #members`;
 

@@ -12,9 +12,10 @@ export async function invalidateTag(
   setKey: string,
   stepSize: number,
   deleteCommand: 'del' | 'unlink',
+  leasePrefix = '',
 ): Promise<number> {
   for (let steps = 1; ; steps++) {
-    const popped = Number(await scripts.run(TAG_STEP_SCRIPT, [setKey], [stepSize, deleteCommand]));
+    const popped = Number(await scripts.run(TAG_STEP_SCRIPT, [setKey], [stepSize, deleteCommand, leasePrefix]));
     if (popped < stepSize) return steps;
   }
 }
