@@ -309,6 +309,19 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('schema changes mid-stream
     expect(letters.map((l) => [l['table'], l['op'], l['reason'], l['key']])).toEqual([['public.t_ren', 'insert', 'unknown_value', JSON.stringify({ id: '2' })]]);
     checked.push('RENAME COLUMN back and DROP COLUMN while the worker was killed: after restart each change was rendered with the columns it was written under (insert under the old name fell back / dead-lettered, insert after the rename back rendered ren:slug:{slug})');
 
+    // 9. DDL inside a transaction, between its row changes: pgoutput describes the table again mid-transaction.
+    await s.seed('drop:3', 'drop:4', 'drop:code:c4');
+    await s.sql(`BEGIN;
+      INSERT INTO t_drop VALUES (3, 'c');
+      ALTER TABLE t_drop ADD COLUMN code text;
+      INSERT INTO t_drop VALUES (4, 'd', 'c4');
+      COMMIT;`);
+    expected.deadUnknown += 1;
+    letters = await settle('ADD COLUMN inside a transaction');
+    await gone('drop:3', 'drop:4', 'drop:code:c4');
+    expect(letters.map((l) => [l['table'], l['op'], l['reason'], l['key']])).toEqual([['public.t_drop', 'insert', 'unknown_value', JSON.stringify({ id: '3' })]]);
+    checked.push('ADD COLUMN between two inserts of one transaction: the insert before it dead-lettered (column absent), the one after it rendered drop:code:{code}');
+
     // Every unrelated change that flowed through all of it was applied.
     flowing = false;
     await flow;
@@ -325,8 +338,8 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('schema changes mid-stream
     recordResult({
       id: '8',
       title: 'Schema changes mid-stream',
-      runs: 14,
-      changes: flowCount + 28,
+      runs: 15,
+      changes: flowCount + 30,
       lost: flowLeft,
       duplicated: null,
       recoverySeconds: null,
