@@ -32,6 +32,9 @@ export class MemorySampler {
   peakRss = 0;
   peakHwm = 0;
   samples = 0;
+  /** Every reading: milliseconds since the sampler started, and VmRSS in bytes. */
+  readonly timeline: Array<{ ms: number; rss: number }> = [];
+  private readonly startedAt = Date.now();
   private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly pid: number, intervalMs = 50) {
@@ -43,8 +46,26 @@ export class MemorySampler {
     const m = readMemory(this.pid);
     if (m === null) return;
     this.samples++;
+    this.timeline.push({ ms: Date.now() - this.startedAt, rss: m.rss });
     this.peakRss = Math.max(this.peakRss, m.rss);
     this.peakHwm = Math.max(this.peakHwm, m.hwm);
+  }
+
+  elapsedMs(): number {
+    return Date.now() - this.startedAt;
+  }
+
+  /** Highest VmRSS among the readings taken between `fromMs` and `toMs` after the start. */
+  peakBetween(fromMs: number, toMs: number): number {
+    let peak = 0;
+    for (const r of this.timeline) if (r.ms >= fromMs && r.ms <= toMs) peak = Math.max(peak, r.rss);
+    return peak;
+  }
+
+  /** Peak VmRSS in each of `parts` equal slices of [fromMs, toMs]. */
+  profile(fromMs: number, toMs: number, parts = 10): number[] {
+    const step = (toMs - fromMs) / parts;
+    return Array.from({ length: parts }, (_, i) => this.peakBetween(fromMs + i * step, fromMs + (i + 1) * step));
   }
 
   /** Takes a last sample and stops; returns the peak (VmHWM covers what sampling missed). */
