@@ -42,13 +42,15 @@ return {'wait'}`;
  * fill. KEYS: the cache key, its lease, its stale copy, then tag sets.
  * ARGV: lease token, value, TTL (ms), stale copy TTL (ms, '' for none), member, tag sets' TTL (s).
  * Writes only while the caller still holds the lease: the worker deletes the lease with the key, so
- * a value loaded before a change is never written after its invalidation. Returns 1 when written.
+ * a value loaded before a change is never written after its invalidation. Tags go first: a command
+ * that fails there (a tag name holding a non-set) stops the script before the value is written.
+ * Returns 1 when written.
  */
 export const FILL = `${REGISTER_TAGS}
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+register(4, ARGV[5], tonumber(ARGV[6]))
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[4]) end
-register(4, ARGV[5], tonumber(ARGV[6]))
 redis.call('DEL', KEYS[2])
 return 1`;
 
