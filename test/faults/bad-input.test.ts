@@ -99,6 +99,16 @@ const cases: Case[] = [
     files: { [C]: BASE_CONFIG.replace(/url: redis:\S+/, 'url: 123456789') },
     errors: [[C, 5, 8, 'redis.url', 'expected a string, got a number']],
   },
+  {
+    name: 'config: source given as a url instead of a map',
+    files: { [C]: `source: postgres://cdc_app:${PG_SECRET}@127.0.0.1:1/app\nmappings: mappings\n` },
+    errors: [[C, 1, 9, 'source', 'expected a map, got']],
+  },
+  {
+    name: 'config: redis given as a url instead of a map',
+    files: { [C]: BASE_CONFIG.replace(/redis:\n {2}url: (\S+)/, 'redis: $1') },
+    errors: [[C, 4, 8, 'redis', 'expected a map, got']],
+  },
   { name: 'config: unknown source kind', files: { [C]: BASE_CONFIG.replace('kind: postgres', 'kind: mysql') }, errors: [[C, 2, 9, 'source.kind', 'unknown source kind "mysql"']] },
   { name: 'config: bad slot name', files: { [C]: BASE_CONFIG.replace('redis:', '  slot: My-Slot\nredis:') }, errors: [[C, 4, 9, 'source.slot', 'a replication slot name must be 1 to 63 characters']] },
   { name: 'config: bad log level', files: { [C]: config('log:\n  level: verbose\n') }, errors: [[C, 10, 10, 'log.level', 'got "verbose"']] },
@@ -127,6 +137,7 @@ const cases: Case[] = [
   { name: 'mapping: empty file', files: { [M]: '' }, errors: [[M, 1, 1, '', 'mapping file is empty']] },
   { name: 'mapping: YAML syntax error', files: { [M]: 'rules:\n  - table: users\n    invalidate: ["user:{id}"\n' }, errors: [[M, 4, 1, '', 'YAML syntax error']] },
   { name: 'mapping: a list, not a map', files: { [M]: '- table: users\n  invalidate: [a]\n' }, errors: [[M, 1, 1, '', 'expected a map, got a list']] },
+  { name: 'mapping: alias to an undefined anchor', files: { [M]: rule('    invalidate: *keys\n') }, errors: [[M, ANYWHERE, ANYWHERE, '', 'alias']] },
   { name: 'mapping: binary garbage', files: { [M]: '\u0000\u0001\u0002rules:\u0000\n\u00ff\u00fe' }, errors: [[M, 1, 1, '', '']] },
   // Mapping files: keys, types, operations.
   { name: 'mapping: unknown rule key', files: { [M]: rule('    invalidat: ["user:{id}"]\n') }, errors: [[M, 3, 5, 'rules[0].invalidat', 'unknown key "invalidat" (did you mean "invalidate"?)']] },
@@ -254,6 +265,7 @@ afterAll(() => {
     recoverySeconds: null,
     notes:
       `${results.size} of ${cases.length} broken config/mapping cases exit 2 from both \`validate\` and \`run\` of the built binary, ` +
-      'each naming file:line:col and the path, in order; no stack trace, no password from source.url / redis.url / the environment (LOG_LEVEL=trace)',
+      'each naming file:line:col and the path, in order; no stack trace, no password from source.url / redis.url / the environment (LOG_LEVEL=trace)' +
+      (results.size === cases.length ? '' : `. Failing: ${cases.filter((c) => !results.has(c.name)).map((c) => c.name).join('; ')}`),
   });
 });
