@@ -10,7 +10,7 @@ import { PgoutputDecoder } from './decoder.js';
 import { heartbeat } from './heartbeat.js';
 import { SlotMonitor } from './slot-monitor.js';
 import { parseCopyData, standbyStatusUpdate } from './protocol.js';
-import { prepareDatabase, recreateSlot } from './setup.js';
+import { prepareWithRetry, recreateSlot } from './setup.js';
 import { classify, connectionOf, endClient } from './pg-connection.js';
 import { quoteIdent, quoteLiteral } from './sql.js';
 
@@ -91,33 +91,19 @@ export class PostgresSource implements Source {
 
   /** Setup runs once; a database that is down is waited for, a misconfigured one is fatal. */
   private async prepare(): Promise<void> {
-    const backoff = new Backoff({ initialMs: 200, maxMs: 10_000 });
-    for (;;) {
-      const client = new pg.Client({ connectionString: this.options.url });
-      client.on('error', () => undefined);
-      try {
-        await client.connect();
-        const prepared = await prepareDatabase(client, this.options, this.log);
-        this.primaryKeys = prepared.primaryKeys;
-        this.statusIntervalMs =
-          this.options.statusIntervalMs ??
-          (prepared.walSenderTimeoutMs > 0 ? Math.min(10_000, Math.max(200, prepared.walSenderTimeoutMs / 3)) : 10_000);
-        return;
-      } catch (err) {
-        const e = classify(err);
-        if (e instanceof SlotLostError && this.options.recoverLostChanges !== undefined) {
-          await this.recoverLostSlot(client, e);
-          continue;
-        }
-        if (!e.retryable || this.intakeController.signal.aborted) throw e;
-        const delayMs = backoff.next();
-        this.log.warn({ err: e, attempt: backoff.attempts, delayMs }, 'database not reachable; retrying setup');
-        await sleep(delayMs, this.intakeController.signal);
-        if (this.intakeController.signal.aborted) throw e;
-      } finally {
-        await client.end().catch(() => undefined);
-      }
-    }
+    const prepared = await prepareWithRetry({
+      url: this.options.url,
+      setup: this.options,
+      log: this.log,
+      signal: this.intakeController.signal,
+      ...(this.options.recoverLostChanges !== undefined
+        ? { onSlotLost: (client: pg.Client, lost: SlotLostError) => this.recoverLostSlot(client, lost) }
+        : {}),
+    });
+    this.primaryKeys = prepared.primaryKeys;
+    this.statusIntervalMs =
+      this.options.statusIntervalMs ??
+      (prepared.walSenderTimeoutMs > 0 ? Math.min(10_000, Math.max(200, prepared.walSenderTimeoutMs / 3)) : 10_000);
   }
 
   /**
@@ -238,9 +224,10 @@ export class PostgresSource implements Source {
     // Nothing pending anywhere: every transaction that committed before the server's position was
     // sent and applied (or touched no mapped table), so the slot may advance to it. This is what
     // keeps an idle slot from holding WAL while other databases write.
-    if (this.outstanding === 0 && this.queue.isEmpty && !this.decoder.inTransaction) {
+    if (this.outstanding === 0 && this.queue.isEmpty && !this.decoder.inTransaction && msg.walEnd > this.applied) {
       this.received = maxLsn(this.received, msg.walEnd);
-      this.applied = maxLsn(this.applied, msg.walEnd);
+      this.applied = msg.walEnd;
+      if (!msg.replyRequested) this.confirmSoon();
     }
     if (msg.replyRequested) this.sendStatus(true);
   }
@@ -280,8 +267,14 @@ export class PostgresSource implements Source {
     const position = batch.position as PgPosition | null;
     if (position === null) return;
     this.applied = maxLsn(this.applied, position.endLsn);
-    // Confirm promptly after progress, at most once a second: each confirmation lets Postgres free
-    // WAL, and a crash replays at most a second of work.
+    this.confirmSoon();
+  }
+
+  /**
+   * Confirms the applied position promptly after progress, at most once a second: each
+   * confirmation lets Postgres free WAL, and a crash replays at most a second of work.
+   */
+  private confirmSoon(): void {
     const sinceMs = Date.now() - this.lastStatusSentMs;
     if (sinceMs >= 1_000) this.sendStatus(false);
     else if (this.trailingStatus === null) {

@@ -1,7 +1,15 @@
-import type pg from 'pg';
+import pg from 'pg';
 import { SlotLostError, SourceSetupError } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import { Backoff, sleep } from '../../runtime/backoff.js';
+import { classify } from './pg-connection.js';
 import { qualifiedName, quoteIdent } from './sql.js';
+
+export interface PreparedDatabase {
+  /** Primary key columns by `schema.table`. */
+  primaryKeys: Map<string, string[]>;
+  walSenderTimeoutMs: number;
+}
 
 export interface SetupOptions {
   slot: string;
@@ -20,7 +28,7 @@ export async function prepareDatabase(
   client: pg.Client,
   options: SetupOptions,
   log: Logger,
-): Promise<{ primaryKeys: Map<string, string[]>; walSenderTimeoutMs: number }> {
+): Promise<PreparedDatabase> {
   const walLevel = (await client.query<{ wal_level: string }>('SHOW wal_level')).rows[0]?.wal_level;
   if (walLevel !== 'logical') {
     throw new SourceSetupError(
@@ -166,4 +174,40 @@ export async function recreateSlot(client: pg.Client, slot: string, log: Logger)
   await client.query('SELECT pg_catalog.pg_drop_replication_slot($1)', [slot]);
   await client.query(`SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]);
   log.warn('lost replication slot dropped and created anew');
+}
+
+/**
+ * prepareDatabase on a connection of its own, retried with backoff while the database cannot be
+ * reached (until `signal` aborts); a misconfiguration is thrown. A lost slot goes to `onSlotLost`
+ * when given (which recreates it), then setup runs again.
+ */
+export async function prepareWithRetry(options: {
+  url: string;
+  setup: SetupOptions;
+  log: Logger;
+  signal: AbortSignal;
+  onSlotLost?: (client: pg.Client, lost: SlotLostError) => Promise<void>;
+}): Promise<PreparedDatabase> {
+  const backoff = new Backoff({ initialMs: 200, maxMs: 10_000 });
+  for (;;) {
+    const client = new pg.Client({ connectionString: options.url });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      return await prepareDatabase(client, options.setup, options.log);
+    } catch (err) {
+      const e = classify(err);
+      if (e instanceof SlotLostError && options.onSlotLost !== undefined) {
+        await options.onSlotLost(client, e);
+        continue;
+      }
+      if (!e.retryable || options.signal.aborted) throw e;
+      const delayMs = backoff.next();
+      options.log.warn({ err: e, attempt: backoff.attempts, delayMs }, 'database not reachable; retrying setup');
+      await sleep(delayMs, options.signal);
+      if (options.signal.aborted) throw e;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
 }
