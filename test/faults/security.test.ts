@@ -374,6 +374,15 @@ describe.skipIf(missing)('security, through the built binary', () => {
       expect(check.code, check.output).toBe(1);
       expect(check.output).toMatch(/FAIL .*password authentication failed/);
       expectNoSecret(check.output, 'check with a wrong password');
+      // explain connects only for lookups: a rule with one makes it use the wrong password too.
+      const withLookup = writeSetup({
+        url: passwordUrl(pgServer, WORKER_ROLE, WRONG_PASSWORD, db.name),
+        redisUrl,
+        rules: `  - table: users\n    lookup:\n      u:\n        sql: "SELECT email FROM public.users WHERE id = $1"\n        params: [id]\n    invalidate: ["user:{u.email}"]\n`,
+      });
+      const explain = await runBinary(['explain', '--config', withLookup.configPath, '--table', 'users', '--op', 'insert', '--after', '{"id": 1}']);
+      expect(explain.output).toContain('password authentication failed');
+      expectNoSecret(explain.output, 'explain with a wrong password');
     });
 
     await scenario('PostgreSQL unreachable with a password in the URL: run retries (trace log) and check fails, neither prints it', async () => {
@@ -443,6 +452,26 @@ describe.skipIf(missing)('security, through the built binary', () => {
       }
       await stopWorker(worker);
       expectNoSecret(worker.output(), 'run with a wrong Redis password (trace log)');
+    });
+  });
+
+  test('(c) Redis AUTH failure at the default log level: the log says authentication failed, not only "connection closed"', async () => {
+    await scenario('run with a wrong Redis password at LOG_LEVEL=info names the authentication failure', async () => {
+      const db = await ownedDatabase(WORKER_ROLE, `CREATE TABLE public.users (id int PRIMARY KEY)`, ['public.users'], []);
+      const setup = writeSetup({
+        url: passwordUrl(pgServer, WORKER_ROLE, PG_PASSWORD, db.name),
+        redisUrl: redis.url({ user: REDIS_USER, password: WRONG_PASSWORD }),
+        rules: `  - table: users\n    invalidate: ["user:{id}"]\n`,
+      });
+      const worker = spawnCli(['run', '--config', setup.configPath], { LOG_LEVEL: 'info' });
+      workers.push(worker);
+      await until(() => worker.output().includes('redis not reachable; retrying'), 20_000, 'a Redis retry to be logged', () => worker.output());
+      await new Promise((r) => setTimeout(r, 1_000));
+      await stopWorker(worker);
+      expectNoSecret(worker.output(), 'run with a wrong Redis password (info log)');
+      expect(worker.output(), 'the info-level log should name the Redis authentication failure').toMatch(
+        /WRONGPASS|invalid username-password|[Aa]uthentication/,
+      );
     });
   });
 
