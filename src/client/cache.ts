@@ -222,6 +222,17 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
     const lease = leaseKey(full, leasePrefix);
     const stale = staleKey(full, stalePrefix);
     const keys = [full, lease, stale, ...tagSets];
+    // Hits, the common case, take a plain GET: a script call costs more on both ends. A miss then
+    // asks read_or_lease, which reads again (a fill may have landed in between) or takes the lease.
+    let first: Buffer | null;
+    try {
+      first = await redis.getBuffer(full);
+    } catch (err) {
+      report(err, 'read');
+      stats.uncachedLoads++;
+      return await loader();
+    }
+    if (first !== null) return hit<T>(full, first, tags, epoch);
     const deadline = Date.now() + maxWaitMs;
 
     for (;;) {
@@ -235,12 +246,7 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
         return await loader();
       }
       const status = reply[0]!.toString();
-      if (status === 'hit') {
-        stats.hits++;
-        const value = decode(reply[1]!) as T;
-        if (l1 && l1Active) l1.set(full, value, tags, epoch);
-        return value;
-      }
+      if (status === 'hit') return hit<T>(full, reply[1]!, tags, epoch);
       if (status === 'lease') {
         stats.leases++;
         return await loadAndFill(full, token, keys, loader, ttl, negativeTtl, tagTtl, tags, epoch);
@@ -258,6 +264,13 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
       stats.waits++;
       await sleep(waitMs);
     }
+  }
+
+  function hit<T>(full: string, data: Buffer, tags: readonly string[], epoch: number): T {
+    stats.hits++;
+    const value = decode(data) as T;
+    if (l1 && l1Active) l1.set(full, value, tags, epoch);
+    return value;
   }
 
   async function loadAndFill<T>(

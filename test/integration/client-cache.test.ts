@@ -1,6 +1,6 @@
 // The cache-aside client against a real Redis: leases, stampedes, expiry, errors, negative caching,
 // tags, stale copies and the L1. The worker's deletions are made with the worker's own scripts.
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createCache, leaseKey, NOT_FOUND_MARKER, staleKey, tagKey, type Cache, type CacheOptions, type Serializer } from '../../src/client/index.js';
 import { notificationMessages } from '../../src/sinks/redis/notify.js';
@@ -34,8 +34,8 @@ describe.skipIf(servicesMissing('redis'))('cache-aside client', () => {
     for (const client of clients.splice(0)) client.disconnect();
   });
 
-  function client(options: ConstructorParameters<typeof Redis>[1] = {}): Redis {
-    const c = new Redis(url, options as never);
+  function client(options: RedisOptions = {}): Redis {
+    const c = new Redis(url, options);
     c.on('error', () => undefined);
     clients.push(c);
     return c;
