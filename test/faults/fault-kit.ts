@@ -133,3 +133,12 @@ export function lsnToBigInt(text: string): bigint {
   const [hi, lo] = text.split('/');
   return (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`);
 }
+
+/** The slot's confirmed_flush_lsn as a number, or null when it has none. */
+export async function confirmedFlush(pg: PostgresServer, slot: string): Promise<bigint | null> {
+  const [row] = await pg.query<{ c: string | null }>(
+    `SELECT (confirmed_flush_lsn - '0/0')::text AS c FROM pg_replication_slots WHERE slot_name = $1`,
+    [slot],
+  );
+  return row?.c == null ? null : BigInt(row.c);
+}
