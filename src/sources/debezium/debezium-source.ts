@@ -1,7 +1,7 @@
 import { Kafka, logLevel, type Consumer, type EachBatchPayload } from 'kafkajs';
 import { SourceUnavailableError, toError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import { sleep } from '../../runtime/backoff.js';
+import { Backoff, sleep } from '../../runtime/backoff.js';
 import { BatchQueue } from '../../runtime/batch-queue.js';
 import type { Source, SourceBatch, SourceStatus } from '../source.js';
 import { parseDebeziumRecord } from './event-parser.js';
@@ -82,12 +82,23 @@ export class DebeziumSource implements Source {
       this.connected = false;
       this.log.warn({ err: toError(e.payload.error), restart: e.payload.restart }, 'kafka consumer crashed');
     });
-    try {
-      await consumer.connect();
-      const topics = this.options.topicPattern !== undefined ? [new RegExp(this.options.topicPattern)] : (this.options.topics ?? []);
-      await consumer.subscribe({ topics, fromBeginning: true });
-    } catch (err) {
-      throw new SourceUnavailableError(`kafka unavailable: ${toError(err).message}`, err);
+    // A broker that is down, or a topic Debezium has not created yet (it does so with the table's
+    // first change), is waited for, as a database that is down is.
+    const backoff = new Backoff({ initialMs: 200, maxMs: 10_000 });
+    for (;;) {
+      try {
+        await consumer.connect();
+        const topics = this.options.topicPattern !== undefined ? [new RegExp(this.options.topicPattern)] : (this.options.topics ?? []);
+        await consumer.subscribe({ topics, fromBeginning: true });
+        break;
+      } catch (err) {
+        const e = new SourceUnavailableError(`kafka not ready: ${toError(err).message}`, err);
+        if (this.stopping) throw e;
+        const delayMs = backoff.next();
+        this.log.warn({ err: e, attempt: backoff.attempts, delayMs }, 'kafka not ready (broker down, or a topic not created yet); retrying');
+        await sleep(delayMs);
+        if (this.stopping) throw e;
+      }
     }
     await consumer.run({
       autoCommit: false,

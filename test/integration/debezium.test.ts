@@ -1,0 +1,147 @@
+// The Debezium source end to end: Postgres -> Debezium (Kafka Connect) -> Kafka -> the worker -> Redis,
+// with the same mapping language as the Postgres source.
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/load.js';
+import { createLogger, silentLogger } from '../../src/log.js';
+import { buildWorker, type Assembly } from '../../src/runtime/build.js';
+import { kafkaMissing, sharedConnectWorker, sharedKafkaBroker, type ConnectWorker, type KafkaBroker } from '../harness/kafka.js';
+import { createTestDatabase, servicesMissing, sharedPostgres, sharedRedis, uniqueName } from '../harness/services.js';
+import { waitFor } from '../harness/wait-for.js';
+
+const RULES = `rules:
+  - table: public.users
+    invalidate: ["user:{id}", "user:email:{email}"]
+    bump: ["users:version"]
+    fallback:
+      invalidate: ["users:all"]
+  - table: public.marks
+    invalidate: ["mark:{id}"]
+`;
+
+describe.skipIf(servicesMissing('postgres', 'redis') || kafkaMissing())('the debezium source', () => {
+  let broker: KafkaBroker;
+  let connect: ConnectWorker;
+  let db: { name: string; url: string };
+  let redis: Redis;
+  const running: Assembly[] = [];
+
+  beforeAll(async () => {
+    const pg = await sharedPostgres();
+    db = await createTestDatabase('dbz');
+    await pg.query(
+      `CREATE TABLE public.users (id int PRIMARY KEY, email text NOT NULL);
+       ALTER TABLE public.users REPLICA IDENTITY FULL;
+       CREATE TABLE public.marks (id int PRIMARY KEY);`,
+      [],
+      db.name,
+    );
+    broker = await sharedKafkaBroker();
+    connect = await sharedConnectWorker({ postgres: { host: '127.0.0.1', port: pg.port, user: 'postgres', database: db.name } });
+    redis = new Redis((await sharedRedis()).url());
+  }, 240_000);
+
+  afterEach(async () => {
+    for (const a of running.splice(0)) await a.worker.stop();
+  });
+  afterAll(() => redis?.disconnect());
+
+  async function setup(schemasEnable: boolean) {
+    const topicPrefix = uniqueName('app');
+    await connect.createPostgresConnector({
+      name: uniqueName('conn'),
+      database: db.name,
+      slot: uniqueName('dbz_slot'),
+      publication: uniqueName('dbz_pub'),
+      tables: ['public.users', 'public.marks'],
+      topicPrefix,
+      schemasEnable,
+    });
+    // Debezium creates a table's topic with its first change; the worker waits for topics that do not
+    // exist yet, so create them up front to start it at once.
+    const admin = broker.client().admin();
+    await admin.connect();
+    await admin.createTopics({
+      topics: ['users', 'marks'].map((t) => ({ topic: `${topicPrefix}.public.${t}`, numPartitions: 1, replicationFactor: 1 })),
+      waitForLeaders: true,
+    });
+    await admin.disconnect();
+    const prefix = `${uniqueName('k')}:`;
+    const dir = mkdtempSync(join(tmpdir(), 'cdc-dbz-'));
+    mkdirSync(join(dir, 'mappings'));
+    writeFileSync(join(dir, 'mappings', 'rules.yaml'), RULES);
+    writeFileSync(
+      join(dir, 'config.yaml'),
+      `source:\n  kind: debezium\n  brokers: ["${broker.bootstrap()}"]\n  groupId: ${uniqueName('group')}\n` +
+        `  topics: [${topicPrefix}.public.users, ${topicPrefix}.public.marks]\n` +
+        `redis:\n  url: "${(await sharedRedis()).url()}"\n  keyPrefix: "${prefix}"\nmappings: ./mappings\nhttp:\n  port: 0\n`,
+    );
+    const log = process.env['TEST_LOG'] ? createLogger({ level: process.env['TEST_LOG'] }) : silentLogger();
+    const assembly = buildWorker(await loadConfig(join(dir, 'config.yaml'), {}), log);
+    running.push(assembly);
+    await assembly.worker.start();
+    const sql = (text: string) => sharedPostgres().then((pg) => pg.query(text, [], db.name));
+    let mark = 0;
+    /** Waits until every change committed before it has been applied, through the same path. */
+    const barrier = async () => {
+      const id = ++mark + Math.floor(Math.random() * 1e6);
+      await redis.set(`${prefix}mark:${id}`, 'x');
+      await sql(`INSERT INTO marks VALUES (${id})`);
+      await waitFor(async () => (await redis.exists(`${prefix}mark:${id}`)) === 0, { timeoutMs: 60_000, message: 'barrier not applied' });
+    };
+    return { prefix, topicPrefix, assembly, sql, barrier };
+  }
+
+  for (const schemasEnable of [true, false]) {
+    it(`invalidates on insert, update, delete and truncate (schemas.enable=${schemasEnable})`, { timeout: 180_000 }, async () => {
+      const { prefix, sql, barrier, assembly } = await setup(schemasEnable);
+      const has = async (key: string) => (await redis.exists(prefix + key)) === 1;
+      await redis.mset(`${prefix}user:1`, 'x', `${prefix}user:email:a@x.io`, 'x', `${prefix}user:email:b@x.io`, 'x', `${prefix}users:all`, 'x');
+      await sql(`INSERT INTO users VALUES (1, 'a@x.io')`);
+      await barrier();
+      expect(await has('user:1')).toBe(false);
+      expect(await has('user:email:a@x.io')).toBe(false);
+
+      await redis.mset(`${prefix}user:1`, 'x', `${prefix}user:email:a@x.io`, 'x');
+      await sql(`UPDATE users SET email = 'b@x.io' WHERE id = 1`);
+      await barrier();
+      expect(await has('user:email:a@x.io')).toBe(false);
+      expect(await has('user:email:b@x.io')).toBe(false);
+
+      await redis.set(`${prefix}user:1`, 'x');
+      await sql(`DELETE FROM users WHERE id = 1`);
+      await barrier();
+      expect(await has('user:1')).toBe(false);
+      // Debezium's events carry the change's LSN, not the commit's: version keys are INCRemented.
+      expect(Number(await redis.get(`${prefix}users:version`))).toBe(3);
+
+      await sql(`INSERT INTO users VALUES (2, 'c@x.io')`);
+      await sql(`TRUNCATE users`);
+      await barrier();
+      expect(await has('users:all')).toBe(false);
+      expect(assembly.stats.fallbacks).toBe(1);
+      expect(assembly.stats.deadLetters).toBe(0);
+    });
+  }
+
+  it('turns a malformed message into a dead letter and keeps consuming', { timeout: 180_000 }, async () => {
+    const { prefix, topicPrefix, sql, barrier } = await setup(false);
+    const producer = broker.client().producer();
+    await producer.connect();
+    await producer.send({ topic: `${topicPrefix}.public.users`, messages: [{ key: '{"id":9}', value: '{not json' }, { key: null, value: '{"op":"x"}' }] });
+    await producer.disconnect();
+    await redis.set(`${prefix}user:5`, 'x');
+    await sql(`INSERT INTO users VALUES (5, 'e@x.io')`);
+    await barrier();
+    expect(await redis.exists(`${prefix}user:5`)).toBe(0);
+    const letters = await redis.xrange(`${prefix}cdc-invalidator:dead-letters`, '-', '+');
+    expect(letters).toHaveLength(2);
+    const fields = letters.map(([, f]) => Object.fromEntries(f.flatMap((v, i) => (i % 2 === 0 ? [[v, f[i + 1]]] : []))));
+    expect(fields.map((f) => f['reason'])).toEqual(['malformed_event', 'malformed_event']);
+    expect(fields[0]!['detail']).toContain('not JSON');
+    expect(fields[0]!['position']).toContain(`${topicPrefix}.public.users[0]@`);
+  });
+});
