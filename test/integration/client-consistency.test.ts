@@ -16,7 +16,8 @@ const READERS = 48;
 const CONNECTIONS = 6;
 const WRITERS = 4;
 const MIN_FILLS = 10_000;
-const MAX_RUN_MS = 120_000;
+const MAX_RUN_MS = 150_000;
+const ROUND_MS = 2500;
 
 const SCHEMA = `
   CREATE TABLE public.items (id int PRIMARY KEY, v int NOT NULL);
@@ -43,56 +44,67 @@ interface RunResult {
   refused: number;
   updates: number;
   ms: number;
+  /** Quiescent checks made; each compares all HOT keys with the database. */
+  checks: number;
+  /** Cached values that differed from the database, summed over the checks. */
   stale: number;
   staleKeys: string[];
 }
 
-/** One reader's cached read of item `id`; returns whether it wrote the cache (a fill). */
+/** One reader's cached read of item `id`, loading it with `load` on a miss. */
 type Reader = (id: number, load: () => Promise<number>) => Promise<void>;
 
+/**
+ * Runs the load in rounds of ROUND_MS until MIN_FILLS fills: writers and readers run, then stop
+ * (readers finish their loads and fills), the worker catches up (barrier), and every hot key's cached
+ * value is compared with the database. A stale entry is made by a row's last update in the round
+ * racing a reader's fill, so each round gives every key a fresh chance to end stale.
+ */
 async function run(s: Scenario, readerFor: (i: number) => Reader, counts: () => { fills: number; refused: number }): Promise<RunResult> {
   const pool = new pg.Pool({ connectionString: s.db.url, max: 24 });
   closers.push(() => pool.end());
-  let writing = true;
-  let reading = true;
   let updates = 0;
+  let checks = 0;
+  const staleKeys: string[] = [];
   const load = (id: number) => async () => {
     const { rows } = await pool.query<{ v: number }>('SELECT v FROM public.items WHERE id = $1', [id]);
     await sleep(Math.random() * 30); // the application's work between reading and filling
     return rows[0]!.v;
   };
   const started = Date.now();
-  const writers = Array.from({ length: WRITERS }, async () => {
-    while (writing) {
-      await pool.query('UPDATE public.items SET v = v + 1 WHERE id = $1', [pick()]);
-      updates++;
-      await sleep(Math.random() * 2);
+  while (counts().fills < MIN_FILLS && Date.now() - started < MAX_RUN_MS) {
+    let writing = true;
+    let reading = true;
+    const writers = Array.from({ length: WRITERS }, async () => {
+      while (writing) {
+        await pool.query('UPDATE public.items SET v = v + 1 WHERE id = $1', [pick()]);
+        updates++;
+        await sleep(Math.random() * 2);
+      }
+    });
+    const readers = Array.from({ length: READERS }, async (_, i) => {
+      const read = readerFor(i);
+      while (reading) {
+        const id = pick();
+        await read(id, load(id));
+        await sleep(Math.random() * 2);
+      }
+    });
+    await sleep(ROUND_MS);
+    writing = false;
+    await Promise.all(writers);
+    await sleep(100); // readers keep reading after the last write
+    reading = false;
+    await Promise.all(readers);
+    await s.barrier(); // every committed change has been applied by the worker
+    checks++;
+    const { rows } = await pool.query<{ id: number; v: number }>('SELECT id, v FROM public.items');
+    for (const { id, v } of rows) {
+      const cached = await s.redis.get(`${s.prefix}item:${id}`);
+      if (cached !== null && JSON.parse(cached) !== v) staleKeys.push(`check ${checks}: item:${id} cached ${cached}, database ${v}`);
     }
-  });
-  const readers = Array.from({ length: READERS }, async (_, i) => {
-    const read = readerFor(i);
-    while (reading) {
-      const id = pick();
-      await read(id, load(id));
-      await sleep(Math.random() * 2);
-    }
-  });
-  await waitFor(() => counts().fills >= MIN_FILLS || Date.now() - started > MAX_RUN_MS, { timeoutMs: MAX_RUN_MS + 10_000, intervalMs: 100 });
-  writing = false;
-  await Promise.all(writers);
-  await sleep(300); // readers keep reading after the last write
-  reading = false;
-  await Promise.all(readers);
-  const ms = Date.now() - started;
-  await s.barrier(); // every committed change has been applied by the worker
-
-  const { rows } = await pool.query<{ id: number; v: number }>('SELECT id, v FROM public.items');
-  const staleKeys: string[] = [];
-  for (const { id, v } of rows) {
-    const cached = await s.redis.get(`${s.prefix}item:${id}`);
-    if (cached !== null && JSON.parse(cached) !== v) staleKeys.push(`item:${id} cached ${cached}, database ${v}`);
   }
-  return { ...counts(), updates, ms, stale: staleKeys.length, staleKeys };
+  return { ...counts(), updates, ms: Date.now() - started, checks, stale: staleKeys.length, staleKeys };
 }
 
 function connections(url: string): Redis[] {
