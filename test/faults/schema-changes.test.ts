@@ -209,7 +209,19 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('schema changes mid-stream
     expect(await settle('delete with REPLICA IDENTITY DEFAULT')).toEqual([]);
     await gone('ri:1');
     expect(BigInt((await s.get('ri:version'))!)).toBeGreaterThan(v2);
-    checked.push('REPLICA IDENTITY DEFAULT -> FULL -> DEFAULT: old email unknown (fallback bump, old key kept), known (both keys, no fallback), unknown again (fallback); delete under DEFAULT fell back');
+    // USING INDEX on email: the old row carries email only, so the old id is unknown (never assumed).
+    await s.sql(`CREATE UNIQUE INDEX t_ri_email ON t_ri (email); ALTER TABLE t_ri REPLICA IDENTITY USING INDEX t_ri_email`);
+    await s.seed('ri:2', 'ri:email:e');
+    await s.sql(`INSERT INTO t_ri VALUES (2, 'e')`);
+    expect(await settle('insert with REPLICA IDENTITY USING INDEX')).toEqual([]);
+    await gone('ri:2', 'ri:email:e');
+    await s.seed('ri:2', 'ri:email:e', 'ri:email:f');
+    await s.sql(`UPDATE t_ri SET email = 'f' WHERE id = 2`);
+    expected.fallbackUnknown += 1;
+    expect(await settle('update with REPLICA IDENTITY USING INDEX')).toEqual([]);
+    await gone('ri:2', 'ri:email:e', 'ri:email:f');
+    await s.sql(`ALTER TABLE t_ri REPLICA IDENTITY DEFAULT`);
+    checked.push('REPLICA IDENTITY DEFAULT -> FULL -> DEFAULT: old email unknown (fallback bump, old key kept), known (both keys, no fallback), unknown again (fallback); delete under DEFAULT fell back; USING INDEX (email): old email known (deleted), old id not sent (fallback)');
 
     // 4. Publication membership changed while streaming.
     await s.seed('late:1');
@@ -338,8 +350,8 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('schema changes mid-stream
     recordResult({
       id: '8',
       title: 'Schema changes mid-stream',
-      runs: 15,
-      changes: flowCount + 30,
+      runs: 17,
+      changes: flowCount + 32,
       lost: flowLeft,
       duplicated: null,
       recoverySeconds: null,
