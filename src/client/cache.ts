@@ -296,9 +296,17 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
       await release(keys[1]!, token);
       return value;
     }
+    let payload: string | Buffer;
+    try {
+      payload = notFound ? NOT_FOUND_MARKER : serializer.serialize(value);
+    } catch (err) {
+      // A value the serializer cannot store: the caller still gets it, and nobody waits on the lease.
+      report(err, 'fill');
+      await release(keys[1]!, token);
+      return value;
+    }
     let written: number;
     try {
-      const payload = notFound ? NOT_FOUND_MARKER : serializer.serialize(value);
       const valueTtlMs = ttlMsOf(notFound ? negativeTtl! : ttl);
       written = Number(
         await runScript(redis, FILL, keys, [token, payload, valueTtlMs, staleTtlMs > 0 && !notFound ? staleTtlMs : '', full, tagTtl]),

@@ -253,6 +253,14 @@ describe.skipIf(servicesMissing('redis'))('cache-aside client', () => {
     expect(await admin.exists(`${prefix}wrongtype`)).toBe(0);
   });
 
+  it('a value the serializer rejects is returned, not cached, and its lease released', async () => {
+    const errors: string[] = [];
+    const c = cache({ onError: (err, during) => errors.push(`${during}: ${err.message}`) });
+    expect(await c.get('bigint', async () => ({ n: 1n }))).toEqual({ n: 1n });
+    expect(errors[0]).toMatch(/^fill: .*BigInt/);
+    expect(await admin.exists(`${prefix}bigint`, leaseKey(`${prefix}bigint`))).toBe(0);
+  });
+
   it('pluggable serialisation: Buffers in and out', async () => {
     const raw: Serializer = {
       serialize: (value) => Buffer.from(value as Uint8Array),
