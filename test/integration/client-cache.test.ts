@@ -135,7 +135,7 @@ describe.skipIf(servicesMissing('redis'))('cache-aside client', () => {
   });
 
   it('a filler that dies leaves its lease to expire; the next caller then loads and fills', async () => {
-    const dead = cache({ leaseTtlMs: 300 });
+    const dead = cache({ leaseTtlMs: 1000 });
     const never = deferred<string>();
     void dead.get('orphan', () => never.promise); // a process that took the lease and died
     await waitFor(async () => (await admin.exists(leaseKey(`${prefix}orphan`))) === 1);
@@ -148,8 +148,10 @@ describe.skipIf(servicesMissing('redis'))('cache-aside client', () => {
         return 'loaded';
       }),
     ).toBe('loaded');
-    expect(Date.now() - started).toBeGreaterThanOrEqual(150);
     expect(calls).toBe(1);
+    // It waited for the lease to expire, then took it.
+    expect(next.stats.waits).toBeGreaterThan(0);
+    expect(Date.now() - started).toBeLessThan(3000);
     expect(next.stats).toMatchObject({ leases: 1, fills: 1, uncachedLoads: 0 });
     expect(await admin.get(`${prefix}orphan`)).toBe('"loaded"');
     never.resolve('late'); // the "dead" filler's late fill is refused: its lease is gone
@@ -183,9 +185,7 @@ describe.skipIf(servicesMissing('redis'))('cache-aside client', () => {
     const filling = a.get('stale:1', () => release.promise);
     await waitFor(async () => (await admin.exists(leaseKey(full))) === 1);
     const b = cache(opts);
-    const started = Date.now();
     expect(await b.get('stale:1', async () => 'not run')).toBe('v1');
-    expect(Date.now() - started).toBeLessThan(100);
     expect(b.stats).toMatchObject({ staleServed: 1, waits: 0 });
     release.resolve('v2');
     expect(await filling).toBe('v2');
