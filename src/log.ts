@@ -4,7 +4,18 @@ import pretty from 'pino-pretty';
 export type { Logger };
 
 /** Paths whose values are never written: connection strings carry passwords. */
-const REDACT = ['url', '*.url', 'config.source.url', 'config.redis.url', 'password', '*.password'];
+const REDACT = [
+  'url',
+  '*.url',
+  'config.source.url',
+  'config.redis.url',
+  'password',
+  '*.password',
+  // ioredis puts the failed command on its errors: for AUTH, that is the password.
+  'err.command.args',
+  '*.err.command.args',
+  'err.cause.command.args',
+];
 
 export function createLogger(options: { level: string; pretty?: boolean; destination?: NodeJS.WritableStream }): Logger {
   const destination = options.pretty

@@ -30,7 +30,9 @@ function describe(value: unknown, path: DocPath): string {
   if (typeof value === 'object') return 'a map';
   if (isSecret(path)) return TYPE_NAMES[typeof value] ?? typeof value;
   if (typeof value === 'string') {
-    const shown = value.length > 60 ? `${value.slice(0, 57)}...` : value;
+    // Any string can be a connection string given in the wrong place: never show its password.
+    const masked = value.replace(/([a-z][a-z0-9+.-]*:\/\/[^:@/\s]*):[^@\s]*@/gi, '$1:***@');
+    const shown = masked.length > 60 ? `${masked.slice(0, 57)}...` : masked;
     return JSON.stringify(shown);
   }
   return String(value);

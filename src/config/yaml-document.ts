@@ -1,4 +1,4 @@
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments } from 'yaml';
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, visit } from 'yaml';
 import type { Document, Node, Scalar } from 'yaml';
 import type { FileProblem } from '../errors.js';
 
@@ -213,7 +213,39 @@ export function parseYaml(
     const message = sanitizeParserMessage(warning.message);
     problems.push({ ...where(warning.pos[0]), path: '', message, severity: 'warning' });
   }
+  const aliasProblem = checkAliases(first, where);
+  if (aliasProblem !== null) return { document: null, empty: false, problems: [...problems, aliasProblem] };
   const document = new YamlDocument(file, first, lineCounter);
   problems.push(...document.duplicateKeys());
   return { document, empty: document.isEmpty, problems };
+}
+
+/**
+ * An alias to an anchor that does not exist, or aliases that expand without bound (an "alias
+ * bomb"), make the document unreadable: said once, at the alias, instead of failing later.
+ */
+function checkAliases(
+  doc: Document.Parsed,
+  where: (offset: number) => { file: string; line: number; column: number },
+): FileProblem | null {
+  let unresolved: { offset: number; source: string } | null = null;
+  visit(doc, {
+    Alias(_key, node) {
+      if (node.resolve(doc) === undefined) {
+        unresolved = { offset: node.range?.[0] ?? 0, source: node.source };
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  if (unresolved !== null) {
+    const u = unresolved as { offset: number; source: string };
+    return { ...where(u.offset), path: '', message: `alias *${u.source} names no anchor (&${u.source}) before it`, severity: 'error' };
+  }
+  try {
+    doc.toJS({ maxAliasCount: 1000 });
+  } catch (err) {
+    return { ...where(0), path: '', message: `the aliases of this file expand too far (${(err as Error).message.replace(/\s+/g, ' ')})`, severity: 'error' };
+  }
+  return null;
 }

@@ -2,6 +2,7 @@ import pg from 'pg';
 import type { Row } from '../core/change.js';
 import type { LookupRequest, LookupResult, LookupResults } from '../core/lookup.js';
 import { toError } from '../errors.js';
+import { libpqConnectionString } from '../sources/postgres/sql.js';
 import type { Logger } from '../log.js';
 import { Backoff, sleep } from '../runtime/backoff.js';
 
@@ -38,7 +39,7 @@ export class PostgresLookupRunner implements LookupRunner {
     let pool = this.pools.get(timeoutMs);
     if (pool === undefined) {
       pool = new pg.Pool({
-        connectionString: this.options.url,
+        connectionString: libpqConnectionString(this.options.url),
         max: this.options.maxConnections ?? 4,
         application_name: 'cdc-invalidator lookups',
         statement_timeout: timeoutMs,

@@ -25,9 +25,11 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('leases', () => {
     await s.startWorker();
     await s.seed('item:1', 'member:1', 'list:7:a');
     await s.redis.sadd(`${s.prefix}tag:items:7`, `${s.prefix}member:1`);
-    for (const key of ['item:1', 'member:1', 'list:7:a', 'unrelated']) await s.redis.set(lease(s, key), 'token');
+    // list:7:b is being filled: its lease exists, the key does not yet.
+    for (const key of ['item:1', 'member:1', 'list:7:a', 'list:7:b', 'unrelated']) await s.redis.set(lease(s, key), 'token');
     await s.sql(`INSERT INTO items VALUES (1, 7)`);
     await s.barrier();
+    expect(await s.redis.exists(lease(s, 'list:7:b')), 'lease of a key being filled').toBe(0);
     for (const key of ['item:1', 'member:1', 'list:7:a']) {
       expect(await s.exists(key), key).toBe(false);
       expect(await s.redis.exists(lease(s, key)), `lease of ${key}`).toBe(0);

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { toError } from '../../errors.js';
+import { libpqConnectionString } from '../../sources/postgres/sql.js';
 import type { Failure, LookupFacts, PostgresFacts, PublicationFacts, RoleFacts, ServerFacts, SlotFacts, TableFacts } from './facts.js';
 import { tableFacts } from './gather-tables.js';
 
@@ -29,7 +30,7 @@ export interface LookupQuery {
 export async function gatherPostgresFacts(target: PostgresTarget): Promise<PostgresFacts> {
   const timeoutMs = target.connectTimeoutMs ?? 10_000;
   const client = new pg.Client({
-    connectionString: target.url,
+    connectionString: libpqConnectionString(target.url),
     connectionTimeoutMillis: timeoutMs,
     statement_timeout: 30_000,
     application_name: 'cdc-invalidator check',
@@ -240,7 +241,7 @@ async function planLookup(client: pg.Client, lookup: LookupQuery): Promise<Looku
 /** Opens a replication connection as the worker does: proves REPLICATION, pg_hba and a free walsender. */
 async function replicationProbe(url: string, timeoutMs: number): Promise<{ ok: true } | { ok: false; error: Failure }> {
   const client = new pg.Client({
-    connectionString: url,
+    connectionString: libpqConnectionString(url),
     connectionTimeoutMillis: timeoutMs,
     replication: 'database',
     application_name: 'cdc-invalidator check',

@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { escapeGlob } from '../../core/glob.js';
 import type { DeadLetter } from '../../core/change.js';
 import { SinkUnavailableError, toError } from '../../errors.js';
 import type { Logger } from '../../log.js';
@@ -54,6 +55,9 @@ const PATTERN_CONCURRENCY = 4;
  */
 export class RedisSink implements Sink {
   private readonly client: Redis;
+  private lastAttemptFailed = false;
+  /** The connection's last error event, named when connecting fails. */
+  private lastConnectionError: Error | null = null;
   private readonly scripts: ScriptCache;
   private readonly deadLetterStream: string;
   private readonly tagStepSize: number;
@@ -76,7 +80,13 @@ export class RedisSink implements Sink {
     // A restarted Redis has an empty script cache.
     client.on('ready', () => this.scripts.reset());
     // Without a listener ioredis prints every connection error to stderr; the worker logs retries.
-    client.on('error', (err: unknown) => options.logger.debug({ err: toError(err) }, 'redis connection error'));
+    client.on('error', (err: unknown) => {
+      this.lastConnectionError = toError(err);
+      options.logger.debug({ err: this.lastConnectionError }, 'redis connection error');
+    });
+    client.on('ready', () => {
+      this.lastConnectionError = null;
+    });
     this.client = client;
     this.deadLetterStream = `${options.keyPrefix}cdc-invalidator:dead-letters`;
     this.tagStepSize = Math.min(Math.max(1, options.tagStepSize ?? DEFAULT_TAG_STEP_SIZE), MAX_TAG_STEP_SIZE);
@@ -88,22 +98,38 @@ export class RedisSink implements Sink {
     try {
       if (this.client.status === 'wait') await this.client.connect();
       await this.client.ping();
+      this.lastAttemptFailed = false;
     } catch (err) {
-      throw new SinkUnavailableError(`redis unreachable: ${toError(err).message}`, err);
+      this.lastAttemptFailed = true;
+      // "Connection is closed" says little; the connection's own error (refused, WRONGPASS,
+      // NOAUTH, a TLS failure) says what to fix.
+      const cause = this.lastConnectionError;
+      const why = cause !== null && cause.message !== toError(err).message ? `${toError(err).message} (${cause.message})` : toError(err).message;
+      throw new SinkUnavailableError(`redis unreachable: ${why}`, err);
     }
   }
 
+  /**
+   * Connected, and the last attempt to use the connection worked: a hung Redis keeps ioredis'
+   * status "ready" while every command times out.
+   */
   isConnected(): boolean {
-    return this.client.status === 'ready';
+    return this.client.status === 'ready' && !this.lastAttemptFailed;
   }
 
   async apply(batch: SinkBatch): Promise<void> {
     if (batch.operations.length === 0 && batch.deadLetters.length === 0) return;
     const plan = planBatch(batch.operations, this.options.keyPrefix);
-    await this.applyTransaction(plan, batch.deadLetters);
-    if (plan.tags.length > 0) await this.invalidateTags(plan);
-    if (plan.patterns.length > 0) await this.invalidatePatterns(plan);
-    if (this.options.notifyChannel !== undefined) await this.notify(plan, this.options.notifyChannel);
+    try {
+      await this.applyTransaction(plan, batch.deadLetters);
+      if (plan.tags.length > 0) await this.invalidateTags(plan);
+      if (plan.patterns.length > 0) await this.invalidatePatterns(plan);
+      if (this.options.notifyChannel !== undefined) await this.notify(plan, this.options.notifyChannel);
+    } catch (err) {
+      this.lastAttemptFailed = true;
+      throw err;
+    }
+    this.lastAttemptFailed = false;
   }
 
   private async applyTransaction(plan: RedisPlan, deadLetters: readonly DeadLetter[]): Promise<void> {
@@ -158,8 +184,14 @@ export class RedisSink implements Sink {
   private async invalidatePatterns(plan: RedisPlan): Promise<void> {
     let deleted = 0;
     try {
+      const leasePrefix = this.options.leasePrefix ?? '';
       await forEachLimited(plan.patterns, PATTERN_CONCURRENCY, async (match) => {
-        deleted += await invalidatePattern(this.client, match, this.scanCount, this.options.deleteCommand, this.options.leasePrefix ?? '');
+        deleted += await invalidatePattern(this.client, match, this.scanCount, this.options.deleteCommand, leasePrefix);
+        // A key being filled does not exist yet, so the scan above cannot find its lease: the
+        // leases of matching keys are scanned for themselves.
+        if (leasePrefix !== '') {
+          await invalidatePattern(this.client, escapeGlob(leasePrefix) + match, this.scanCount, this.options.deleteCommand);
+        }
       });
     } catch (err) {
       throw new SinkUnavailableError(`redis pattern invalidation failed: ${toError(err).message}`, err);

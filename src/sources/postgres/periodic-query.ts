@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { toError } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import { libpqConnectionString } from './sql.js';
 
 /**
  * Runs a small piece of SQL work on an interval, on a connection of its own that is opened on
@@ -38,7 +39,7 @@ export class PeriodicQuery {
     this.busy = true;
     try {
       if (this.client === null) {
-        const client = new pg.Client({ connectionString: this.options.url, application_name: 'cdc-invalidator' });
+        const client = new pg.Client({ connectionString: libpqConnectionString(this.options.url), application_name: 'cdc-invalidator' });
         client.on('error', () => undefined);
         await client.connect();
         this.client = client;

@@ -54,7 +54,24 @@ export function classify(err: unknown): InvalidatorError {
   if (code === '28000' || code === '28P01' || code === '42501' || code === '3D000') {
     return new SourceSetupError(`database refused the worker: ${e.message}`, err);
   }
+  // A certificate the connection refuses will be refused again: say what to change.
+  if (code !== undefined && TLS_VERIFY_ERRORS.has(code)) {
+    return new SourceSetupError(
+      `the database's TLS certificate was not accepted (${code}): give its CA with sslrootcert=..., or use ` +
+        'sslmode=require to encrypt without verifying the certificate',
+      err,
+    );
+  }
   // Connection refused, reset, admin shutdown, recovery in progress: wait them out.
   return new SourceUnavailableError(`database unavailable: ${e.message}`, err);
 }
 
+
+const TLS_VERIFY_ERRORS = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);

@@ -12,7 +12,7 @@ import { SlotMonitor } from './slot-monitor.js';
 import { parseCopyData, standbyStatusUpdate } from './protocol.js';
 import { prepareWithRetry, recreateSlot } from './setup.js';
 import { classify, connectionOf, endClient } from './pg-connection.js';
-import { quoteIdent, quoteLiteral } from './sql.js';
+import { libpqConnectionString, quoteIdent, quoteLiteral } from './sql.js';
 
 export interface PostgresSourceOptions {
   url: string;
@@ -158,7 +158,7 @@ export class PostgresSource implements Source {
 
   /** One replication connection, from connect to loss. Resolves only when stopped. */
   private async streamOnce(onStarted: () => void): Promise<void> {
-    const client = new pg.Client({ connectionString: this.options.url, replication: 'database' } as pg.ClientConfig);
+    const client = new pg.Client({ connectionString: libpqConnectionString(this.options.url), replication: 'database' } as pg.ClientConfig);
     const lost = new Promise<never>((_, reject) => {
       client.on('error', (err) => reject(new SourceUnavailableError(`replication connection error: ${err.message}`, err)));
       client.on('end', () => reject(new SourceUnavailableError('replication connection closed')));

@@ -3,7 +3,7 @@ import { SlotLostError, SourceSetupError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { Backoff, sleep } from '../../runtime/backoff.js';
 import { classify } from './pg-connection.js';
-import { qualifiedName, quoteIdent } from './sql.js';
+import { libpqConnectionString, qualifiedName, quoteIdent } from './sql.js';
 
 export interface PreparedDatabase {
   /** Primary key columns by `schema.table`. */
@@ -190,7 +190,7 @@ export async function prepareWithRetry(options: {
 }): Promise<PreparedDatabase> {
   const backoff = new Backoff({ initialMs: 200, maxMs: 10_000 });
   for (;;) {
-    const client = new pg.Client({ connectionString: options.url });
+    const client = new pg.Client({ connectionString: libpqConnectionString(options.url) });
     client.on('error', () => undefined);
     try {
       await client.connect();
