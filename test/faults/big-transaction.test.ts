@@ -186,7 +186,7 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('a 1,000,000-row transacti
     expect(maxBuffered).toBeLessThan(20_000);
     // Ten times the rows must not mean anything like ten times the memory: what the worker holds is
     // bounded by the high-water mark (10,000 changes at the default batch size), not by the
-    // transaction. Measured on a 2-vCPU machine: idle ~97 MiB, 100k rows ~225 MiB, 1M rows ~312 MiB
+    // transaction. Measured on a 2-vCPU machine: idle ~98 MiB, 100k rows 223-242 MiB, 1M rows 312-342 MiB
     // (V8 lets its heap grow for a while before it settles). Memory that grew with the transaction
     // would put the 1M peak near 10x the 100k one's growth above idle (well over 1 GiB), so 2x the
     // 100k peak has ample margin for noise and none for a leak of that kind.
