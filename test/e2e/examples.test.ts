@@ -66,6 +66,12 @@ beforeAll(async () => {
 });
 
 describe('example config and mappings', () => {
+  it('validate succeeds on the Debezium example (examples/debezium/)', async () => {
+    const result = await cli(['validate', '--config', 'examples/debezium/cdc-invalidator.yaml']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+  });
+
   it('validate succeeds on cdc-invalidator.yaml', async () => {
     const result = await cli(['validate', '--config', 'cdc-invalidator.yaml']);
     expect(result.stderr).toBe('');
