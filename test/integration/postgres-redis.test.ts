@@ -345,4 +345,37 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('postgres to redis', () =>
     expect(await s.exists('person:2')).toBe(false);
     expect(stats.fallbacks).toBe(2);
   });
+
+  it('keeps applying the rules of a mapped table renamed while streaming, and after the mapping follows', async () => {
+    scenario = await createScenario({
+      schema: `CREATE TABLE public.things (id int PRIMARY KEY);`,
+      rules: `\n  - table: things\n    invalidate: ["thing:{id}"]\n`,
+    });
+    const s = scenario;
+    const { worker } = await s.startWorker();
+    await s.sql(`INSERT INTO things VALUES (1)`);
+    await s.barrier();
+    await s.sql(`ALTER TABLE things RENAME TO renamed_things`);
+    await s.seed('thing:2');
+    await s.sql(`INSERT INTO renamed_things VALUES (2)`);
+    await s.barrier();
+    expect(await s.exists('thing:2')).toBe(false);
+    await worker.stop();
+    // The mapping updated to the new name: older changes replayed under the old name still match.
+    const { readFileSync, writeFileSync, mkdirSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    mkdirSync(join(s.dir, 'mappings2'));
+    writeFileSync(
+      join(s.dir, 'mappings2', 'rules.yaml'),
+      readFileSync(join(s.dir, 'mappings', 'rules.yaml'), 'utf8').replace('table: things', 'table: renamed_things'),
+    );
+    const config2 = join(s.dir, 'config2.yaml');
+    writeFileSync(config2, readFileSync(s.configPath, 'utf8').replace('mappings: ./mappings', 'mappings: ./mappings2'));
+    const second = await s.startWorker({ configPath: config2 });
+    await s.seed('thing:3');
+    await s.sql(`INSERT INTO renamed_things VALUES (3)`);
+    await s.barrier();
+    expect(await s.exists('thing:3')).toBe(false);
+    expect(second.stats.deadLetters).toBe(0);
+  });
 });

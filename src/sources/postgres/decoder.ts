@@ -3,11 +3,14 @@ import type { Change, Row } from '../../core/change.js';
 import { formatLsn, lsnFromBigInt, type Lsn } from '../../core/lsn.js';
 import { DecodeError, toError } from '../../errors.js';
 import { microsToMs } from './protocol.js';
+import type { MappedTable } from './setup.js';
 
 /** Where decoded changes go: in commit order, each transaction closed by its commit position. */
 export interface DecodedSink {
   change(change: Change, commitTimeMs: number): void;
   commit(endLsn: Lsn, commitTimeMs: number): void;
+  /** A mapped table appears under another name than its rules give (renamed since, or before). */
+  renamed?(mappedName: string, streamName: string): void;
 }
 
 const keepText = (text: string): string => text;
@@ -24,14 +27,15 @@ const boolText = (text: string): string => (text === 't' ? 'true' : text === 'f'
 export class PgoutputDecoder {
   private readonly plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [] });
   private txn: { version: bigint; position: string; commitTimeMs: number } | null = null;
-  /** Columns that identify a row, per relation: what dead letters may show of it. */
-  private readonly identity = new Map<number, readonly string[]>();
+  /** Per relation: the name rules know it by, and the columns that identify a row. */
+  private readonly relations = new Map<number, { schema: string; table: string; keyColumns: readonly string[] }>();
 
   /**
-   * @param primaryKeys primary key columns by `schema.table`. Under REPLICA IDENTITY FULL
-   * pgoutput flags every column as a key column; dead letters must still show only the key.
+   * @param mappedTables the mapped tables by OID, as setup found them: their primary key (under
+   * REPLICA IDENTITY FULL pgoutput flags every column as a key column, and dead letters must still
+   * show only the key), and their name, to notice a mapped table renamed while streaming.
    */
-  constructor(private readonly primaryKeys: ReadonlyMap<string, readonly string[]> = new Map()) {}
+  constructor(private readonly mappedTables: ReadonlyMap<number, MappedTable> = new Map()) {}
 
   get inTransaction(): boolean {
     return this.txn !== null;
@@ -60,12 +64,8 @@ export class PgoutputDecoder {
         // Relation messages arrive before the first change of a table on each connection and
         // after every schema change; the parser reads column parsers from this object.
         for (const column of msg.columns) column.parser = column.typeOid === BOOL_OID ? boolText : keepText;
-        this.identity.set(
-          msg.relationOid,
-          msg.replicaIdentity === 'full'
-            ? (this.primaryKeys.get(`${msg.schema}.${msg.name}`) ?? []).filter((c) => msg.columns.some((col) => col.name === c))
-            : msg.keyColumns,
-        );
+
+        this.relations.set(msg.relationOid, this.describe(msg, sink));
         return;
       case 'insert':
         return this.emit(sink, msg.relation, 'insert', null, msg.new);
@@ -94,6 +94,26 @@ export class PgoutputDecoder {
     }
   }
 
+  /**
+   * A mapped table is known by its OID, so its rules follow it under another name: after a rename
+   * (its changes would otherwise arrive under a name no rule maps, and be ignored without a word),
+   * and when older changes are replayed under the name it had then.
+   */
+  private describe(msg: Pgoutput.MessageRelation, sink: DecodedSink) {
+    const mapped = this.mappedTables.get(msg.relationOid);
+    if (mapped !== undefined && (mapped.schema !== msg.schema || mapped.table !== msg.name)) {
+      sink.renamed?.(`${mapped.schema}.${mapped.table}`, `${msg.schema}.${msg.name}`);
+    }
+    return {
+      schema: mapped?.schema ?? msg.schema,
+      table: mapped?.table ?? msg.name,
+      keyColumns:
+        msg.replicaIdentity === 'full'
+          ? (mapped?.primaryKey ?? []).filter((c) => msg.columns.some((col) => col.name === c))
+          : msg.keyColumns,
+    };
+  }
+
   private emit(
     sink: DecodedSink,
     relation: Pgoutput.MessageRelation,
@@ -104,12 +124,12 @@ export class PgoutputDecoder {
     const txn = this.requireTxn(op.toUpperCase());
     sink.change(
       {
-        schema: relation.schema,
-        table: relation.name,
+        schema: this.relations.get(relation.relationOid)?.schema ?? relation.schema,
+        table: this.relations.get(relation.relationOid)?.table ?? relation.name,
         op,
         before,
         after,
-        keyColumns: this.identity.get(relation.relationOid) ?? [],
+        keyColumns: this.relations.get(relation.relationOid)?.keyColumns ?? [],
         version: txn.version,
         position: txn.position,
       },

@@ -10,7 +10,7 @@ import { PgoutputDecoder } from './decoder.js';
 import { heartbeat } from './heartbeat.js';
 import { SlotMonitor } from './slot-monitor.js';
 import { parseCopyData, standbyStatusUpdate } from './protocol.js';
-import { prepareWithRetry, recreateSlot } from './setup.js';
+import { prepareWithRetry, recreateSlot, type MappedTable } from './setup.js';
 import { classify, connectionOf, endClient } from './pg-connection.js';
 import { libpqConnectionString, quoteIdent, quoteLiteral } from './sql.js';
 
@@ -60,7 +60,7 @@ export class PostgresSource implements Source {
   private readonly intakeController = new AbortController();
   private readonly heartbeat: { start(): void; stop(): void };
   private readonly monitor: SlotMonitor;
-  private primaryKeys = new Map<string, string[]>();
+  private mappedTables = new Map<number, MappedTable>();
   private statusIntervalMs = 10_000;
   private decoder = new PgoutputDecoder();
   private client: pg.Client | null = null;
@@ -100,7 +100,7 @@ export class PostgresSource implements Source {
         ? { onSlotLost: (client: pg.Client, lost: SlotLostError) => this.recoverLostSlot(client, lost) }
         : {}),
     });
-    this.primaryKeys = prepared.primaryKeys;
+    this.mappedTables = prepared.mappedTables;
     this.statusIntervalMs =
       this.options.statusIntervalMs ??
       (prepared.walSenderTimeoutMs > 0 ? Math.min(10_000, Math.max(200, prepared.walSenderTimeoutMs / 3)) : 10_000);
@@ -181,7 +181,7 @@ export class PostgresSource implements Source {
 
     // Whatever was buffered but not handed over will be sent again from the applied position.
     this.queue.clear();
-    this.decoder = new PgoutputDecoder(this.primaryKeys);
+    this.decoder = new PgoutputDecoder(this.mappedTables);
     this.paused = false;
     this.client = client;
     const connection = connectionOf(client);
@@ -235,6 +235,12 @@ export class PostgresSource implements Source {
   private readonly decoded = {
     change: (change: Change, commitTimeMs: number) => this.queue.pushChange(change, commitTimeMs),
     commit: (endLsn: Lsn, commitTimeMs: number) => this.queue.pushPosition({ endLsn }, commitTimeMs),
+    renamed: (mappedName: string, streamName: string) =>
+      this.log.warn(
+        { table: mappedName, streamedAs: streamName },
+        'a mapped table streams under another name (renamed); its rules still apply, by table identity. ' +
+          'Update the "table" of its rules before the next restart, which looks tables up by name',
+      ),
   };
 
   private pause(): void {

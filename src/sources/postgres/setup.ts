@@ -5,9 +5,17 @@ import { Backoff, sleep } from '../../runtime/backoff.js';
 import { classify } from './pg-connection.js';
 import { libpqConnectionString, qualifiedName, quoteIdent } from './sql.js';
 
+/** A mapped table as setup found it. */
+export interface MappedTable {
+  /** The name the rules give it. */
+  schema: string;
+  table: string;
+  primaryKey: string[];
+}
+
 export interface PreparedDatabase {
-  /** Primary key columns by `schema.table`. */
-  primaryKeys: Map<string, string[]>;
+  /** The mapped tables by OID. */
+  mappedTables: Map<number, MappedTable>;
   walSenderTimeoutMs: number;
 }
 
@@ -36,23 +44,23 @@ export async function prepareDatabase(
         'run ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL',
     );
   }
-  const primaryKeys = await checkTables(client, options.tables);
+  const mappedTables = await checkTables(client, options.tables);
   await ensurePublication(client, options, log);
   await ensureSlot(client, options.slot, log);
   const timeout = await client.query<{ ms: string }>(
     `SELECT setting::bigint * CASE unit WHEN 's' THEN 1000 WHEN 'min' THEN 60000 ELSE 1 END AS ms
        FROM pg_catalog.pg_settings WHERE name = 'wal_sender_timeout'`,
   );
-  return { primaryKeys, walSenderTimeoutMs: Number(timeout.rows[0]?.ms ?? 60_000) };
+  return { mappedTables, walSenderTimeoutMs: Number(timeout.rows[0]?.ms ?? 60_000) };
 }
 
-/** Checks every mapped table exists; returns their primary key columns. */
-async function checkTables(client: pg.Client, tables: SetupOptions['tables']): Promise<Map<string, string[]>> {
+/** Checks every mapped table exists; returns each one's OID, name and primary key columns. */
+async function checkTables(client: pg.Client, tables: SetupOptions['tables']): Promise<Map<number, MappedTable>> {
   const missing: string[] = [];
-  const primaryKeys = new Map<string, string[]>();
+  const mapped = new Map<number, MappedTable>();
   for (const [schema, table] of tables) {
-    const found = await client.query<{ pk: string[] | null }>(
-      `SELECT (SELECT array_agg(a.attname::text ORDER BY a.attnum)
+    const found = await client.query<{ oid: number; pk: string[] | null }>(
+      `SELECT c.oid::int8::float8 AS oid, (SELECT array_agg(a.attname::text ORDER BY a.attnum)
                  FROM pg_catalog.pg_index i
                  JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
                 WHERE i.indrelid = c.oid AND i.indisprimary) AS pk
@@ -62,7 +70,7 @@ async function checkTables(client: pg.Client, tables: SetupOptions['tables']): P
     );
     const row = found.rows[0];
     if (row === undefined) missing.push(`${schema}.${table}`);
-    else primaryKeys.set(`${schema}.${table}`, row.pk ?? []);
+    else mapped.set(Number(row.oid), { schema, table, primaryKey: row.pk ?? [] });
   }
   if (missing.length > 0) {
     throw new SourceSetupError(
@@ -70,7 +78,7 @@ async function checkTables(client: pg.Client, tables: SetupOptions['tables']): P
         '(check the "table" of the rules, and the database in source.url)',
     );
   }
-  return primaryKeys;
+  return mapped;
 }
 
 async function ensurePublication(client: pg.Client, options: SetupOptions, log: Logger): Promise<void> {
