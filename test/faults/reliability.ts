@@ -25,7 +25,12 @@ export interface ScenarioResult {
 
 export const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
 
+/**
+ * Writes a scenario's figures when the run is meant to record them (`npm run test:faults` sets
+ * CDC_RECORD_RESULTS=1); an ordinary `npm test` leaves the committed figures alone.
+ */
 export function recordResult(result: ScenarioResult): void {
+  if (process.env['CDC_RECORD_RESULTS'] !== '1') return;
   mkdirSync(RESULTS_DIR, { recursive: true });
   const slug = `${result.id}-${result.title}`.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
   writeFileSync(`${RESULTS_DIR}${slug}.json`, `${JSON.stringify({ ...result, recordedAt: new Date().toISOString() }, null, 2)}\n`);

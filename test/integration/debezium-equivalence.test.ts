@@ -114,7 +114,7 @@ describe.skipIf(servicesMissing('postgres', 'redis') || kafkaMissing())('cross-s
       expect(keys.postgres.has(sample), sample).toBe(true);
     }
     recordResult({
-      id: '6x',
+      id: 'D1',
       title: 'Cross-source equivalence, Postgres and Debezium',
       runs: 1,
       changes: 7 * 250,
