@@ -20,8 +20,8 @@ const TRANSACTIONS = 300_000;
 const PAD_CHARS = 2_048;
 /** batch.maxChanges, default: a failed attempt replays at most one batch. */
 const MAX_CHANGES = 5_000;
-/** The backlog is large enough for the slow phase to last at least this long. */
-const SLOW_SECONDS = 30;
+/** Stop/continue cycles of Redis the drain must live through, at the least. */
+const MIN_CYCLES = 10;
 /** Changes the worker buffers before it stops reading: max(5000, 2 * batch.maxChanges). */
 const HIGH_WATER = 10_000;
 
@@ -237,6 +237,8 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('a slow Redis while a back
     expect(peakRssMb).toBeLessThan(startRss / 1024 + backlogPayloadMb);
     // Slow from the first change to the last.
     expect(cycles).toBeGreaterThanOrEqual(Math.floor(drainSeconds / 0.5));
-    expect(drainSeconds).toBeGreaterThan(SLOW_SECONDS);
+    // The slow phase really covered the drain: enough stop/continue cycles happened while it ran
+    // (how long the drain takes depends on the machine, so its length is not asserted).
+    expect(cycles).toBeGreaterThanOrEqual(MIN_CYCLES);
   });
 });
