@@ -341,18 +341,7 @@ export class PostgresSource implements Source {
       buffered: this.queue.size,
       oldestBufferedCommitTimeMs: this.queue.oldestCommitTimeMs(),
       lagBytes: this.monitor.stats?.lagBytes ?? null,
-      details: { kind: 'postgres', slot: this.options.slot, publication: this.options.publication, ...this.slotDetails() },
-    };
-  }
-
-  private slotDetails(): Record<string, unknown> {
-    const stats = this.monitor.stats;
-    if (stats === null) return {};
-    return {
-      retainedWalBytes: stats.retainedBytes,
-      walStatus: stats.walStatus,
-      slotActive: stats.active,
-      slotStatsAgeSeconds: Math.round((Date.now() - stats.readAtMs) / 100) / 10,
+      details: { kind: 'postgres', slot: this.options.slot, publication: this.options.publication, ...this.monitor.details() },
     };
   }
 }

@@ -40,6 +40,18 @@ export class SlotMonitor {
     return this.latest;
   }
 
+  /** What /status shows of the slot; nothing before the first reading. */
+  details(): Record<string, unknown> {
+    const stats = this.latest;
+    if (stats === null) return {};
+    return {
+      retainedWalBytes: stats.retainedBytes,
+      walStatus: stats.walStatus,
+      slotActive: stats.active,
+      slotStatsAgeSeconds: Math.round((Date.now() - stats.readAtMs) / 100) / 10,
+    };
+  }
+
   start(): void {
     this.task.start();
   }
