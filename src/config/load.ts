@@ -61,8 +61,7 @@ export async function loadConfig(configPath: string, env: Env): Promise<LoadedCo
       problems.push(doc.problem(problem.path, problem.message, { severity: problem.severity ?? 'error' }));
     }
   }
-  const usesLookups = [...compiled.rules.byTable.values()].some((list) => list.some((r) => r.lookups.size > 0));
-  if (validated.ok && validated.data.source.kind === 'debezium' && usesLookups && validated.data.source.url === undefined) {
+  if (validated.ok && validated.data.source.kind === 'debezium' && compiled.rules.hasLookups && validated.data.source.url === undefined) {
     problems.push(document.problem(['source'], 'rules with a lookup need a database to query: set source.url (a PostgreSQL connection string)'));
   }
   if (validated.ok && validated.data.source.kind === 'postgres' && validated.data.source.slotLost === 'recover') {

@@ -66,6 +66,8 @@ export interface RuleSet {
   readonly bySchema: ReadonlyMap<string, ReadonlyMap<string, readonly CompiledRule[]>>;
   /** Every mapped table, as [schema, table]. */
   readonly tables: ReadonlyArray<readonly [string, string]>;
+  /** Whether any rule declares a lookup (the worker then needs a database to query). */
+  readonly hasLookups: boolean;
 }
 
 export interface CompileProblem {
@@ -247,7 +249,8 @@ export function compileRules(mappings: MappingSpec[]): { rules: RuleSet; problem
     }
     tablesOfSchema.set(first.table, list);
   }
-  return { rules: { byTable, bySchema, tables }, problems };
+  const hasLookups = [...byTable.values()].some((list) => list.some((r) => r.lookups.size > 0));
+  return { rules: { byTable, bySchema, tables, hasLookups }, problems };
 }
 
 /**

@@ -47,11 +47,8 @@ export class Worker {
   private readonly done: Promise<void>;
   private resolveDone!: () => void;
 
-  private readonly usesLookups: boolean;
-
   constructor(private readonly options: WorkerOptions) {
     this.log = options.logger.child({ component: 'worker' });
-    this.usesLookups = [...options.rules.byTable.values()].some((list) => list.some((r) => r.lookups.size > 0));
     this.done = new Promise((resolve) => {
       this.resolveDone = resolve;
     });
@@ -140,7 +137,7 @@ export class Worker {
   /** Runs every distinct lookup the batch needs, once, before its keys are rendered. */
   private async runLookups(changes: readonly Change[]): Promise<LookupResults> {
     const runner = this.options.lookups;
-    if (runner === undefined || !this.usesLookups) return NO_LOOKUP_RESULTS;
+    if (runner === undefined || !this.options.rules.hasLookups) return NO_LOOKUP_RESULTS;
     const requests = new Map<string, LookupRequest>();
     for (const change of changes) lookupsFor(change, this.options.rules, requests);
     if (requests.size === 0) return NO_LOOKUP_RESULTS;
