@@ -10,9 +10,8 @@ import type { RuleSpec } from '../core/rules.js';
 /** PostgreSQL accepts only these characters in replication slot names. */
 const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
 
-/** Source kinds the worker can run. A kind listed in PLANNED_SOURCE_KINDS is recognised but refused. */
+/** Source kinds the worker can run. */
 export const SOURCE_KINDS = ['postgres', 'debezium'] as const;
-const PLANNED_SOURCE_KINDS = [] as const;
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -73,19 +72,7 @@ const debeziumSourceSchema = z
     }
   });
 
-function plannedSource(kind: (typeof PLANNED_SOURCE_KINDS)[number]) {
-  return z.looseObject({ kind: z.literal(kind) }).transform((value, ctx): never => {
-    ctx.issues.push({
-      code: 'custom',
-      path: ['kind'],
-      input: value,
-      message: `source.kind "${kind}" is not available in this version; use ${SOURCE_KINDS.map((k) => `"${k}"`).join(' or ')}`,
-    });
-    return z.NEVER;
-  });
-}
-
-const sourceSchema = z.discriminatedUnion('kind', [postgresSourceSchema, debeziumSourceSchema, ...PLANNED_SOURCE_KINDS.map(plannedSource)], {
+const sourceSchema = z.discriminatedUnion('kind', [postgresSourceSchema, debeziumSourceSchema], {
   error: (issue) => {
     if (issue.code !== 'invalid_union') return undefined;
     const allowed = SOURCE_KINDS.join(', ');
