@@ -165,4 +165,31 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('the built binary', () => 
     expect(Date.now() - stopAt).toBeLessThan(3_000);
     expect(worker.output()).not.toContain(':pw@');
   });
+
+  it('stops on SIGTERM while the replication stream is paused for backpressure', { timeout: 120_000 }, async () => {
+    scenario = await createScenario({
+      schema: `CREATE TABLE public.items (id int PRIMARY KEY);`,
+      rules: `\n  - table: items\n    invalidate: ["item:{id}"]\n`,
+      config: 'batch:\n  maxChanges: 100\n',
+    });
+    const s = scenario;
+    const { sharedRedis } = await import('../harness/services.js');
+    const redis = await sharedRedis();
+    worker = spawnCli(['run', '--config', s.configPath]);
+    await waitFor(() => worker!.output().includes('replication started'), { timeoutMs: 30_000, message: 'worker did not start' });
+    // Redis hangs: the worker buffers up to its high-water mark (5,000 here), then pauses the socket.
+    redis.pause();
+    try {
+      await s.sql(`INSERT INTO items SELECT generate_series(1, 50000)`);
+      await new Promise((r) => setTimeout(r, 3_000));
+      const stopAt = Date.now();
+      worker.child.kill('SIGTERM');
+      // The batch in flight cannot finish (drain bound 10 s); then the stop must complete.
+      const code = await Promise.race([worker.exited, new Promise((r) => setTimeout(() => r('still running'), 60_000))]);
+      expect(code).toBe(0);
+      expect(Date.now() - stopAt).toBeLessThan(30_000);
+    } finally {
+      redis.resume();
+    }
+  });
 });

@@ -19,7 +19,7 @@ export interface PgConnection {
   once(event: string, listener: () => void): void;
   removeAllListeners(event: string): void;
   sendCopyFromChunk(chunk: Buffer): void;
-  stream: { pause(): void; resume(): void };
+  stream: { pause(): void; resume(): void; destroy(): void };
 }
 
 export function connectionOf(client: pg.Client): PgConnection {
@@ -29,12 +29,18 @@ export function connectionOf(client: pg.Client): PgConnection {
 /** Ends a client, waiting at most 2 s for the server to see the Terminate message. */
 export async function endClient(client: pg.Client): Promise<void> {
   const gaveUp = new AbortController();
+  const stream = (client as unknown as { connection?: PgConnection }).connection?.stream;
   try {
+    // A socket paused for backpressure never reports its end: let it flow so the close completes.
+    stream?.resume();
     await Promise.race([client.end(), sleep(2_000, gaveUp.signal)]);
   } catch {
     // The connection is gone either way.
   } finally {
     gaveUp.abort();
+    // And if the server did not close it in time, close it here: whatever waits on this
+    // connection (the replication query) must settle, or a stop would hang.
+    stream?.destroy();
   }
 }
 
