@@ -49,7 +49,6 @@ export class DebeziumSource implements Source {
    */
   private readonly applied = new Map<string, (applied: boolean) => void>();
   private readonly committed = new Map<string, string>();
-  private outstanding = 0;
 
   constructor(private readonly options: DebeziumSourceOptions) {
     this.log = options.logger.child({ component: 'debezium-source', groupId: options.groupId });
@@ -169,7 +168,6 @@ export class DebeziumSource implements Source {
   async next(maxChanges: number): Promise<SourceBatch | null> {
     const taken = await this.queue.take(maxChanges);
     if (taken === null) return null;
-    this.outstanding++;
     return {
       changes: taken.changes,
       oldestCommitTimeMs: taken.oldestCommitTimeMs,
@@ -180,7 +178,6 @@ export class DebeziumSource implements Source {
   }
 
   async acknowledge(batch: SourceBatch): Promise<void> {
-    this.outstanding = Math.max(0, this.outstanding - 1);
     for (const p of batch.position as KafkaPosition[]) {
       const key = `${p.topic}/${p.partition}/${p.next}`;
       this.applied.get(key)?.(true);
