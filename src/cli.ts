@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig, type LoadedConfig } from './config/load.js';
 import { runCheck } from './commands/check.js';
 import { explainChange } from './commands/explain.js';
-import { ConfigError, formatProblem, toError } from './errors.js';
+import { ConfigError, formatProblem, RulesMismatchError, toError } from './errors.js';
 import { createLogger } from './log.js';
 import { PostgresLookupRunner } from './lookups/lookup-runner.js';
 import { buildWorker } from './runtime/build.js';
@@ -169,8 +169,18 @@ async function runCommand(configPath: string): Promise<number> {
   try {
     await worker.start();
   } catch (err) {
-    log.fatal({ err: toError(err) }, 'start failed');
     await http.close();
+    if (err instanceof RulesMismatchError) {
+      // The mappings do not fit the database: a user's mistake to fix, reported like a config error.
+      const placed = err.problems.map((p) => loaded.place(p));
+      log.fatal({ problems: [...placed.map(formatProblem), ...err.refusals] }, 'the rules do not fit the database');
+      for (const p of placed) process.stderr.write(`${formatProblem(p)}\n`);
+      for (const r of err.refusals) process.stderr.write(`${r}\n`);
+      const count = placed.length + err.refusals.length;
+      process.stderr.write(`${count} problem${count === 1 ? '' : 's'} found: the worker did not start\n`);
+      return EXIT_CONFIG;
+    }
+    log.fatal({ err: toError(err) }, 'start failed');
     return EXIT_RUNTIME;
   }
   await worker.finished();

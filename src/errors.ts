@@ -73,6 +73,23 @@ export class SlotLostError extends InvalidatorError {
   }
 }
 
+/**
+ * The rules do not fit the database: a column they name does not exist, or a table cannot send
+ * what they render from old rows. Found at start; the worker refuses to run (exit 2) with the fix.
+ */
+export class RulesMismatchError extends InvalidatorError {
+  /** Problems placed in the mapping files (the composition root adds line and column). */
+  readonly problems: ReadonlyArray<{ file: string; path: (string | number)[]; message: string }>;
+  /** Problems of the database, each with the statement or setting that fixes it. */
+  readonly refusals: readonly string[];
+
+  constructor(problems: RulesMismatchError['problems'], refusals: readonly string[]) {
+    super('RULES_MISMATCH', [...problems.map((p) => `${p.file}#${p.path.join('.')}: ${p.message}`), ...refusals].join('\n'));
+    this.problems = problems;
+    this.refusals = refusals;
+  }
+}
+
 /** The stream carried something the decoder cannot understand. */
 export class DecodeError extends InvalidatorError {
   constructor(message: string, cause?: unknown) {

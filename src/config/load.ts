@@ -16,6 +16,8 @@ export interface LoadedConfig {
   mappingFiles: string[];
   rules: RuleSet;
   warnings: FileProblem[];
+  /** A problem found later in a mapping file (at start, against the database), with its line and column. */
+  place(problem: { file: string; path: (string | number)[]; message: string }): FileProblem;
 }
 
 const MAPPING_FILE = /\.ya?ml$/i;
@@ -64,6 +66,14 @@ export async function loadConfig(configPath: string, env: Env): Promise<LoadedCo
   if (validated.ok && validated.data.source.kind === 'debezium' && compiled.rules.hasLookups && validated.data.source.url === undefined) {
     problems.push(document.problem(['source'], 'rules with a lookup need a database to query: set source.url (a PostgreSQL connection string)'));
   }
+  if (validated.ok && validated.data.source.kind === 'debezium' && validated.data.consistency.replicas.length > 0) {
+    problems.push(
+      document.problem(
+        ['consistency', 'replicas'],
+        'replicas are supported with source.kind postgres only: a Debezium event carries the position of its change, not of its commit',
+      ),
+    );
+  }
   if (validated.ok && validated.data.source.kind === 'postgres' && validated.data.source.slotLost === 'recover') {
     const { rulesWithoutFallback } = lostChangesOperations(compiled.rules, null);
     if (rulesWithoutFallback.length > 0) {
@@ -91,6 +101,9 @@ export async function loadConfig(configPath: string, env: Env): Promise<LoadedCo
     mappingFiles: mappings.files,
     rules: compiled.rules,
     warnings: sortProblems(problems, [configFile, ...mappings.files]),
+    place: (p) =>
+      mappings.documents.get(p.file)?.problem(p.path, p.message, { severity: 'error' }) ??
+      { file: p.file, path: p.path.join('.'), message: p.message, severity: 'error' },
   };
 }
 

@@ -33,6 +33,12 @@ const postgresSourceSchema = z.strictObject({
    * mapped table), recreates the slot and goes on. Recovery needs a fallback on every rule.
    */
   slotLost: z.enum(['fail', 'recover']).default('fail'),
+  /**
+   * check: refuse to start when a table's replica identity cannot send the old-row columns a rule
+   * renders (unless the rule has a fallback), with the ALTER TABLE that fixes it; full: the worker
+   * sets REPLICA IDENTITY FULL on those tables at start (it must own them).
+   */
+  replicaIdentity: z.enum(['check', 'full']).default('check'),
 });
 
 /**
@@ -119,6 +125,21 @@ const batchSchema = z.strictObject({
   maxWaitMs: z.number().int().min(0).max(10_000).default(0),
 });
 
+const consistencySchema = z.strictObject({
+  /**
+   * Apply a commit's invalidations only once its transaction is visible to new snapshots. auto: when
+   * the database has synchronous standbys (a commit is shipped before they confirm it, and is
+   * invisible until they do); always; off.
+   */
+  visibility: z.enum(['auto', 'always', 'off']).default('auto'),
+  /** Read replicas the application reads from: each commit's keys are invalidated again once each has replayed it. */
+  replicas: z.array(z.strictObject({ url: z.string().min(1) })).default([]),
+  /** A replica further behind than this is reported (not ready); its invalidations still wait for it. */
+  replicaTimeoutMs: z.number().int().min(100).max(3_600_000).default(30_000),
+  /** How often a replica's replay position is read while invalidations wait for it. */
+  replicaPollMs: z.number().int().min(1).max(10_000).default(20),
+});
+
 const logSchema = z.strictObject({
   level: z.enum(LOG_LEVELS).default('info'),
   /** json: one JSON object per line (for collectors); pretty: coloured lines for people. */
@@ -133,6 +154,7 @@ export const configSchema = z.strictObject({
   mappings: z.string().min(1),
   http: httpSchema.prefault({}),
   batch: batchSchema.prefault({}),
+  consistency: consistencySchema.prefault({}),
   log: logSchema.prefault({}),
 });
 
@@ -142,6 +164,7 @@ export type DebeziumSourceConfig = z.infer<typeof debeziumSourceSchema>;
 export type RedisConfig = Config['redis'];
 export type HttpConfig = Config['http'];
 export type BatchConfig = Config['batch'];
+export type ConsistencyConfig = Config['consistency'];
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 const templateList = z.array(z.string());

@@ -48,6 +48,9 @@ export interface CompiledLookup extends LookupSpec {
 export interface CompiledRule {
   /** `file#rules[i]`: names the rule in logs, fallback records and dead letters. */
   id: string;
+  /** The mapping file and the rule's index in it, to place a problem found later (at start). */
+  file: string;
+  index: number;
   schema: string;
   table: string;
   on: ReadonlySet<Operation>;
@@ -214,6 +217,8 @@ export function compileRules(mappings: MappingSpec[]): { rules: RuleSet; problem
 
       const rule: CompiledRule = {
         id: `${mapping.file}#rules[${index}]`,
+        file: mapping.file,
+        index,
         schema: name.schema,
         table: name.table,
         // TRUNCATE removes every row: a rule that reacts to deletes reacts to it too.

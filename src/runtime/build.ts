@@ -10,6 +10,7 @@ import { PostgresLookupRunner } from '../lookups/lookup-runner.js';
 import { RedisSink } from '../sinks/redis/redis-sink.js';
 import { DebeziumSource } from '../sources/debezium/debezium-source.js';
 import { PostgresSource } from '../sources/postgres/postgres-source.js';
+import { ReplicaWatcher } from '../sources/postgres/replicas.js';
 import type { Source } from '../sources/source.js';
 import { Health } from './health.js';
 import { Metrics } from './metrics.js';
@@ -38,7 +39,9 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
           url: config.source.url,
           slot: config.source.slot,
           publication: config.source.publication,
-          tables: rules.tables,
+          rules,
+          replicaIdentity: config.source.replicaIdentity,
+          visibility: config.consistency.visibility,
           heartbeatSeconds: config.source.heartbeatSeconds,
           maxWaitMs: config.batch.maxWaitMs,
           // Enough for the next batch to be ready when one is applied, while bounding memory under
@@ -71,7 +74,25 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
   });
   const lookupUrl = config.source.url;
   const lookups = lookupUrl === undefined ? undefined : new PostgresLookupRunner({ url: lookupUrl, logger: log });
-  const worker = new Worker({ source, sink, rules, ...(lookups ? { lookups } : {}), maxChanges: config.batch.maxChanges, logger: log, stats });
+  const replicas =
+    config.consistency.replicas.length === 0
+      ? undefined
+      : new ReplicaWatcher({
+          urls: config.consistency.replicas.map((r) => r.url),
+          pollMs: config.consistency.replicaPollMs,
+          timeoutMs: config.consistency.replicaTimeoutMs,
+          logger: log,
+        });
+  const worker = new Worker({
+    source,
+    sink,
+    rules,
+    ...(lookups ? { lookups } : {}),
+    ...(replicas ? { replicas } : {}),
+    maxChanges: config.batch.maxChanges,
+    logger: log,
+    stats,
+  });
   const health = new Health(
     {
       state: () => worker.state,
@@ -79,6 +100,7 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
       sink,
       stats,
       ...(source instanceof PostgresSource ? { retainedWalBytes: () => source.retainedWalBytes() } : {}),
+      ...(replicas ? { replicas } : {}),
     },
     { readyMaxLagSeconds: config.http.readyMaxLagSeconds, stuckAfterSeconds: config.http.stuckAfterSeconds },
   );

@@ -17,6 +17,8 @@ interface Observed {
   stats: WorkerStats;
   /** Source-specific extra readings, e.g. a slot's retained WAL. */
   retainedWalBytes?: () => number | null;
+  /** The application's read replicas, when invalidations wait for them. */
+  replicas?: { lagging(): string[]; status(): unknown[] };
 }
 
 /**
@@ -70,6 +72,7 @@ export class Health implements GaugeReadings {
     if (lag > this.options.readyMaxLagSeconds) {
       reasons.push(`lag ${lag.toFixed(1)} s is over ${this.options.readyMaxLagSeconds} s`);
     }
+    reasons.push(...(this.observed.replicas?.lagging() ?? []));
     return { ready: reasons.length === 0, reasons };
   }
 
@@ -87,6 +90,7 @@ export class Health implements GaugeReadings {
         bufferedChanges: source.buffered,
       },
       sink: { connected: this.observed.sink.isConnected() },
+      ...(this.observed.replicas ? { replicas: this.observed.replicas.status() } : {}),
       lag: { seconds: round3(this.lagSeconds()), bytes: source.lagBytes },
       counts: {
         batches: stats.batches,

@@ -5,9 +5,10 @@ import type { LookupRunner } from '../lookups/lookup-runner.js';
 import type { RuleSet } from '../core/rules.js';
 import { toError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Sink } from '../sinks/sink.js';
+import type { Sink, SinkBatch } from '../sinks/sink.js';
 import type { Source } from '../sources/source.js';
 import { Backoff, sleep } from './backoff.js';
+import { ReplicaStage, type ReplayWatch } from './replica-stage.js';
 import type { WorkerStats } from './stats.js';
 
 export type WorkerState = 'idle' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
@@ -21,6 +22,8 @@ export interface WorkerOptions {
   maxChanges: number;
   logger: Logger;
   stats: WorkerStats;
+  /** Read replicas: each batch is invalidated again once they replayed it, and acknowledged only then. */
+  replicas?: ReplayWatch;
   /** How long a graceful stop waits for the batch in flight. */
   drainTimeoutMs?: number;
   retry?: { initialMs: number; maxMs: number };
@@ -46,12 +49,27 @@ export class Worker {
   private readonly log: Logger;
   private readonly done: Promise<void>;
   private resolveDone!: () => void;
+  private readonly replicaStage: ReplicaStage | null;
 
   constructor(private readonly options: WorkerOptions) {
     this.log = options.logger.child({ component: 'worker' });
     this.done = new Promise((resolve) => {
       this.resolveDone = resolve;
     });
+    const replicas = options.replicas;
+    this.replicaStage =
+      replicas === undefined
+        ? null
+        : new ReplicaStage({
+            watch: replicas,
+            apply: async (batch) => (await this.applyWithRetry(batch)) !== null,
+            acknowledge: (batch) => options.source.acknowledge(batch),
+            onError: (err) => {
+              this.failure ??= toError(err);
+              this.log.error({ err: this.failure }, 'worker failed');
+              void this.stop();
+            },
+          });
   }
 
   get state(): WorkerState {
@@ -77,6 +95,7 @@ export class Worker {
     this.transition('starting');
     try {
       await this.connectSink();
+      if (!this.stopRequested) await this.options.replicas?.start();
       if (!this.stopRequested) await this.options.source.start();
     } catch (err) {
       // A stop during start is not a failure: doStop() finishes the shutdown.
@@ -89,6 +108,7 @@ export class Worker {
     }
     if (this.stopRequested) return;
     this.transition('running');
+    this.replicaStage?.start();
     this.loopPromise = this.loop();
   }
 
@@ -119,9 +139,16 @@ export class Worker {
         const evaluation = emptyEvaluation();
         for (const change of batch.changes) evaluate(change, this.options.rules, evaluation, lookups);
         if (batch.deadLetters !== undefined) evaluation.deadLetters.push(...batch.deadLetters);
-        const applySeconds = await this.applyWithRetry(evaluation);
+        const stage = this.replicaStage;
+        const applySeconds = await this.applyWithRetry({
+          operations: evaluation.operations,
+          deadLetters: evaluation.deadLetters,
+          // With replicas, the position is stored by the second pass: it says "invalidated everywhere".
+          appliedPosition: stage === null ? (batch.appliedPosition ?? null) : null,
+        });
         if (applySeconds === null) break;
-        await source.acknowledge(batch);
+        if (stage === null) await source.acknowledge(batch);
+        else await stage.push(batch, evaluation.operations);
         stats.batchApplied(batch, evaluation, applySeconds, Date.now());
         this.logSkips(evaluation);
       }
@@ -145,9 +172,8 @@ export class Worker {
   }
 
   /** Retries the whole batch until the sink applies it; its duration, or null when a forced stop gave up. */
-  private async applyWithRetry(evaluation: Evaluation): Promise<number | null> {
+  private async applyWithRetry(batch: SinkBatch): Promise<number | null> {
     const backoff = new Backoff(this.options.retry ?? { initialMs: 100, maxMs: 5_000 });
-    const batch = { operations: evaluation.operations, deadLetters: evaluation.deadLetters };
     const stats = this.options.stats;
     for (;;) {
       const started = performance.now();
@@ -210,8 +236,12 @@ export class Worker {
         this.abort.abort();
       }, drainMs);
       await this.loopPromise;
+      // Batches waiting for replicas get what is left of the drain time; the rest is sent again
+      // at the next start.
+      await this.replicaStage?.stop(drainMs);
       clearTimeout(timer);
     }
+    await this.replicaStage?.stop();
     this.abort.abort();
     await this.closeAll();
     this.transition(this.failure === null ? 'stopped' : 'failed');

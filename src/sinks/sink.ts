@@ -8,6 +8,11 @@ import type { DeadLetter, KeyOperation } from '../core/change.js';
 export interface SinkBatch {
   operations: readonly KeyOperation[];
   deadLetters: readonly DeadLetter[];
+  /**
+   * The source position this batch completes, stored once everything else of the batch is applied,
+   * for applications that wait for their own write (read-your-writes). Absent: nothing is stored.
+   */
+  appliedPosition?: string | null | undefined;
 }
 
 export interface Sink {

@@ -13,6 +13,11 @@ export interface SourceBatch {
   readonly commitTimesMs: readonly number[];
   /** Opaque to the worker: what acknowledging this batch confirms, null when nothing new. */
   readonly position: unknown;
+  /**
+   * The position an application can wait for once this batch is applied (read-your-writes): a
+   * PostgreSQL LSN as text; null where the source has none, or the batch ends inside a transaction.
+   */
+  readonly appliedPosition?: string | null;
   /** Events the source could not read (a malformed message): recorded as dead letters with the batch. */
   readonly deadLetters?: readonly DeadLetter[];
 }

@@ -99,6 +99,34 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('the built binary', () => 
     expect(output).toContain('mapped table not found in the database: public.nope');
   });
 
+  it('exits 2, naming the mapping file and line, when a template names a column the table lacks', async () => {
+    scenario = await createScenario({
+      schema: `CREATE TABLE public.comments (id int PRIMARY KEY, user_id int NOT NULL, content text);`,
+      rules: `\n  - table: comments\n    invalidate: ["comment:{id}", "comments:user:{usr_id}"]\n`,
+    });
+    const { code, output } = await runCli(['run', '--config', scenario.configPath]);
+    expect(code).toBe(2);
+    expect(output).toMatch(/rules\.yaml:4:\d+: rules\[0\]\.invalidate\[1\]: "comments:user:\{usr_id\}" names column "usr_id"/);
+    expect(output).toContain('did you mean "user_id"?');
+    expect(output).toContain('its columns are id, user_id, content');
+    expect(output).toContain('the worker did not start');
+    // Refused before anything was set up.
+    const pubs = await scenario.sql<{ n: string }>(`SELECT count(*)::text AS n FROM pg_publication WHERE pubname = '${scenario.publication}'`);
+    expect(pubs[0]!.n).toBe('0');
+  });
+
+  it('exits 2 with the ALTER TABLE that fixes it when the replica identity cannot serve a rule', async () => {
+    scenario = await createScenario({
+      schema: `CREATE TABLE public.users (id int PRIMARY KEY, email text NOT NULL);`,
+      rules: `\n  - table: users\n    invalidate: ["user:{id}", "user:email:{email}"]\n`,
+    });
+    const { code, output } = await runCli(['run', '--config', scenario.configPath]);
+    expect(code).toBe(2);
+    expect(output).toContain('REPLICA IDENTITY DEFAULT sends only the primary key (id)');
+    expect(output).toContain('Run ALTER TABLE public.users REPLICA IDENTITY FULL;');
+    expect(output).toContain('source.replicaIdentity: full');
+  });
+
   it('explain prints the key operations of one change', async () => {
     scenario = await createScenario({
       schema: `CREATE TABLE public.users (id int PRIMARY KEY, email text);`,

@@ -20,7 +20,7 @@ const lease = (s: Scenario, key: string) => `cdc-lease:${s.prefix}${key}`;
 
 describe.skipIf(servicesMissing('postgres', 'redis'))('leases', () => {
   it('deleting a key deletes its fill lease, for keys, tag members and pattern matches', async () => {
-    scenario = await createScenario({ schema: `CREATE TABLE public.items (id int PRIMARY KEY, group_id int NOT NULL);`, rules: RULES });
+    scenario = await createScenario({ schema: `CREATE TABLE public.items (id int PRIMARY KEY, group_id int NOT NULL); ALTER TABLE public.items REPLICA IDENTITY FULL;`, rules: RULES });
     const s = scenario;
     await s.startWorker();
     await s.seed('item:1', 'member:1', 'list:7:a');
@@ -39,7 +39,7 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('leases', () => {
 
   it('can be turned off', async () => {
     scenario = await createScenario({
-      schema: `CREATE TABLE public.items (id int PRIMARY KEY, group_id int NOT NULL);`,
+      schema: `CREATE TABLE public.items (id int PRIMARY KEY, group_id int NOT NULL); ALTER TABLE public.items REPLICA IDENTITY FULL;`,
       rules: RULES,
       redis: '  leases: false\n',
     });

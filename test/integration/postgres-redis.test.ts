@@ -84,7 +84,8 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('postgres to redis', () =>
   it('renders values in their PostgreSQL text form, whatever the time zone', async () => {
     scenario = await createScenario({
       schema: `CREATE TABLE public.typed (id bigint PRIMARY KEY, at timestamp NOT NULL, atz timestamptz NOT NULL,
-                 ok boolean NOT NULL, u uuid NOT NULL, n numeric NOT NULL);`,
+                 ok boolean NOT NULL, u uuid NOT NULL, n numeric NOT NULL);
+               ALTER TABLE public.typed REPLICA IDENTITY FULL;`,
       rules: `
   - table: typed
     invalidate: ["typed:{id}:{at}:{ok}:{u}:{n}"]
@@ -145,7 +146,8 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('postgres to redis', () =>
 
   it('runs the fallback when an old value is unknown, and dead-letters a rule without one', async () => {
     scenario = await createScenario({
-      schema: `CREATE TABLE public.accounts (id int PRIMARY KEY, email text NOT NULL, secret text);`,
+      schema: `CREATE TABLE public.accounts (id int PRIMARY KEY, email text NOT NULL, secret text);
+               ALTER TABLE public.accounts REPLICA IDENTITY FULL;`,
       rules: `
   - table: accounts
     invalidate: ["account:{id}", "account:email:{email}"]
@@ -159,10 +161,12 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('postgres to redis', () =>
     const s = scenario;
     await s.sql(`INSERT INTO accounts VALUES (1, 'a@x.io', 'hunter2')`);
     const { stats } = await s.startWorker();
+    // The identity is narrowed while streaming (start refuses a rule without a fallback that
+    // DEFAULT cannot serve): from here on the old email is not sent, and nothing guesses it.
+    await s.sql(`ALTER TABLE accounts REPLICA IDENTITY DEFAULT`);
     await s.seed('account:1', 'account:email:a@x.io', 'account:email:b@x.io');
     await s.sql(`UPDATE accounts SET email = 'b@x.io' WHERE id = 1`);
     await s.barrier();
-    // The new row renders; the old email is not sent under REPLICA IDENTITY DEFAULT: no guess.
     expect(await s.exists('account:1')).toBe(false);
     expect(await s.exists('account:email:b@x.io')).toBe(false);
     expect(await s.exists('account:email:a@x.io')).toBe(true);
@@ -315,9 +319,10 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('postgres to redis', () =>
     await pg.query(`DROP DATABASE ${other}`);
   });
 
-  it('follows schema changes mid-stream: added and dropped columns', async () => {
+  it('follows schema changes mid-stream: a dropped column takes the fallback, and works again once added', async () => {
     scenario = await createScenario({
-      schema: `CREATE TABLE public.people (id int PRIMARY KEY, name text NOT NULL);`,
+      schema: `CREATE TABLE public.people (id int PRIMARY KEY, name text NOT NULL, nickname text);
+               ALTER TABLE public.people REPLICA IDENTITY FULL;`,
       rules: `
   - table: people
     invalidate: ["person:{id}", "person:nick:{nickname}"]
@@ -327,23 +332,26 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('postgres to redis', () =>
     });
     const s = scenario;
     const { stats } = await s.startWorker();
-    await s.sql(`INSERT INTO people VALUES (1, 'a')`);
+    await s.seed('person:1', 'person:nick:al');
+    await s.sql(`INSERT INTO people VALUES (1, 'a', 'al')`);
     await s.barrier();
-    // Before the column exists its value is unknown: the fallback runs, nothing crashes.
+    expect(await s.exists('person:1')).toBe(false);
+    expect(await s.exists('person:nick:al')).toBe(false);
+    expect(stats.fallbacks).toBe(0);
+    // Without the column its value is unknown: the fallback runs, nothing crashes.
+    await s.sql(`ALTER TABLE people DROP COLUMN nickname`);
+    await s.seed('person:1');
+    await s.sql(`UPDATE people SET name = 'c' WHERE id = 1`);
+    await s.barrier();
+    expect(await s.exists('person:1')).toBe(false);
     expect(stats.fallbacks).toBe(1);
-    await s.sql(`ALTER TABLE people ADD COLUMN nickname text; ALTER TABLE people REPLICA IDENTITY FULL`);
+    await s.sql(`ALTER TABLE people ADD COLUMN nickname text`);
     await s.seed('person:2', 'person:nick:zed');
     await s.sql(`INSERT INTO people VALUES (2, 'b', 'zed')`);
     await s.barrier();
     expect(await s.exists('person:2')).toBe(false);
     expect(await s.exists('person:nick:zed')).toBe(false);
     expect(stats.fallbacks).toBe(1);
-    await s.sql(`ALTER TABLE people DROP COLUMN nickname`);
-    await s.seed('person:2');
-    await s.sql(`UPDATE people SET name = 'c' WHERE id = 2`);
-    await s.barrier();
-    expect(await s.exists('person:2')).toBe(false);
-    expect(stats.fallbacks).toBe(2);
   });
 
   it('keeps applying the rules of a mapped table renamed while streaming, and after the mapping follows', async () => {

@@ -14,6 +14,7 @@ export function compile(specs: RuleSpec[]): RuleSet {
 
 export function relation(overrides: Partial<RelationFacts> = {}): RelationFacts {
   return {
+    oid: 16384,
     sql: 'public.users',
     kind: 'table',
     owner: 'app',

@@ -49,11 +49,13 @@ describe('a valid config', () => {
         publication: 'cdc_invalidator',
         heartbeatSeconds: 15,
         slotLost: 'fail',
+        replicaIdentity: 'check',
       },
       redis: { url: 'redis://127.0.0.1:6379', keyPrefix: '', deleteCommand: 'del', leases: true, leasePrefix: 'cdc-lease:' },
       mappings: 'mappings',
       http: { host: '0.0.0.0', port: 9464, readyMaxLagSeconds: 60, stuckAfterSeconds: 120, slotStatsIntervalSeconds: 10 },
       batch: { maxChanges: 5000, maxWaitMs: 0 },
+      consistency: { visibility: 'auto', replicas: [], replicaTimeoutMs: 30_000, replicaPollMs: 20 },
       log: { level: 'info', format: 'json' },
     });
     expect(loaded.mappingFiles).toEqual([path.join(dir, 'mappings/users.yaml')]);

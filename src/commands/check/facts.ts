@@ -1,3 +1,7 @@
+import type { TableFacts } from '../../core/table-facts.js';
+
+export type { ColumnFacts, IdentityFacts, PartitionFacts, RelationFacts, RelationKind, TableFacts } from '../../core/table-facts.js';
+
 /**
  * What `check` learns from the database and Redis. The gatherers fill these in with queries; the
  * checks turn them into report lines without any I/O, so every verdict is unit-testable from a
@@ -116,47 +120,6 @@ export interface PublishedTable {
   columns: string[];
   /** The row filter (PostgreSQL 15), or null. */
   rowFilter: string | null;
-}
-
-export interface TableFacts {
-  schema: string;
-  table: string;
-  /** Null when no relation of that name exists. */
-  relation: RelationFacts | null;
-  /** When it does not exist: tables whose name matches ignoring case, in any schema. */
-  similar: Array<{ schema: string; table: string }>;
-}
-
-export type RelationKind = 'table' | 'partitioned table' | 'view' | 'materialized view' | 'foreign table' | 'other';
-
-/** What decides the old row a table's updates and deletes carry. */
-export interface IdentityFacts {
-  replicaIdentity: 'default' | 'nothing' | 'full' | 'index';
-  primaryKey: string[];
-  /** Columns of the REPLICA IDENTITY USING INDEX index; null when there is none. */
-  identityIndex: string[] | null;
-}
-
-export interface RelationFacts extends IdentityFacts {
-  /** `schema.table` as SQL needs it (quote_ident on each part). */
-  sql: string;
-  kind: RelationKind;
-  owner: string;
-  /** The role owns it (is a member of its owner role): what CREATE/ALTER PUBLICATION needs. */
-  owned: boolean;
-  columns: ColumnFacts[];
-  /** The leaf partitions of a partitioned table, each with its own replica identity; else empty. */
-  partitions: PartitionFacts[];
-}
-
-export interface PartitionFacts extends IdentityFacts {
-  sql: string;
-}
-
-export interface ColumnFacts {
-  name: string;
-  /** A generated column: logical replication does not send it (before PostgreSQL 18). */
-  generated: boolean;
 }
 
 export type RedisFacts = RedisUnreachable | RedisReached;

@@ -2,7 +2,7 @@ import pg from 'pg';
 import { toError } from '../../errors.js';
 import { libpqConnectionString } from '../../sources/postgres/sql.js';
 import type { Failure, LookupFacts, PostgresFacts, PublicationFacts, RoleFacts, ServerFacts, SlotFacts, TableFacts } from './facts.js';
-import { tableFacts } from './gather-tables.js';
+import { tableFacts } from '../../sources/postgres/catalog.js';
 
 export interface PostgresTarget {
   url: string;

@@ -1,3 +1,4 @@
+import { plural } from '../../lib/text.js';
 /** One verdict of `check`: what was found, and for anything not ok, what to do about it. */
 export interface CheckLine {
   status: 'ok' | 'warn' | 'fail';
@@ -61,17 +62,7 @@ export function maskSecrets(text: string, secrets: readonly string[]): string {
   return out;
 }
 
-export function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
-}
-
-/** `a, b and c` */
-export function listing(items: readonly string[]): string {
-  if (items.length <= 1) return items.join('');
-  return `${items.slice(0, -1).join(', ')} and ${items.at(-1)}`;
-}
-
-export const quoted = (items: readonly string[]): string[] => items.map((s) => `"${s}"`);
+export { listing, plural, quoted } from '../../lib/text.js';
 
 const PLAIN_NAME = /^[a-z_][a-z0-9_$]*$/;
 

@@ -2,7 +2,8 @@ import { suggest } from '../../config/validate.js';
 import type { CompiledRule, RuleSet } from '../../core/rules.js';
 import { ACTION_KINDS, ruleColumns, tableKey } from '../../core/rules.js';
 import type { ColumnFacts, PostgresReached, RelationFacts, TableFacts } from './facts.js';
-import { identityOf, replicaIdentityFullSql, type Identity } from './replica-identity.js';
+import { identityOf, replicaIdentityFullSql, type Identity } from '../../core/replica-identity.js';
+import { rowTemplates } from '../../core/table-requirements.js';
 import { displayName, fail, listing, ok, quoted, warn, type CheckLine } from './report.js';
 
 /** PostgreSQL 18 can publish generated columns; older servers never send them. */
@@ -66,20 +67,6 @@ function oneTable(t: TableFacts, rules: readonly CompiledRule[], database: strin
   const named = [...new Set(rules.flatMap(ruleColumns))];
   const exist = named.length === 0 ? 'exists' : named.length === 1 ? `column ${named[0]} exists` : `columns ${listing(named)} exist`;
   return [ok(`table ${name}: ${exist}; ${identity.label}${identity.full ? '' : ' suffices'}`)];
-}
-
-interface RowTemplate {
-  source: string;
-  /** Columns of the changed row it reads: its own, and the parameters of the lookups it uses. */
-  columns: string[];
-}
-
-/** The templates rendered from rows (fallback keys are fixed names), with the columns they read. */
-function rowTemplates(rule: CompiledRule): RowTemplate[] {
-  return ACTION_KINDS.flatMap((kind) => rule.actions[kind]).map((t) => ({
-    source: t.source,
-    columns: [...new Set([...t.columns, ...t.lookups.flatMap((alias) => rule.lookups.get(alias)?.params ?? [])])],
-  }));
 }
 
 function missingColumns(name: string, rel: RelationFacts, rule: CompiledRule, columns: Map<string, ColumnFacts>): CheckLine[] {

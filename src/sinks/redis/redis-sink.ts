@@ -8,7 +8,8 @@ import { forEachLimited } from './limited.js';
 import { notificationMessages, publishAll } from './notify.js';
 import { invalidatePattern } from './patterns.js';
 import { planBatch, type RedisPlan } from './plan.js';
-import { BUMP_TO_SCRIPT, isNoScript, ScriptCache } from './scripts.js';
+import { APPLIED_POSITION_KEY } from '../../core/keys.js';
+import { APPLIED_POSITION_SCRIPT, BUMP_TO_SCRIPT, isNoScript, ScriptCache } from './scripts.js';
 import { invalidateTag } from './tags.js';
 
 export interface RedisSinkOptions {
@@ -60,6 +61,7 @@ export class RedisSink implements Sink {
   private lastConnectionError: Error | null = null;
   private readonly scripts: ScriptCache;
   private readonly deadLetterStream: string;
+  private readonly appliedKey: string;
   private readonly tagStepSize: number;
   private readonly scanCount: number;
   private readonly log: Logger;
@@ -89,6 +91,7 @@ export class RedisSink implements Sink {
     });
     this.client = client;
     this.deadLetterStream = `${options.keyPrefix}cdc-invalidator:dead-letters`;
+    this.appliedKey = options.keyPrefix + APPLIED_POSITION_KEY;
     this.tagStepSize = Math.min(Math.max(1, options.tagStepSize ?? DEFAULT_TAG_STEP_SIZE), MAX_TAG_STEP_SIZE);
     this.scanCount = Math.max(1, options.scanCount ?? DEFAULT_SCAN_COUNT);
     this.log = options.logger.child({ component: 'redis-sink' });
@@ -118,12 +121,16 @@ export class RedisSink implements Sink {
   }
 
   async apply(batch: SinkBatch): Promise<void> {
-    if (batch.operations.length === 0 && batch.deadLetters.length === 0) return;
+    const position = batch.appliedPosition ?? null;
+    if (batch.operations.length === 0 && batch.deadLetters.length === 0 && position === null) return;
     const plan = planBatch(batch.operations, this.options.keyPrefix);
+    // The position may go with the transaction only when nothing is left after it.
+    const positionLast = plan.tags.length > 0 || plan.patterns.length > 0;
     try {
-      await this.applyTransaction(plan, batch.deadLetters);
+      await this.applyTransaction(plan, batch.deadLetters, positionLast ? null : position);
       if (plan.tags.length > 0) await this.invalidateTags(plan);
       if (plan.patterns.length > 0) await this.invalidatePatterns(plan);
+      if (positionLast && position !== null) await this.storePosition(position);
       if (this.options.notifyChannel !== undefined) await this.notify(plan, this.options.notifyChannel);
     } catch (err) {
       this.lastAttemptFailed = true;
@@ -132,10 +139,21 @@ export class RedisSink implements Sink {
     this.lastAttemptFailed = false;
   }
 
-  private async applyTransaction(plan: RedisPlan, deadLetters: readonly DeadLetter[]): Promise<void> {
+  private async storePosition(position: string): Promise<void> {
+    try {
+      const sha = await this.scripts.sha(APPLIED_POSITION_SCRIPT);
+      await this.client.evalsha(sha, 1, this.appliedKey, position);
+    } catch (err) {
+      if (isNoScript(toError(err))) this.scripts.reset();
+      throw new SinkUnavailableError(`redis could not store the applied position: ${toError(err).message}`, err);
+    }
+  }
+
+  private async applyTransaction(plan: RedisPlan, deadLetters: readonly DeadLetter[], position: string | null): Promise<void> {
     const { deletes, bumpTo, increments } = plan;
-    if (deletes.length === 0 && bumpTo.length === 0 && increments.length === 0 && deadLetters.length === 0) return;
+    if (deletes.length === 0 && bumpTo.length === 0 && increments.length === 0 && deadLetters.length === 0 && position === null) return;
     const bumpSha = bumpTo.length > 0 ? await this.scripts.sha(BUMP_TO_SCRIPT) : '';
+    const positionSha = position !== null ? await this.scripts.sha(APPLIED_POSITION_SCRIPT) : '';
     const multi = this.client.multi();
     const leasePrefix = this.options.leasePrefix ?? null;
     const toDelete = leasePrefix === null ? deletes : [...deletes, ...deletes.map((key) => leasePrefix + key)];
@@ -149,6 +167,7 @@ export class RedisSink implements Sink {
       multi.evalsha(bumpSha, chunk.length, ...chunk.map(([key]) => key), ...chunk.map(([, version]) => version));
     }
     for (const key of increments) multi.incr(key);
+    if (position !== null) multi.evalsha(positionSha, 1, this.appliedKey, position);
     for (const letter of deadLetters) {
       multi.xadd(this.deadLetterStream, 'MAXLEN', '~', String(DEAD_LETTER_MAXLEN), '*', ...deadLetterFields(letter));
     }

@@ -17,6 +17,27 @@ end
 return #KEYS`;
 
 /**
+ * Stores the applied position (a PostgreSQL LSN as text, `X/Y` in hex) in KEYS[1] unless the stored
+ * one is already at or past it: a batch applied again after a retry never moves it back. The two
+ * halves are compared as numbers (each fits in 32 bits), never as strings ("A/0" < "10/0").
+ */
+export const APPLIED_POSITION_SCRIPT = `
+local function parse(text)
+  local hi, lo = string.match(text, '^(%x+)/(%x+)$')
+  if not hi then return nil end
+  return tonumber(hi, 16), tonumber(lo, 16)
+end
+local hi, lo = parse(ARGV[1])
+if not hi then return redis.error_reply('not an LSN: ' .. ARGV[1]) end
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local chi, clo = parse(cur)
+  if chi and (chi > hi or (chi == hi and clo >= lo)) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1`;
+
+/**
  * One step of a tag invalidation: pops up to ARGV[1] members of the tag set KEYS[1] and deletes
  * them with ARGV[2] (DEL or UNLINK), in one atomic call. Popping and deleting together is the
  * point: a member is never gone from the set while its key survives, so a step cut short by a

@@ -7,10 +7,14 @@ import type { MappedTable } from './setup.js';
 
 /** Where decoded changes go: in commit order, each transaction closed by its commit position. */
 export interface DecodedSink {
+  /** A transaction starts: its 32-bit id, and its commit position as its changes carry it. */
+  begin?(xid: number, position: string): void;
   change(change: Change, commitTimeMs: number): void;
   commit(endLsn: Lsn, commitTimeMs: number): void;
   /** A mapped table appears under another name than its rules give (renamed since, or before). */
   renamed?(mappedName: string, streamName: string): void;
+  /** A table's description arrived (on each connection, and after every schema change): its columns as streamed. */
+  described?(schema: string, table: string, columns: readonly string[]): void;
 }
 
 const keepText = (text: string): string => text;
@@ -58,6 +62,7 @@ export class PgoutputDecoder {
           position: formatLsn(commitLsn),
           commitTimeMs: microsToMs(msg.commitTime as bigint),
         };
+        sink.begin?.(msg.xid, this.txn.position);
         return;
       }
       case 'relation':
@@ -104,9 +109,12 @@ export class PgoutputDecoder {
     if (mapped !== undefined && (mapped.schema !== msg.schema || mapped.table !== msg.name)) {
       sink.renamed?.(`${mapped.schema}.${mapped.table}`, `${msg.schema}.${msg.name}`);
     }
+    const schema = mapped?.schema ?? msg.schema;
+    const table = mapped?.table ?? msg.name;
+    sink.described?.(schema, table, msg.columns.map((c) => c.name));
     return {
-      schema: mapped?.schema ?? msg.schema,
-      table: mapped?.table ?? msg.name,
+      schema,
+      table,
       keyColumns:
         msg.replicaIdentity === 'full'
           ? (mapped?.primaryKey ?? []).filter((c) => msg.columns.some((col) => col.name === c))

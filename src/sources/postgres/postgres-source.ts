@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Change } from '../../core/change.js';
+import { ruleColumns, type RuleSet } from '../../core/rules.js';
 import { formatLsn, maxLsn, ZERO_LSN, type Lsn } from '../../core/lsn.js';
 import { InvalidatorError, SlotInUseError, SlotLostError, SourceUnavailableError } from '../../errors.js';
 import type { Logger } from '../../log.js';
@@ -9,6 +10,7 @@ import type { Source, SourceBatch, SourceStatus } from '../source.js';
 import { PgoutputDecoder } from './decoder.js';
 import { heartbeat } from './heartbeat.js';
 import { SlotMonitor } from './slot-monitor.js';
+import { VisibilityGate, type VisibilityMode } from './visibility.js';
 import { parseCopyData, standbyStatusUpdate } from './protocol.js';
 import { prepareWithRetry, recreateSlot, type MappedTable } from './setup.js';
 import { classify, connectionOf, endClient } from './pg-connection.js';
@@ -18,7 +20,10 @@ export interface PostgresSourceOptions {
   url: string;
   slot: string;
   publication: string;
-  tables: ReadonlyArray<readonly [string, string]>;
+  /** The rules: the tables to stream, and what each needs from its columns and old rows. */
+  rules: RuleSet;
+  /** check: refuse rules a table cannot serve; full: set REPLICA IDENTITY FULL where they need it. */
+  replicaIdentity: 'check' | 'full';
   heartbeatSeconds: number;
   maxWaitMs: number;
   /** Changes buffered before the socket is paused; keeps memory bounded under a 1M-row transaction. */
@@ -30,6 +35,8 @@ export interface PostgresSourceOptions {
    * whatever the lost changes could have touched. Without it, a lost slot is fatal.
    */
   recoverLostChanges?: (versionLsn: bigint) => Promise<void>;
+  /** consistency.visibility: hold batches until their transactions are visible to new snapshots. */
+  visibility?: VisibilityMode;
   /**
    * Standby status updates while nothing else is sent. Default: a third of the server's
    * wal_sender_timeout (at most 10 s), so a worker blocked on Redis is never cut off.
@@ -41,6 +48,8 @@ export interface PostgresSourceOptions {
 /** Internal to this source: what acknowledging a batch confirms. */
 interface PgPosition {
   endLsn: Lsn;
+  /** A keepalive position reached while nothing was pending, not a commit. */
+  keepalive?: true;
 }
 
 /**
@@ -74,12 +83,16 @@ export class PostgresSource implements Source {
   /** Batches handed to the worker and not yet acknowledged. */
   private outstanding = 0;
   private loop: Promise<void> | null = null;
+  private readonly gate: VisibilityGate;
+  /** Transaction ids by commit position, for the changes buffered and not yet checked for visibility. */
+  private readonly xids = new Map<string, number>();
 
   constructor(private readonly options: PostgresSourceOptions) {
     this.log = options.logger.child({ component: 'postgres-source', slot: options.slot });
     this.queue = new BatchQueue<PgPosition>({ maxWaitMs: options.maxWaitMs });
     this.heartbeat = heartbeat(options.url, options.heartbeatSeconds, this.log);
     this.monitor = new SlotMonitor(options.url, options.slot, options.slotStatsIntervalMs ?? 10_000, this.log);
+    this.gate = new VisibilityGate({ url: options.url, mode: options.visibility ?? 'auto', logger: this.log, signal: this.intakeController.signal });
   }
 
   async start(): Promise<void> {
@@ -181,6 +194,7 @@ export class PostgresSource implements Source {
 
     // Whatever was buffered but not handed over will be sent again from the applied position.
     this.queue.clear();
+    this.xids.clear();
     this.decoder = new PgoutputDecoder(this.mappedTables);
     this.paused = false;
     this.client = client;
@@ -224,15 +238,17 @@ export class PostgresSource implements Source {
     // Nothing pending anywhere: every transaction that committed before the server's position was
     // sent and applied (or touched no mapped table), so the slot may advance to it. This is what
     // keeps an idle slot from holding WAL while other databases write.
+    // It goes through the worker like an empty transaction, so that the applied position the
+    // worker stores for read-your-writes advances too, in order with everything before it.
     if (this.outstanding === 0 && this.queue.isEmpty && !this.decoder.inTransaction && msg.walEnd > this.applied) {
       this.received = maxLsn(this.received, msg.walEnd);
-      this.applied = msg.walEnd;
-      if (!msg.replyRequested) this.confirmSoon();
+      this.queue.pushPosition({ endLsn: msg.walEnd, keepalive: true }, Date.now());
     }
     if (msg.replyRequested) this.sendStatus(true);
   }
 
   private readonly decoded = {
+    begin: (xid: number, position: string) => this.xids.set(position, xid),
     change: (change: Change, commitTimeMs: number) => this.queue.pushChange(change, commitTimeMs),
     commit: (endLsn: Lsn, commitTimeMs: number) => this.queue.pushPosition({ endLsn }, commitTimeMs),
     renamed: (mappedName: string, streamName: string) =>
@@ -241,7 +257,29 @@ export class PostgresSource implements Source {
         'a mapped table streams under another name (renamed); its rules still apply, by table identity. ' +
           'Update the "table" of its rules before the next restart, which looks tables up by name',
       ),
+    described: (schema: string, table: string, columns: readonly string[]) => this.checkColumns(schema, table, columns),
   };
+
+  /**
+   * A schema change while streaming can drop or rename a column the rules name. Its changes then
+   * take the rule's fallback (or become dead letters), which is counted; this says why, once per
+   * description. It is not fatal: changes written before the schema change still carry the old
+   * columns, and must be processed with the rules that name them.
+   */
+  private checkColumns(schema: string, table: string, columns: readonly string[]): void {
+    const rules = this.options.rules.bySchema.get(schema)?.get(table);
+    if (rules === undefined) return;
+    const have = new Set(columns);
+    for (const rule of rules) {
+      const missing = ruleColumns(rule).filter((c) => !have.has(c));
+      if (missing.length === 0) continue;
+      this.log.error(
+        { rule: rule.id, table: `${schema}.${table}`, missing, columns },
+        'a mapped table no longer has columns its rule names (changed while streaming): their changes run the ' +
+          "rule's fallback or become dead letters until the mapping is corrected",
+      );
+    }
+  }
 
   private pause(): void {
     this.paused = true;
@@ -260,12 +298,38 @@ export class PostgresSource implements Source {
     this.resumeIfDrained();
     if (taken === null) return null;
     this.outstanding++;
+    if (!(await this.gate.waitVisible(this.xidsOf(taken.changes)))) {
+      // Stopping before the batch became visible: it is not handed over, nor acknowledged, so it
+      // is streamed again at the next start.
+      this.outstanding--;
+      return null;
+    }
+    const last = taken.position;
     return {
       changes: taken.changes,
       oldestCommitTimeMs: taken.oldestCommitTimeMs,
-      commitTimesMs: taken.commitTimesMs,
-      position: taken.position,
+      // Keepalive positions are no commits: they have no commit time to measure from.
+      commitTimesMs: taken.positions.some((p) => p.keepalive) ? taken.commitTimesMs.filter((_, i) => !taken.positions[i]!.keepalive) : taken.commitTimesMs,
+      position: last,
+      appliedPosition: last === null ? null : formatLsn(last.endLsn),
     };
+  }
+
+  /**
+   * The transactions of these changes. Their ids are forgotten once taken, except the last one's:
+   * a batch can end inside a transaction whose other changes come with the next batch.
+   */
+  private xidsOf(changes: readonly Change[]): number[] {
+    const out: number[] = [];
+    let previous: string | null = null;
+    for (const change of changes) {
+      if (change.position === previous) continue;
+      if (previous !== null) this.xids.delete(previous);
+      previous = change.position;
+      const xid = this.xids.get(change.position);
+      if (xid !== undefined) out.push(xid);
+    }
+    return out;
   }
 
   async acknowledge(batch: SourceBatch): Promise<void> {
@@ -323,6 +387,7 @@ export class PostgresSource implements Source {
     this.stopController.abort();
     this.heartbeat.stop();
     this.monitor.stop();
+    await this.gate.close();
     await this.loop;
     this.loop = null;
   }
@@ -341,7 +406,13 @@ export class PostgresSource implements Source {
       buffered: this.queue.size,
       oldestBufferedCommitTimeMs: this.queue.oldestCommitTimeMs(),
       lagBytes: this.monitor.stats?.lagBytes ?? null,
-      details: { kind: 'postgres', slot: this.options.slot, publication: this.options.publication, ...this.monitor.details() },
+      details: {
+        kind: 'postgres',
+        slot: this.options.slot,
+        publication: this.options.publication,
+        ...this.monitor.details(),
+        visibility: { mode: this.options.visibility ?? 'auto', waiting: this.gate.active, batchesWaited: this.gate.waits, waitedMs: Math.round(this.gate.waitedMs) },
+      },
     };
   }
 }

@@ -1,7 +1,10 @@
 import pg from 'pg';
-import { SlotLostError, SourceSetupError } from '../../errors.js';
+import { tableKey, type CompileProblem, type RuleSet } from '../../core/rules.js';
+import { describeGap, tableRequirements } from '../../core/table-requirements.js';
+import { RulesMismatchError, SlotLostError, SourceSetupError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { Backoff, sleep } from '../../runtime/backoff.js';
+import { tableFacts } from './catalog.js';
 import { classify } from './pg-connection.js';
 import { libpqConnectionString, qualifiedName, quoteIdent } from './sql.js';
 
@@ -22,8 +25,10 @@ export interface PreparedDatabase {
 export interface SetupOptions {
   slot: string;
   publication: string;
-  /** Every mapped table, as [schema, table]. */
-  tables: ReadonlyArray<readonly [string, string]>;
+  /** The rules: which tables, and what each needs from its columns and old rows. */
+  rules: RuleSet;
+  /** check: refuse rules the tables cannot serve; full: set REPLICA IDENTITY FULL where they need it. */
+  replicaIdentity: 'check' | 'full';
 }
 
 /**
@@ -44,7 +49,7 @@ export async function prepareDatabase(
         'run ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL',
     );
   }
-  const mappedTables = await checkTables(client, options.tables);
+  const mappedTables = await checkTables(client, options, log);
   await ensurePublication(client, options, log);
   await ensureSlot(client, options.slot, log);
   const timeout = await client.query<{ ms: string }>(
@@ -54,31 +59,85 @@ export async function prepareDatabase(
   return { mappedTables, walSenderTimeoutMs: Number(timeout.rows[0]?.ms ?? 60_000) };
 }
 
-/** Checks every mapped table exists; returns each one's OID, name and primary key columns. */
-async function checkTables(client: pg.Client, tables: SetupOptions['tables']): Promise<Map<number, MappedTable>> {
-  const missing: string[] = [];
+/**
+ * Every mapped table exists, has every column its rules name, and a replica identity that sends
+ * what its rules render from old rows. This runs before the publication is touched: a table without
+ * a usable identity must never be published (PostgreSQL would then refuse the application's own
+ * UPDATE and DELETE on it). With `replicaIdentity: full` the worker sets REPLICA IDENTITY FULL
+ * where the rules need it; otherwise such a rule is refused unless it declares a fallback.
+ */
+async function checkTables(client: pg.Client, options: SetupOptions, log: Logger): Promise<Map<number, MappedTable>> {
+  const notFound: string[] = [];
+  const problems: CompileProblem[] = [];
+  const refusals: string[] = [];
+  const alter: Array<{ table: string; targets: string[]; why: string }> = [];
   const mapped = new Map<number, MappedTable>();
-  for (const [schema, table] of tables) {
-    const found = await client.query<{ oid: number; pk: string[] | null }>(
-      `SELECT c.oid::int8::float8 AS oid, (SELECT array_agg(a.attname::text ORDER BY a.attnum)
-                 FROM pg_catalog.pg_index i
-                 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-                WHERE i.indrelid = c.oid AND i.indisprimary) AS pk
-         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
-      [schema, table],
-    );
-    const row = found.rows[0];
-    if (row === undefined) missing.push(`${schema}.${table}`);
-    else mapped.set(Number(row.oid), { schema, table, primaryKey: row.pk ?? [] });
+  for (const [schema, table] of options.rules.tables) {
+    const facts = await tableFacts(client, schema, table);
+    const rel = facts.relation;
+    if (rel === null || (rel.kind !== 'table' && rel.kind !== 'partitioned table')) {
+      notFound.push(rel === null ? `${schema}.${table}` : `${schema}.${table} (a ${rel.kind}, not a table)`);
+      continue;
+    }
+    mapped.set(rel.oid, { schema, table, primaryKey: rel.primaryKey });
+    const rules = options.rules.byTable.get(tableKey(schema, table)) ?? [];
+    const req = tableRequirements(rel, rules);
+    problems.push(...req.missingColumns);
+    if (req.identity.none) {
+      const why = `table ${rel.sql} has no replica identity (${req.identity.label}): once published, PostgreSQL rejects every UPDATE and DELETE on it`;
+      if (options.replicaIdentity === 'full') alter.push({ table: rel.sql, targets: req.identity.targets, why });
+      else refusals.push(`${why}. Run ${req.fullSql} (or add a primary key), or set source.replicaIdentity: full`);
+      continue;
+    }
+    const gaps = req.oldRowGaps;
+    if (gaps.length === 0) continue;
+    if (options.replicaIdentity === 'full') {
+      alter.push({ table: rel.sql, targets: req.identity.targets, why: gaps.map((g) => `${describeGap(g, req.identity)} would not be invalidated`).join('; ') });
+      continue;
+    }
+    for (const gap of gaps) {
+      if (gap.rule.fallback === null) {
+        refusals.push(
+          `${describeGap(gap, req.identity)} could not be invalidated. Run ${req.fullSql} or set ` +
+            'source.replicaIdentity: full (or give the rule a fallback the application reads)',
+        );
+      } else {
+        log.warn(
+          { rule: gap.rule.id, table: rel.sql, fix: req.fullSql },
+          `${describeGap(gap, req.identity)} run the fallback instead; a fallback that only bumps a version key helps ` +
+            'only applications that read that key (source.replicaIdentity: full lets the worker fix the table)',
+        );
+      }
+    }
   }
-  if (missing.length > 0) {
+  if (notFound.length > 0) {
     throw new SourceSetupError(
-      `mapped table${missing.length > 1 ? 's' : ''} not found in the database: ${missing.join(', ')} ` +
+      `mapped table${notFound.length > 1 ? 's' : ''} not found in the database: ${notFound.join(', ')} ` +
         '(check the "table" of the rules, and the database in source.url)',
     );
   }
+  if (problems.length > 0 || refusals.length > 0) throw new RulesMismatchError(problems, refusals);
+  for (const { table, targets, why } of alter) await setReplicaIdentityFull(client, table, targets, why, log);
   return mapped;
+}
+
+/** ALTER TABLE ... REPLICA IDENTITY FULL on each target (the partitions of a partitioned table). */
+async function setReplicaIdentityFull(client: pg.Client, table: string, targets: string[], why: string, log: Logger): Promise<void> {
+  for (const target of targets) {
+    try {
+      // Takes a brief ACCESS EXCLUSIVE lock; WAL written from here on carries whole old rows.
+      await client.query(`ALTER TABLE ${target} REPLICA IDENTITY FULL`);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code !== '42501') throw err;
+      throw new SourceSetupError(
+        `source.replicaIdentity is "full" but the worker's role may not alter ${target} (it must own the table): ` +
+          `run ALTER TABLE ${target} REPLICA IDENTITY FULL; as its owner. Needed because ${why}`,
+        err,
+      );
+    }
+  }
+  log.warn({ table, altered: targets, reason: why }, 'replica identity set to FULL (source.replicaIdentity: full)');
 }
 
 async function ensurePublication(client: pg.Client, options: SetupOptions, log: Logger): Promise<void> {
@@ -95,12 +154,12 @@ async function ensurePublication(client: pg.Client, options: SetupOptions, log: 
   );
   const row = existing.rows[0];
   if (row === undefined) {
-    const list = options.tables.map(([s, t]) => qualifiedName(s, t)).join(', ');
+    const list = options.rules.tables.map(([s, t]) => qualifiedName(s, t)).join(', ');
     try {
       // Changes of a partitioned table's partitions arrive under the table's own name, which is
       // the name the rules use.
       await client.query(`CREATE PUBLICATION ${pub} FOR TABLE ${list} WITH (publish_via_partition_root = true)`);
-      log.info({ publication: options.publication, tables: options.tables.length }, 'publication created');
+      log.info({ publication: options.publication, tables: options.rules.tables.length }, 'publication created');
     } catch (err) {
       // Another worker created it at the same moment: fine, it covers the same tables.
       if ((err as { code?: string }).code !== '42710') throw err;
@@ -122,7 +181,7 @@ async function ensurePublication(client: pg.Client, options: SetupOptions, log: 
     [options.publication],
   );
   const have = new Set(covered.rows.map((r) => `${r.schemaname}.${r.tablename}`));
-  const missing = options.tables.filter(([s, t]) => !have.has(`${s}.${t}`));
+  const missing = options.rules.tables.filter(([s, t]) => !have.has(`${s}.${t}`));
   if (missing.length === 0) return;
   // A mapping for a new table must work without a manual step; the change is logged.
   await client.query(

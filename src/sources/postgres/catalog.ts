@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { ColumnFacts, PartitionFacts, RelationFacts, RelationKind, TableFacts } from './facts.js';
+import type { ColumnFacts, PartitionFacts, RelationFacts, RelationKind, TableFacts } from '../../core/table-facts.js';
 
 const KINDS: Record<string, RelationKind> = {
   r: 'table',
@@ -84,6 +84,7 @@ export async function tableFacts(client: pg.Client, schema: string, table: strin
       : { rows: [] };
   const relation: RelationFacts = {
     ...identityFacts(row),
+    oid: Number(row.oid),
     kind: KINDS[row.kind] ?? 'other',
     owner: row.owner,
     owned: row.owned,

@@ -1,5 +1,5 @@
-import type { IdentityFacts, RelationFacts } from './facts.js';
-import { listing, plural } from './report.js';
+import { listing, plural } from '../lib/text.js';
+import type { IdentityFacts, RelationFacts } from './table-facts.js';
 
 /** What the old row of an update or delete carries, as the table checks need it. */
 export interface Identity {

@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest';
+import { isVisible, parseSnapshot } from '../../src/core/snapshot.js';
+
+describe('parseSnapshot', () => {
+  it.each([
+    ['750:750:', { xmin: 750n, xmax: 750n, inProgress: [] }],
+    ['748:752:748,750', { xmin: 748n, xmax: 752n, inProgress: [748n, 750n] }],
+    ['4294967296000:4294967296010:4294967296003', { xmin: 4294967296000n, xmax: 4294967296010n, inProgress: [4294967296003n] }],
+  ])('%s', (text, want) => {
+    const s = parseSnapshot(text);
+    expect({ xmin: s.xmin, xmax: s.xmax, inProgress: [...s.inProgress] }).toEqual(want);
+  });
+
+  it.each(['', '1:2', 'a:b:', '1:2:3,', '1:2:,3', '-1:2:'])('refuses %j', (text) => {
+    expect(() => parseSnapshot(text)).toThrow(/not a snapshot/);
+  });
+});
+
+describe('isVisible', () => {
+  const epoch = 1n << 32n;
+  it.each([
+    // [snapshot, xid, visible]
+    ['750:750:', 749, true],
+    ['748:752:748,750', 748, false],
+    ['748:752:748,750', 749, true],
+    ['748:752:748,750', 750, false],
+    ['748:752:748,750', 751, true],
+    ['748:752:748,750', 100, true],
+    // In the next epoch, a 32-bit xid above xmax's low half belongs to the epoch before.
+    [`${epoch + 5n}:${epoch + 10n}:${epoch + 7n}`, 7, false],
+    [`${epoch + 5n}:${epoch + 10n}:${epoch + 7n}`, 8, true],
+    [`${epoch - 3n}:${epoch + 10n}:${epoch - 2n}`, 0xfffffffe, false],
+    [`${epoch - 3n}:${epoch + 10n}:${epoch - 2n}`, 0xffffffff, true],
+    [`${epoch - 3n}:${epoch + 10n}:${epoch - 2n}`, 0xfffffff0, true],
+  ] as const)('%s, xid %d: %s', (text, xid, visible) => {
+    expect(isVisible(parseSnapshot(text), xid)).toBe(visible);
+  });
+});
