@@ -19,15 +19,19 @@ export function parseSnapshot(text: string): Snapshot {
 }
 
 const EPOCH = 1n << 32n;
+const HALF = EPOCH / 2n;
 
 /**
  * Whether the transaction with 32-bit id `xid` (what pgoutput's BEGIN carries) is visible to the
- * snapshot. It committed (logical decoding sends nothing else) after being assigned, so its full
- * id is the one with this xid that is below xmax and closest to it: xmax's epoch, or the one before.
+ * snapshot. Its full id is the one with this low half that lies within 2^31 of xmax (ids that
+ * far apart cannot both be live). It can be at or past xmax: xmax is one past the latest
+ * transaction that *completed*, and a commit that is flushed but still waiting (for a synchronous
+ * standby) has not completed; such an id is in the future for this snapshot, so invisible.
  */
 export function isVisible(snapshot: Snapshot, xid: number): boolean {
   let full = (snapshot.xmax & ~(EPOCH - 1n)) | BigInt(xid >>> 0);
-  if (full >= snapshot.xmax) full -= EPOCH;
+  if (full > snapshot.xmax + HALF) full -= EPOCH;
+  else if (full < snapshot.xmax - HALF) full += EPOCH;
   if (full < snapshot.xmin) return true;
   return full < snapshot.xmax && !snapshot.inProgress.has(full);
 }

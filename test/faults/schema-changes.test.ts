@@ -19,7 +19,7 @@ afterEach(async () => {
 });
 
 const SCHEMA = `
-  CREATE TABLE public.t_add (id int PRIMARY KEY, name text NOT NULL);
+  CREATE TABLE public.t_add (id int PRIMARY KEY, name text NOT NULL, nickname text);
   ALTER TABLE public.t_add REPLICA IDENTITY FULL;
   CREATE TABLE public.t_drop (id int PRIMARY KEY, name text NOT NULL, code text);
   ALTER TABLE public.t_drop REPLICA IDENTITY FULL;
@@ -136,12 +136,18 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('schema changes mid-stream
       return added;
     };
 
-    // 1. ADD COLUMN: before, the template's column does not exist (unknown: fallback); after, it renders.
-    await s.seed('add:1', 'add:all');
-    await s.sql(`INSERT INTO t_add VALUES (1, 'a')`);
+    // 1. DROP then ADD COLUMN: every column a rule names exists at start (run refuses otherwise);
+    // while the column is gone its value is unknown (fallback), once added back it renders again.
+    await s.seed('add:1', 'add:nick:al', 'add:all');
+    await s.sql(`INSERT INTO t_add VALUES (1, 'a', 'al')`);
+    expect(await settle('insert with the column')).toEqual([]);
+    await gone('add:1', 'add:nick:al');
+    await kept('add:all');
+    await s.sql(`ALTER TABLE t_add DROP COLUMN nickname`);
+    await s.sql(`INSERT INTO t_add VALUES (5, 'e')`);
     expected.fallbackUnknown += 1;
-    expect(await settle('insert before ADD COLUMN')).toEqual([]);
-    await gone('add:1', 'add:all');
+    expect(await settle('insert after DROP COLUMN')).toEqual([]);
+    await gone('add:5', 'add:all');
     await s.sql(`ALTER TABLE t_add ADD COLUMN nickname text`);
     await s.seed('add:2', 'add:nick:zed', 'add:all');
     await s.sql(`INSERT INTO t_add VALUES (2, 'b', 'zed')`);
@@ -150,7 +156,8 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('schema changes mid-stream
     expect(await settle('ADD COLUMN')).toEqual([]);
     await gone('add:2', 'add:nick:zed', 'add:nick:zoe');
     await kept('add:all');
-    checked.push('ADD COLUMN: before it the template on the new column fell back (add:all), after it add:nick:{nickname} rendered for insert and update (old and new), no fallback');
+    expect(w.output()).toContain('a mapped table no longer has columns its rule names');
+    checked.push('DROP then ADD COLUMN: while the column was gone the template on it fell back (add:all) and the log said why, once added back add:nick:{nickname} rendered for insert and update (old and new), no fallback');
 
     // 2. DROP COLUMN, rule without fallback: the keys that render still go, the rest is a dead letter.
     await s.seed('drop:1', 'drop:code:c1');
@@ -296,32 +303,7 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('schema changes mid-stream
     expect(letters[0]!['detail']).toContain('slug');
     checked.push('RENAME COLUMN: ren:{id} deleted, templates on the old name not rendered (no guess), fallback for the rule with one, dead letter for the rule without');
 
-    // 8. DDL while the worker is down: on restart the changes are decoded with the schema each one was
-    // written under (pgoutput's relation messages), not the schema of the moment.
-    const [{ lsn }] = (await s.sql<{ lsn: string }>(`SELECT (pg_current_wal_insert_lsn() - '0/0')::text AS lsn`)) as [{ lsn: string }];
-    // Wait until the steps above are confirmed, so that nothing of them is replayed (the counters of
-    // the new process start at zero and must count only what follows).
-    await waitFor(async () => (await confirmedLsn(s.sql, s.slot)) >= BigInt(lsn), { timeoutMs: 20_000, message: 'slot to confirm the steps so far' });
-    w.child.kill('SIGKILL');
-    expect(await w.exited).toBe('SIGKILL');
-    await s.seed('ren:2', 'ren:all', 'ren:slug:h2', 'ren2:h2', 'ren:3', 'ren:slug:s3', 'ren2:s3', 'add:3', 'add:all');
-    await s.sql(`INSERT INTO t_ren VALUES (2, 'h2')`);
-    await s.sql(`ALTER TABLE t_ren RENAME COLUMN handle TO slug`);
-    await s.sql(`INSERT INTO t_ren VALUES (3, 's3')`);
-    await s.sql(`ALTER TABLE t_add DROP COLUMN nickname`);
-    await s.sql(`INSERT INTO t_add VALUES (3, 'c')`);
-    worker = spawnCli(['run', '--config', s.configPath]);
-    w = worker;
-    port = await httpPortOf(w);
-    await waitFor(() => w.output().includes('replication started'), { timeoutMs: 30_000, message: 'worker did not restart' });
-    Object.assign(expected, { fallbackUnknown: 2, fallbackTruncate: 0, deadUnknown: 1, deadTruncate: 0 });
-    letters = await settle('DDL while the worker was down');
-    await gone('ren:2', 'ren:all', 'ren:3', 'ren:slug:s3', 'ren2:s3', 'add:3', 'add:all');
-    await kept('ren:slug:h2', 'ren2:h2');
-    expect(letters.map((l) => [l['table'], l['op'], l['reason'], l['key']])).toEqual([['public.t_ren', 'insert', 'unknown_value', JSON.stringify({ id: '2' })]]);
-    checked.push('RENAME COLUMN back and DROP COLUMN while the worker was killed: after restart each change was rendered with the columns it was written under (insert under the old name fell back / dead-lettered, insert after the rename back rendered ren:slug:{slug})');
-
-    // 9. DDL inside a transaction, between its row changes: pgoutput describes the table again mid-transaction.
+    // 8. DDL inside a transaction, between its row changes: pgoutput describes the table again mid-transaction.
     await s.seed('drop:3', 'drop:4', 'drop:code:c4');
     await s.sql(`BEGIN;
       INSERT INTO t_drop VALUES (3, 'c');
@@ -333,6 +315,34 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('schema changes mid-stream
     await gone('drop:3', 'drop:4', 'drop:code:c4');
     expect(letters.map((l) => [l['table'], l['op'], l['reason'], l['key']])).toEqual([['public.t_drop', 'insert', 'unknown_value', JSON.stringify({ id: '3' })]]);
     checked.push('ADD COLUMN between two inserts of one transaction: the insert before it dead-lettered (column absent), the one after it rendered drop:code:{code}');
+
+    // 9. DDL while the worker is down: on restart the changes are decoded with the schema each one was
+    // written under (pgoutput's relation messages), not the schema of the moment.
+    const [{ lsn }] = (await s.sql<{ lsn: string }>(`SELECT (pg_current_wal_insert_lsn() - '0/0')::text AS lsn`)) as [{ lsn: string }];
+    // Wait until the steps above are confirmed, so that nothing of them is replayed (the counters of
+    // the new process start at zero and must count only what follows).
+    await waitFor(async () => (await confirmedLsn(s.sql, s.slot)) >= BigInt(lsn), { timeoutMs: 20_000, message: 'slot to confirm the steps so far' });
+    w.child.kill('SIGKILL');
+    expect(await w.exited).toBe('SIGKILL');
+    await s.seed('ren:2', 'ren:all', 'ren:slug:h2', 'ren2:h2', 'ren:3', 'ren:slug:s3', 'ren2:s3', 'add:3', 'add:all');
+    await s.sql(`INSERT INTO t_ren VALUES (2, 'h2')`);
+    await s.sql(`ALTER TABLE t_ren RENAME COLUMN handle TO slug`);
+    await s.sql(`INSERT INTO t_ren VALUES (3, 's3')`);
+    // Dropped and added back while down: at restart every mapped column exists again, and the insert
+    // in between is decoded as written, without it.
+    await s.sql(`ALTER TABLE t_add DROP COLUMN nickname`);
+    await s.sql(`INSERT INTO t_add VALUES (3, 'c')`);
+    await s.sql(`ALTER TABLE t_add ADD COLUMN nickname text`);
+    worker = spawnCli(['run', '--config', s.configPath]);
+    w = worker;
+    port = await httpPortOf(w);
+    await waitFor(() => w.output().includes('replication started'), { timeoutMs: 30_000, message: 'worker did not restart' });
+    Object.assign(expected, { fallbackUnknown: 2, fallbackTruncate: 0, deadUnknown: 1, deadTruncate: 0 });
+    letters = await settle('DDL while the worker was down');
+    await gone('ren:2', 'ren:all', 'ren:3', 'ren:slug:s3', 'ren2:s3', 'add:3', 'add:all');
+    await kept('ren:slug:h2', 'ren2:h2');
+    expect(letters.map((l) => [l['table'], l['op'], l['reason'], l['key']])).toEqual([['public.t_ren', 'insert', 'unknown_value', JSON.stringify({ id: '2' })]]);
+    checked.push('RENAME COLUMN back, and DROP then ADD COLUMN, while the worker was killed: after restart each change was rendered with the columns it was written under (insert under the old name fell back / dead-lettered, insert after the rename back rendered ren:slug:{slug})');
 
     // Every unrelated change that flowed through all of it was applied.
     flowing = false;

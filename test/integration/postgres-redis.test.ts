@@ -1,3 +1,4 @@
+import { parseLsn } from '../../src/core/lsn.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { servicesMissing } from '../harness/services.js';
 import { waitFor } from '../harness/wait-for.js';
@@ -317,6 +318,28 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('postgres to redis', () =>
     // The heartbeat (1 s here) gives the walsender a position to report; the idle worker confirms it.
     await waitFor(async () => (await confirmed()) >= BigInt(lsn), { timeoutMs: 20_000, message: 'slot did not advance past the other database\'s WAL' });
     await pg.query(`DROP DATABASE ${other}`);
+  });
+
+  it('stores the applied position: it reaches the LSN read after a commit, also when later WAL touches no mapped table', async () => {
+    scenario = await createScenario({
+      schema: `CREATE TABLE public.users (id int PRIMARY KEY); CREATE TABLE public.unmapped (id int);`,
+      rules: `\n  - table: users\n    invalidate: ["user:{id}"]\n`,
+    });
+    const s = scenario;
+    await s.startWorker();
+    const applied = async () => {
+      const text = await s.get('cdc-invalidator:applied');
+      return text === null ? -1n : parseLsn(text);
+    };
+    await s.seed('user:1');
+    await s.sql(`INSERT INTO users VALUES (1)`);
+    const lsn = parseLsn((await s.sql<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l'))[0]!.l);
+    await waitFor(async () => (await applied()) >= lsn, { timeoutMs: 10_000, message: 'applied position did not reach the commit' });
+    expect(await s.exists('user:1')).toBe(false);
+    // Only unmapped WAL after this: the position advances through keepalives.
+    await s.sql(`INSERT INTO unmapped VALUES (1)`);
+    const later = parseLsn((await s.sql<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l'))[0]!.l);
+    await waitFor(async () => (await applied()) >= later, { timeoutMs: 15_000, message: 'applied position did not advance while idle' });
   });
 
   it('follows schema changes mid-stream: a dropped column takes the fallback, and works again once added', async () => {

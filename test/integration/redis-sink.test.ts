@@ -243,6 +243,35 @@ describe.skipIf(servicesMissing('redis'))('redis sink', () => {
     expect(await raw.exists(`${prefix}user:1`, `${prefix}tag:team:1`)).toBe(0);
   });
 
+  it('stores the applied position with a batch, never moving it back, compared as numbers', async () => {
+    const server = await sharedRedis();
+    const redis = client(server.url());
+    const prefix = `${uniqueName('k')}:`;
+    const sink = await connectedSink({ url: server.url(), keyPrefix: prefix });
+    const applied = () => redis.get(`${prefix}cdc-invalidator:applied`);
+    await seed(redis, [`${prefix}a`]);
+    await sink.apply({ operations: [{ action: 'delete', key: 'a' }], deadLetters: [], appliedPosition: '0/A0' });
+    expect(await applied()).toBe('0/A0');
+    expect(await redis.exists(`${prefix}a`)).toBe(0);
+    // "0/FF" > "0/A0", and "1/0" > "0/FF": as numbers, not as text.
+    await sink.apply({ operations: [], deadLetters: [], appliedPosition: '0/FF' });
+    expect(await applied()).toBe('0/FF');
+    await sink.apply({ operations: [], deadLetters: [], appliedPosition: '1/0' });
+    expect(await applied()).toBe('1/0');
+    // A batch applied again after a retry, or an older one, leaves it where it is.
+    await sink.apply({ operations: [], deadLetters: [], appliedPosition: '0/FFFFFFFF' });
+    expect(await applied()).toBe('1/0');
+    await sink.apply({ operations: [], deadLetters: [], appliedPosition: 'A/0' });
+    await sink.apply({ operations: [], deadLetters: [], appliedPosition: '9/FFFFFFFF' });
+    expect(await applied()).toBe('A/0');
+    // With tags and patterns the position is stored after them, once everything is gone.
+    await seed(redis, [`${prefix}m1`, `${prefix}p:1`]);
+    await redis.sadd(tagKey('t', prefix), `${prefix}m1`);
+    await sink.apply({ operations: [{ action: 'tag', tag: 't' }, { action: 'pattern', pattern: 'p:*' }], deadLetters: [], appliedPosition: 'A/10' });
+    expect(await applied()).toBe('A/10');
+    expect(await countExisting(redis, [`${prefix}m1`, `${prefix}p:1`])).toBe(0);
+  });
+
   it('loads its scripts again after SCRIPT FLUSH', async () => {
     const server = await sharedRedis();
     const redis = client(server.url());

@@ -21,6 +21,9 @@ describe('isVisible', () => {
   it.each([
     // [snapshot, xid, visible]
     ['750:750:', 749, true],
+    // At or past xmax: not completed when the snapshot was taken (a commit waiting for its standby).
+    ['750:750:', 750, false],
+    ['750:750:', 760, false],
     ['748:752:748,750', 748, false],
     ['748:752:748,750', 749, true],
     ['748:752:748,750', 750, false],
@@ -32,6 +35,9 @@ describe('isVisible', () => {
     [`${epoch - 3n}:${epoch + 10n}:${epoch - 2n}`, 0xfffffffe, false],
     [`${epoch - 3n}:${epoch + 10n}:${epoch - 2n}`, 0xffffffff, true],
     [`${epoch - 3n}:${epoch + 10n}:${epoch - 2n}`, 0xfffffff0, true],
+    // xmax just before an epoch ends: a small xid is in the next epoch, past xmax.
+    [`${epoch - 5n}:${epoch - 2n}:`, 1, false],
+    [`${epoch - 5n}:${epoch - 2n}:`, 0xfffffffc, true],
   ] as const)('%s, xid %d: %s', (text, xid, visible) => {
     expect(isVisible(parseSnapshot(text), xid)).toBe(visible);
   });

@@ -238,11 +238,14 @@ export class PostgresSource implements Source {
     // Nothing pending anywhere: every transaction that committed before the server's position was
     // sent and applied (or touched no mapped table), so the slot may advance to it. This is what
     // keeps an idle slot from holding WAL while other databases write.
-    // It goes through the worker like an empty transaction, so that the applied position the
-    // worker stores for read-your-writes advances too, in order with everything before it.
+    // It is confirmed at once (a server shutting down waits for that reply), and also goes through
+    // the worker like an empty transaction, so that the applied position the worker stores for
+    // read-your-writes advances too.
     if (this.outstanding === 0 && this.queue.isEmpty && !this.decoder.inTransaction && msg.walEnd > this.applied) {
       this.received = maxLsn(this.received, msg.walEnd);
+      this.applied = msg.walEnd;
       this.queue.pushPosition({ endLsn: msg.walEnd, keepalive: true }, Date.now());
+      if (!msg.replyRequested) this.confirmSoon();
     }
     if (msg.replyRequested) this.sendStatus(true);
   }
@@ -411,7 +414,13 @@ export class PostgresSource implements Source {
         slot: this.options.slot,
         publication: this.options.publication,
         ...this.monitor.details(),
-        visibility: { mode: this.options.visibility ?? 'auto', waiting: this.gate.active, batchesWaited: this.gate.waits, waitedMs: Math.round(this.gate.waitedMs) },
+        visibility: {
+          mode: this.options.visibility ?? 'auto',
+          active: this.gate.active,
+          holdingMs: this.gate.holdingMs === null ? null : Math.round(this.gate.holdingMs),
+          batchesWaited: this.gate.waits,
+          waitedMs: Math.round(this.gate.waitedMs),
+        },
       },
     };
   }

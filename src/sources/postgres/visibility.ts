@@ -8,8 +8,6 @@ import { libpqConnectionString } from './sql.js';
 
 export type VisibilityMode = 'auto' | 'always' | 'off';
 
-/** How often `auto` reads synchronous_standby_names again (a reload can change it). */
-const SETTING_TTL_MS = 1_000;
 /** Waits between snapshot reads while a transaction is still invisible: short, growing. */
 const FIRST_WAIT_MS = 0.5;
 const MAX_WAIT_MS = 10;
@@ -22,17 +20,19 @@ const MAX_WAIT_MS = 10;
  * flushed locally, before that wait: an invalidation applied then lets a reader that misses
  * re-read the old row and cache it for good. Checking each transaction's id against
  * pg_current_snapshot() closes that window; without synchronous standbys the gap is a few
- * microseconds, so `auto` checks only while synchronous_standby_names is set.
+ * microseconds, so `auto` waits only while synchronous_standby_names is set (read with every
+ * snapshot: a reload can set it at any time).
  */
 export class VisibilityGate {
   private client: pg.Client | null = null;
   private syncStandbys = false;
-  private settingReadAtMs = -Infinity;
   private readonly log: Logger;
   /** Time spent waiting for transactions to become visible, for /status. */
   waitedMs = 0;
   /** Batches that had to wait. */
   waits = 0;
+  /** Since when the batch now waiting has waited (performance.now()), or null. */
+  private holdingSince: number | null = null;
 
   constructor(
     private readonly options: { url: string; mode: VisibilityMode; logger: Logger; signal: AbortSignal },
@@ -43,14 +43,29 @@ export class VisibilityGate {
   /** True once every xid is visible; false when the source stops first. Database faults are retried. */
   async waitVisible(xids: readonly number[]): Promise<boolean> {
     if (this.options.mode === 'off' || xids.length === 0) return true;
+    try {
+      return await this.poll(xids);
+    } finally {
+      this.holdingSince = null;
+    }
+  }
+
+  private async poll(xids: readonly number[]): Promise<boolean> {
     const backoff = new Backoff({ initialMs: 100, maxMs: 5_000 });
     let waitMs = FIRST_WAIT_MS;
     let started = -1;
     while (!this.options.signal.aborted) {
       try {
         const client = await this.connect();
-        if (this.options.mode === 'auto' && !(await this.hasSyncStandbys(client))) return true;
-        const snap = (await client.query<{ s: string }>('SELECT pg_catalog.pg_current_snapshot()::text AS s')).rows[0]!.s;
+        // The setting and the snapshot in one round trip: a cached setting would let the commits
+        // made just after synchronous standbys were configured through unchecked.
+        const row = (
+          await client.query<{ s: string; names: string }>(
+            `SELECT pg_catalog.pg_current_snapshot()::text AS s, current_setting('synchronous_standby_names') AS names`,
+          )
+        ).rows[0]!;
+        if (this.options.mode === 'auto' && !this.noteSetting(row.names)) return true;
+        const snap = row.s;
         const snapshot = parseSnapshot(snap);
         if (xids.every((xid) => isVisible(snapshot, xid))) {
           if (started >= 0) {
@@ -59,12 +74,19 @@ export class VisibilityGate {
           }
           return true;
         }
-        if (started < 0) started = performance.now();
+        if (started < 0) started = this.holdingSince = performance.now();
         await sleep(waitMs, this.options.signal);
         waitMs = Math.min(MAX_WAIT_MS, waitMs * 2);
       } catch (err) {
         await this.drop();
         if (this.options.signal.aborted) return false;
+        if (serverGoingAway(err)) {
+          // No session can read the primary now, and a backend still waiting for its standby
+          // ends with the server, its commit then visible to every session that follows. The
+          // walsender of a server shutting down waits for this batch to be confirmed.
+          this.log.info({ err: toError(err) }, 'database shutting down or not accepting connections; commits pass without a visibility check');
+          return true;
+        }
         const delayMs = backoff.next();
         this.log.warn({ err: toError(err), attempt: backoff.attempts, delayMs }, 'cannot read the snapshot; retrying');
         await sleep(delayMs, this.options.signal);
@@ -73,25 +95,29 @@ export class VisibilityGate {
     return false;
   }
 
+  /** How long the batch now waiting has waited for visibility, in ms; null when none waits. */
+  get holdingMs(): number | null {
+    return this.holdingSince === null ? null : performance.now() - this.holdingSince;
+  }
+
   /** Whether the gate applies now; for /status. */
   get active(): boolean {
     return this.options.mode === 'always' || (this.options.mode === 'auto' && this.syncStandbys);
   }
 
-  private async hasSyncStandbys(client: pg.Client): Promise<boolean> {
-    const now = performance.now();
-    if (now - this.settingReadAtMs >= SETTING_TTL_MS) {
-      const row = (await client.query<{ names: string }>(`SELECT current_setting('synchronous_standby_names') AS names`)).rows[0];
-      const sync = (row?.names ?? '').trim() !== '';
-      if (sync !== this.syncStandbys) {
-        this.log.info({ synchronousStandbyNames: row?.names ?? '' }, sync
+  /** Whether synchronous standbys are configured; logs when that changes. */
+  private noteSetting(names: string): boolean {
+    const sync = names.trim() !== '';
+    if (sync !== this.syncStandbys) {
+      this.log.info(
+        { synchronousStandbyNames: names },
+        sync
           ? 'synchronous standbys configured: invalidations wait until each commit is visible'
-          : 'no synchronous standbys: invalidations no longer wait for visibility');
-      }
-      this.syncStandbys = sync;
-      this.settingReadAtMs = now;
+          : 'no synchronous standbys: invalidations no longer wait for visibility',
+      );
     }
-    return this.syncStandbys;
+    this.syncStandbys = sync;
+    return sync;
   }
 
   private async connect(): Promise<pg.Client> {
@@ -117,4 +143,13 @@ export class VisibilityGate {
   async close(): Promise<void> {
     await this.drop();
   }
+}
+
+/**
+ * The server is shutting down, restarting or gone: admin shutdown (57P01), crash shutdown (57P02),
+ * cannot connect now (57P03), or nothing listening.
+ */
+function serverGoingAway(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === '57P01' || code === '57P02' || code === '57P03' || code === 'ECONNREFUSED';
 }
