@@ -4,7 +4,9 @@
  * TTL jitter, negative caching, tags and an optional in-process L1 kept in step by the worker's
  * notifications.
  */
-export { createCache, NOT_FOUND_MARKER, type Cache, type CacheOptions, type CacheStats, type GetOptions } from './cache.js';
+export { createCache, NOT_FOUND_MARKER, type Cache } from './cache.js';
+export type { CacheErrorPhase, CacheOptions, CacheStats, GetOptions } from './options.js';
+export { CacheDecodeError, UncacheableValueError } from './errors.js';
 export { DEFAULT_LEASE_PREFIX, DEFAULT_STALE_PREFIX, leaseKey, staleKey } from './leases.js';
 export { jsonSerializer, type Serializer } from './serializer.js';
 export { registerTags, tagKey, type RegisterTagsOptions } from './tags.js';
