@@ -6,6 +6,7 @@ import { leaseKey, staleKey } from './leases.js';
 import { cacheSettings, type CacheErrorPhase, type CacheOptions, type CacheStats, type GetOptions } from './options.js';
 import { FILL, READ_OR_LEASE, RELEASE, runScript } from './scripts.js';
 import { tagKey } from './tags.js';
+import { withTimeout } from './timeout.js';
 
 export interface Cache {
   /**
@@ -15,7 +16,11 @@ export interface Cache {
    * errors are thrown as they are, and nothing else is.
    */
   get<T>(key: string, loader: () => Promise<T>, options?: GetOptions): Promise<T>;
-  /** Deletes the key and its lease (a fill in flight is refused) and drops it from this process's L1. */
+  /**
+   * Deletes the key and its lease (a fill in flight is refused) and drops it from this process's L1.
+   * Throws when Redis fails or does not answer within `operationTimeoutMs` (the deletion may or may
+   * not have happened).
+   */
   invalidate(key: string): Promise<void>;
   /** The key's full Redis name. */
   fullKey(key: string): string;
@@ -51,7 +56,7 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
     );
   }
   const settings = cacheSettings(options);
-  const { keyPrefix, leasePrefix, leaseTtlMs, leaseSeconds, serializer, staleTtlMs, stalePrefix } = settings;
+  const { keyPrefix, leasePrefix, leaseTtlMs, leaseSeconds, serializer, staleTtlMs, stalePrefix, operationTimeoutMs } = settings;
   const onError = options.onError ?? (() => undefined);
 
   const stats: CacheStats = { hits: 0, l1Hits: 0, leases: 0, fills: 0, fillsRefused: 0, waits: 0, staleServed: 0, uncachedLoads: 0, errors: 0 };
@@ -74,6 +79,7 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
 
   const fullKey = (key: string) => keyPrefix + key;
   const ttlMsOf = (seconds: number) => Math.max(1, Math.round(seconds * 1000 * (1 - settings.jitter * Math.random())));
+  const command = <T>(promise: Promise<T>, name: string) => withTimeout(promise, operationTimeoutMs, name);
 
   function decode(full: string, data: Buffer): unknown {
     if (data.equals(NOT_FOUND_MARKER)) return undefined;
@@ -87,7 +93,7 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
 
   async function release(lease: string, token: string): Promise<void> {
     try {
-      await runScript(redis, RELEASE, [lease], [token]);
+      await command(runScript(redis, RELEASE, [lease], [token]), 'release');
     } catch (err) {
       report(err, 'release'); // it expires on its own
     }
@@ -117,7 +123,7 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
     // asks read_or_lease, which reads again (a fill may have landed in between) or takes the lease.
     let first: Buffer | null;
     try {
-      first = await redis.getBuffer(full);
+      first = await command(redis.getBuffer(full), 'GET');
     } catch (err) {
       report(err, 'read');
       return await uncached();
@@ -135,10 +141,14 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
     for (;;) {
       const token = `${tokenBase}.${++tokenCount}`;
       const args = [token, leaseTtlMs, wantStale ? '1' : '', full, tagTtl, ...(bad ? [bad] : [])];
+      const call = runScript(redis, READ_OR_LEASE, keys, args) as Promise<Buffer[]>;
       let reply: Buffer[];
       try {
-        reply = (await runScript(redis, READ_OR_LEASE, keys, args)) as Buffer[];
+        reply = await command(call, 'read_or_lease');
       } catch (err) {
+        // Timed out, the script may still run later and take the lease for a caller that has moved
+        // on: give it back then, rather than make other callers wait out leaseTtlMs.
+        call.then((late) => (late[0]?.toString() === 'lease' ? release(lease, token) : undefined)).catch(() => undefined);
         report(err, 'read');
         return await uncached();
       }
@@ -221,7 +231,12 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
     try {
       const valueTtlMs = ttlMsOf(notFound ? negativeTtl! : ttl);
       const staleArg = staleTtlMs > 0 && !notFound ? staleTtlMs : '';
-      written = Number(await runScript(redis, FILL, keys, [token, payload, valueTtlMs, staleArg, full, tagTtl]));
+      // A fill that times out here may still run on the server later. It is as safe then as now:
+      // it writes only while this caller's lease holds its token, the worker deletes the lease with
+      // every invalidation of the key, and the lease expires leaseTtlMs after it was taken (by the
+      // server's clock, also across a SIGSTOP). So a late fill either lands before the invalidation
+      // of any later change (which then deletes it) or is refused.
+      written = Number(await command(runScript(redis, FILL, keys, [token, payload, valueTtlMs, staleArg, full, tagTtl]), 'fill'));
     } catch (err) {
       report(err, 'fill');
       return value;
@@ -241,7 +256,7 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
     async invalidate(key) {
       const full = fullKey(key);
       l1?.delete(full);
-      await redis.del(full, leaseKey(full, leasePrefix));
+      await command(redis.del(full, leaseKey(full, leasePrefix)), 'DEL');
     },
     get stats() {
       return stats;

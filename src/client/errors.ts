@@ -2,8 +2,19 @@ import { InvalidatorError } from '../errors.js';
 
 /**
  * Errors the cache reports to `onError`. `get` never throws them: the cache's trouble is hidden from
- * the caller, who gets the loader's value.
+ * the caller, who gets the loader's value. `invalidate` throws `CacheTimeoutError`, since a caller
+ * who asked for a deletion must know it may not have happened.
  */
+
+/** Redis did not answer a command within `operationTimeoutMs`. The command may still run later. */
+export class CacheTimeoutError extends InvalidatorError {
+  constructor(
+    readonly command: string,
+    readonly timeoutMs: number,
+  ) {
+    super('CACHE_TIMEOUT', `redis did not answer ${command} within ${timeoutMs} ms (operationTimeoutMs)`, { retryable: true });
+  }
+}
 
 /** Cached bytes the serializer cannot decode (written by other code or an older serializer): a miss. */
 export class CacheDecodeError extends InvalidatorError {

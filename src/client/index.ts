@@ -6,7 +6,7 @@
  */
 export { createCache, NOT_FOUND_MARKER, type Cache } from './cache.js';
 export type { CacheErrorPhase, CacheOptions, CacheStats, GetOptions } from './options.js';
-export { CacheDecodeError, UncacheableValueError } from './errors.js';
+export { CacheDecodeError, CacheTimeoutError, UncacheableValueError } from './errors.js';
 export { DEFAULT_LEASE_PREFIX, DEFAULT_STALE_PREFIX, leaseKey, staleKey } from './leases.js';
 export { jsonSerializer, type Serializer } from './serializer.js';
 export { registerTags, tagKey, type RegisterTagsOptions } from './tags.js';

@@ -23,6 +23,11 @@ export interface CacheOptions {
   /** Callers that find another caller filling: poll every `waitMs`, for at most `maxWaitMs`, then load without filling. */
   stampede?: { waitMs?: number; maxWaitMs?: number };
   /**
+   * The longest the cache waits for any one Redis command (default 250 ms), whatever the ioredis
+   * client's own options: past it, `get` treats Redis as failed and returns the loader's value.
+   */
+  operationTimeoutMs?: number;
+  /**
    * Keep a copy of every filled value under `cdc-stale:K` for `ttlSeconds` (longer than the value's
    * TTL) and serve it, instead of waiting, to callers that miss while another caller fills. The worker
    * does not delete these copies: a caller served one may see a value up to `ttlSeconds` old.
@@ -37,8 +42,8 @@ export interface CacheOptions {
    */
   l1?: { channel: string; ttlMs?: number; maxEntries?: number; subscriber?: Redis };
   /**
-   * Trouble the cache hid from the caller (the value still came from the loader): Redis errors,
-   * cached bytes that do not decode, values the serializer cannot represent.
+   * Trouble the cache hid from the caller (the value still came from the loader): Redis errors and
+   * timeouts, cached bytes that do not decode, values the serializer cannot represent.
    */
   onError?: (err: Error, during: CacheErrorPhase) => void;
 }
@@ -85,6 +90,7 @@ export interface CacheSettings {
   serializer: Serializer;
   waitMs: number;
   maxWaitMs: number;
+  operationTimeoutMs: number;
   staleTtlMs: number;
   stalePrefix: string;
 }
@@ -115,6 +121,7 @@ export function cacheSettings(options: CacheOptions): CacheSettings {
     serializer: options.serializer ?? jsonSerializer,
     waitMs,
     maxWaitMs,
+    operationTimeoutMs: positive('operationTimeoutMs', options.operationTimeoutMs, 250),
     staleTtlMs: options.keepStale ? Math.round(positive('keepStale.ttlSeconds', options.keepStale.ttlSeconds, 0) * 1000) : 0,
     stalePrefix: options.keepStale?.prefix ?? DEFAULT_STALE_PREFIX,
   };
