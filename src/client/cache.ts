@@ -7,6 +7,7 @@ import { cacheSettings, type CacheErrorPhase, type CacheOptions, type CacheStats
 import { FILL, READ_OR_LEASE, RELEASE, runScript } from './scripts.js';
 import { tagKey } from './tags.js';
 import { withTimeout } from './timeout.js';
+import { FillWaiters, nextPollMs } from './waiters.js';
 
 export interface Cache {
   /**
@@ -43,8 +44,6 @@ const UNDECODABLE = Symbol('undecodable');
 /** Reads of a value that does not decode before the caller gives up on the cache for this call. */
 const MAX_BAD_READS = 3;
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 function toError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
@@ -76,6 +75,7 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
   const subscription: L1Subscription | undefined = options.l1 ? subscribeL1(redis, options.l1, report) : undefined;
   const l1 = subscription?.l1;
   const l1Usable = () => subscription?.active === true;
+  const waiters = new FillWaiters();
 
   const fullKey = (key: string) => keyPrefix + key;
   const ttlMsOf = (seconds: number) => Math.max(1, Math.round(seconds * 1000 * (1 - settings.jitter * Math.random())));
@@ -135,6 +135,7 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
       bad = first;
     }
     const deadline = Date.now() + settings.maxWaitMs;
+    let pollMs = settings.minWaitMs;
     let badReads = bad ? 1 : 0;
     let wantStale = staleTtlMs > 0;
 
@@ -163,7 +164,13 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
       }
       if (status === 'lease') {
         stats.leases++;
-        return await loadAndFill(full, token, keys, loader, ttl, negativeTtl, tagTtl, tags, epoch);
+        try {
+          return await loadAndFill(full, token, keys, loader, ttl, negativeTtl, tagTtl, tags, epoch);
+        } finally {
+          // The lease is given up (filled, refused, released, or left to expire): this process's
+          // waiters look again now instead of at their next poll.
+          waiters.wake(full);
+        }
       }
       // Another caller is filling.
       if (reply[1] !== undefined) {
@@ -180,7 +187,8 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
         return await uncached();
       }
       stats.waits++;
-      await sleep(Math.min(settings.waitMs, remaining));
+      await waiters.sleep(full, Math.min(pollMs, remaining));
+      pollMs = nextPollMs(pollMs, settings.waitMs);
     }
   }
 
@@ -257,6 +265,7 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
       const full = fullKey(key);
       l1?.delete(full);
       await command(redis.del(full, leaseKey(full, leasePrefix)), 'DEL');
+      waiters.wake(full);
     },
     get stats() {
       return stats;

@@ -20,8 +20,12 @@ export interface CacheOptions {
   negativeTtlSeconds?: number;
   /** Default: JSON. */
   serializer?: Serializer;
-  /** Callers that find another caller filling: poll every `waitMs`, for at most `maxWaitMs`, then load without filling. */
-  stampede?: { waitMs?: number; maxWaitMs?: number };
+  /**
+   * Callers that find another caller filling poll Redis, first after `minWaitMs` (default 1), each
+   * interval half as long again as the one before, up to `waitMs` (default 25); after `maxWaitMs`
+   * (default 1000) they load without filling. Waiters in the filler's own process are woken by its fill.
+   */
+  stampede?: { minWaitMs?: number; waitMs?: number; maxWaitMs?: number };
   /**
    * The longest the cache waits for any one Redis command (default 250 ms), whatever the ioredis
    * client's own options: past it, `get` treats Redis as failed and returns the loader's value.
@@ -88,6 +92,7 @@ export interface CacheSettings {
   jitter: number;
   negativeTtlSeconds: number | undefined;
   serializer: Serializer;
+  minWaitMs: number;
   waitMs: number;
   maxWaitMs: number;
   operationTimeoutMs: number;
@@ -108,6 +113,8 @@ export function cacheSettings(options: CacheOptions): CacheSettings {
   const jitter = options.ttlJitter ?? 0.1;
   if (!(jitter >= 0 && jitter < 1)) throw new RangeError(`ttlJitter must be in [0, 1), got ${String(jitter)}`);
   const waitMs = positive('stampede.waitMs', options.stampede?.waitMs, 25);
+  const minWaitMs = positive('stampede.minWaitMs', options.stampede?.minWaitMs, Math.min(1, waitMs));
+  if (minWaitMs > waitMs) throw new RangeError(`stampede.minWaitMs (${minWaitMs}) must not exceed stampede.waitMs (${waitMs})`);
   const maxWaitMs = options.stampede?.maxWaitMs ?? 1000;
   if (!(typeof maxWaitMs === 'number' && maxWaitMs >= 0)) throw new RangeError(`stampede.maxWaitMs must be >= 0, got ${String(maxWaitMs)}`);
   return {
@@ -119,6 +126,7 @@ export function cacheSettings(options: CacheOptions): CacheSettings {
     jitter,
     negativeTtlSeconds: options.negativeTtlSeconds,
     serializer: options.serializer ?? jsonSerializer,
+    minWaitMs,
     waitMs,
     maxWaitMs,
     operationTimeoutMs: positive('operationTimeoutMs', options.operationTimeoutMs, 250),

@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createCache, type CacheOptions } from '../../src/client/index.js';
+import { nextPollMs } from '../../src/client/waiters.js';
 
 // Never connects: every check here happens before the first command.
 const redis = new Redis({ lazyConnect: true });
@@ -13,6 +14,8 @@ describe('createCache option checks', () => {
     ['operationTimeoutMs NaN', { operationTimeoutMs: Number.NaN }, /operationTimeoutMs/],
     ['operationTimeoutMs Infinity', { operationTimeoutMs: Number.POSITIVE_INFINITY }, /operationTimeoutMs/],
     ['operationTimeoutMs as text', { operationTimeoutMs: '250' as unknown as number }, /operationTimeoutMs must be a positive finite number, got "250"/],
+    ['stampede.minWaitMs 0', { stampede: { minWaitMs: 0 } }, /stampede\.minWaitMs/],
+    ['stampede.minWaitMs above waitMs', { stampede: { minWaitMs: 50, waitMs: 25 } }, /minWaitMs \(50\) must not exceed stampede\.waitMs \(25\)/],
     ['stampede.waitMs negative', { stampede: { waitMs: -1 } }, /stampede\.waitMs/],
     ['stampede.maxWaitMs negative', { stampede: { maxWaitMs: -1 } }, /stampede\.maxWaitMs/],
     ['leaseTtlMs 0', { leaseTtlMs: 0 }, /leaseTtlMs/],
@@ -22,5 +25,19 @@ describe('createCache option checks', () => {
   it.each(bad)('%s is a RangeError', (_, options, message) => {
     expect(() => createCache(redis, options)).toThrow(RangeError);
     expect(() => createCache(redis, options)).toThrow(message);
+  });
+
+  it('a waitMs below the first poll starts the polls at waitMs', () => {
+    expect(() => createCache(redis, { stampede: { waitMs: 0.5 } })).not.toThrow();
+  });
+});
+
+describe('the poll schedule', () => {
+  it('polls start short and grow by half up to the cap', () => {
+    const schedule = [1];
+    while (schedule.length < 12) schedule.push(nextPollMs(schedule.at(-1)!, 25));
+    expect(schedule.slice(0, 5)).toEqual([1, 1.5, 2.25, 3.375, 5.0625]);
+    expect(schedule.at(-1)).toBe(25);
+    expect(Math.max(...schedule)).toBe(25);
   });
 });
