@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { appliedKey } from './applied-key.js';
+import { commitLsn, commitTimeoutMs, waitForApplied, type WaitForCommitOptions } from './commit.js';
 import { CacheDecodeError, UncacheableValueError } from './errors.js';
 import { subscribeL1, type L1Subscription } from './l1-subscription.js';
 import { leaseKey, staleKey } from './leases.js';
@@ -17,6 +19,12 @@ export interface Cache {
    * errors are thrown as they are, and nothing else is.
    */
   get<T>(key: string, loader: () => Promise<T>, options?: GetOptions): Promise<T>;
+  /**
+   * Read-your-writes: true once the worker has applied every commit up to `lsn` (the text of
+   * `pg_current_wal_lsn()` read after the application's COMMIT), false when `timeoutMs` passes first.
+   * A TypeError for an `lsn` that is not an LSN, a RangeError for a bad `timeoutMs`.
+   */
+  waitForCommit(lsn: string, options?: WaitForCommitOptions): Promise<boolean>;
   /**
    * Deletes the key and its lease (a fill in flight is refused) and drops it from this process's L1.
    * Throws when Redis fails or does not answer within `operationTimeoutMs` (the deletion may or may
@@ -261,6 +269,15 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
   return {
     get,
     fullKey,
+    async waitForCommit(lsn, waitOptions) {
+      const target = commitLsn(lsn);
+      const timeoutMs = commitTimeoutMs(waitOptions);
+      const reached = await waitForApplied({ redis, key: appliedKey(keyPrefix), operationTimeoutMs, report }, target, timeoutMs);
+      // The worker's notification of the same commit may still be on its way to this process's
+      // subscriber: empty the L1 so the reads that follow go to Redis, which has the deletions.
+      if (reached) l1?.clear();
+      return reached;
+    },
     async invalidate(key) {
       const full = fullKey(key);
       l1?.delete(full);

@@ -3,7 +3,7 @@ import { DEFAULT_LEASE_PREFIX, DEFAULT_STALE_PREFIX } from './leases.js';
 import { jsonSerializer, type Serializer } from './serializer.js';
 
 /** What the cache was doing when Redis or the stored data let it down. */
-export type CacheErrorPhase = 'read' | 'decode' | 'fill' | 'release' | 'subscribe' | 'notification';
+export type CacheErrorPhase = 'read' | 'decode' | 'fill' | 'release' | 'subscribe' | 'notification' | 'commit';
 
 export interface CacheOptions {
   /** The worker's `redis.keyPrefix`: prepended to every key and to the tag set names. Default ''. */

@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createCache, type CacheOptions } from '../../src/client/index.js';
+import { APPLIED_KEY_NAME, appliedKey, createCache, type CacheOptions } from '../../src/client/index.js';
 import { nextPollMs } from '../../src/client/waiters.js';
 
 // Never connects: every check here happens before the first command.
@@ -32,7 +32,31 @@ describe('createCache option checks', () => {
   });
 });
 
-describe('the poll schedule', () => {
+describe('waitForCommit input checks', () => {
+  const cache = createCache(redis);
+
+  it.each(['', 'abc', '0/', '/0', '0/16B3748 ', ' 0/16B3748', '0x0/1', '1/2/3', '123456789/0', '-1/0', '16B3748'])('lsn %j is a TypeError', async (lsn) => {
+    await expect(cache.waitForCommit(lsn)).rejects.toThrow(TypeError);
+    await expect(cache.waitForCommit(lsn)).rejects.toThrow(/pg_current_wal_lsn\(\)::text/);
+  });
+
+  it.each([undefined, null, 123, 0x16b3748n, { lsn: '0/1' }])('lsn %s (not a string) is a TypeError', async (lsn) => {
+    await expect(cache.waitForCommit(lsn as unknown as string)).rejects.toThrow(TypeError);
+  });
+
+  it.each([-1, Number.NaN, Number.POSITIVE_INFINITY, '1000', null])('timeoutMs %s is a RangeError', async (timeoutMs) => {
+    await expect(cache.waitForCommit('0/1', { timeoutMs: timeoutMs as unknown as number })).rejects.toThrow(RangeError);
+    await expect(cache.waitForCommit('0/1', { timeoutMs: timeoutMs as unknown as number })).rejects.toThrow(/timeoutMs must be a finite number >= 0/);
+  });
+});
+
+describe('shared names and the poll schedule', () => {
+  it('the applied position lives in <keyPrefix>cdc-invalidator:applied', () => {
+    expect(APPLIED_KEY_NAME).toBe('cdc-invalidator:applied');
+    expect(appliedKey()).toBe('cdc-invalidator:applied');
+    expect(appliedKey('app:')).toBe('app:cdc-invalidator:applied');
+  });
+
   it('polls start short and grow by half up to the cap', () => {
     const schedule = [1];
     while (schedule.length < 12) schedule.push(nextPollMs(schedule.at(-1)!, 25));
