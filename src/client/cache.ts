@@ -196,7 +196,7 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
       }
       stats.waits++;
       await waiters.sleep(full, Math.min(pollMs, remaining));
-      pollMs = nextPollMs(pollMs, settings.waitMs);
+      pollMs = nextPollMs(pollMs, settings.minWaitMs, settings.waitMs);
     }
   }
 

@@ -81,6 +81,6 @@ export async function waitForApplied(reader: AppliedReader, target: Lsn, timeout
     const left = deadline - Date.now();
     if (left <= 0) return false;
     await new Promise<void>((resolve) => setTimeout(resolve, Math.min(pollMs, left)));
-    pollMs = nextPollMs(pollMs, COMMIT_POLL_MAX_MS);
+    pollMs = nextPollMs(pollMs, 1, COMMIT_POLL_MAX_MS);
   }
 }

@@ -22,7 +22,7 @@ export interface CacheOptions {
   serializer?: Serializer;
   /**
    * Callers that find another caller filling poll Redis, first after `minWaitMs` (default 1), each
-   * interval half as long again as the one before, up to `waitMs` (default 25); after `maxWaitMs`
+   * interval `minWaitMs` longer than the one before, up to `waitMs` (default 25); after `maxWaitMs`
    * (default 1000) they load without filling. Waiters in the filler's own process are woken by its fill.
    */
   stampede?: { minWaitMs?: number; waitMs?: number; maxWaitMs?: number };

@@ -44,6 +44,7 @@ interface Variant {
   samples: Samples;
   prefix: string;
   errors: number;
+  caches: Cache[];
 }
 
 describe.skipIf(servicesMissing('redis'))('client latency under invalidations', () => {
@@ -69,6 +70,7 @@ describe.skipIf(servicesMissing('redis'))('client latency under invalidations', 
       samples: newSamples(),
       prefix: `${uniqueName('lat')}:`,
       errors: 0,
+      caches: [],
       readerFor: (i) => {
         const r = connections[i % CONNECTIONS]!;
         const load = loaderFor(plain.samples);
@@ -85,9 +87,10 @@ describe.skipIf(servicesMissing('redis'))('client latency under invalidations', 
     // One cache per reader, as if each reader were its own process: stats tell what each call was,
     // and no waiter is in its filler's process, so only the polls wake it.
     const perReader = (name: string, options: CacheOptions): Variant => {
-      const variant: Variant = { name, samples: newSamples(), prefix: `${uniqueName('lat')}:`, errors: 0, readerFor: () => async () => 'any' };
+      const variant: Variant = { name, samples: newSamples(), prefix: `${uniqueName('lat')}:`, errors: 0, caches: [], readerFor: () => async () => 'any' };
       variant.readerFor = (i) => {
         const cache = createCache(connections[i % CONNECTIONS]!, { keyPrefix: variant.prefix, onError: () => variant.errors++, ...options });
+        variant.caches.push(cache);
         const load = loaderFor(variant.samples);
         return async (id) => {
           const before = { ...cache.stats };
@@ -106,8 +109,16 @@ describe.skipIf(servicesMissing('redis'))('client latency under invalidations', 
 
     // One cache per connection, 8 readers each, as in an application process: the filler wakes the
     // waiters of its own cache. Calls cannot be told apart here, only all of them counted.
-    const shared: Variant = { name: 'leases, polls from 1 ms (now), a cache per connection', samples: newSamples(), prefix: `${uniqueName('lat')}:`, errors: 0, readerFor: () => async () => 'any' };
-    const sharedCaches: Cache[] = connections.slice(0, CONNECTIONS).map((r) => createCache(r, { keyPrefix: shared.prefix, onError: () => shared.errors++ }));
+    const shared: Variant = {
+      name: 'leases, polls from 1 ms (now), a cache per connection',
+      samples: newSamples(),
+      prefix: `${uniqueName('lat')}:`,
+      errors: 0,
+      caches: [],
+      readerFor: () => async () => 'any',
+    };
+    const sharedCaches = connections.slice(0, CONNECTIONS).map((r) => createCache(r, { keyPrefix: shared.prefix, onError: () => shared.errors++ }));
+    shared.caches = sharedCaches;
     shared.readerFor = (i) => {
       const cache = sharedCaches[i % CONNECTIONS]!;
       const load = loaderFor(shared.samples);
@@ -152,7 +163,11 @@ describe.skipIf(servicesMissing('redis'))('client latency under invalidations', 
       const kinds = (['hit', 'load', 'wait', 'uncached'] as const)
         .filter((k) => s.byKind[k].length > 0)
         .map((k) => `${k} ${s.byKind[k].length}: p50 ${f(percentile(s.byKind[k], 50))} p99 ${f(percentile(s.byKind[k], 99))}`);
-      return `${v.name}\n    all ${s.all.length} reads: p50 ${f(percentile(s.all, 50))} ms, p99 ${f(percentile(s.all, 99))} ms; loader runs ${s.loads}${kinds.length ? `\n    ${kinds.join(' ms; ')} ms` : ''}`;
+      const polls = v.caches.reduce((n, c) => n + c.stats.waits, 0);
+      const waitCalls = s.byKind.wait.length;
+      const perWait = waitCalls > 0 ? `, ${(polls / waitCalls).toFixed(1)} per waiting call` : '';
+      const pollText = v.caches.length > 0 ? `; polls ${polls}${perWait}` : '';
+      return `${v.name}\n    all ${s.all.length} reads: p50 ${f(percentile(s.all, 50))} ms, p99 ${f(percentile(s.all, 99))} ms; loader runs ${s.loads}${pollText}${kinds.length ? `\n    ${kinds.join(' ms; ')} ms` : ''}`;
     });
     console.log(
       `[client-latency] ${READERS} readers over ${CONNECTIONS} connections, ${HOT} hot keys, one deleted every ~${INVALIDATE_EVERY_MS} ms, loader 5-15 ms, ${ROUNDS} interleaved rounds of ${ROUND_MS} ms\n  ${lines.join('\n  ')}`,

@@ -57,11 +57,12 @@ describe('shared names and the poll schedule', () => {
     expect(appliedKey('app:')).toBe('app:cdc-invalidator:applied');
   });
 
-  it('polls start short and grow by half up to the cap', () => {
+  it('polls start short and grow by one step each time up to the cap', () => {
     const schedule = [1];
-    while (schedule.length < 12) schedule.push(nextPollMs(schedule.at(-1)!, 25));
-    expect(schedule.slice(0, 5)).toEqual([1, 1.5, 2.25, 3.375, 5.0625]);
-    expect(schedule.at(-1)).toBe(25);
-    expect(Math.max(...schedule)).toBe(25);
+    while (schedule.length < 30) schedule.push(nextPollMs(schedule.at(-1)!, 1, 25));
+    expect(schedule.slice(0, 5)).toEqual([1, 2, 3, 4, 5]);
+    expect(schedule.slice(24)).toEqual([25, 25, 25, 25, 25, 25]);
+    // minWaitMs equal to waitMs: a fixed interval.
+    expect(nextPollMs(25, 25, 25)).toBe(25);
   });
 });
