@@ -17,6 +17,9 @@ import {
 import { servicesMissing, sharedRedis, uniqueName } from '../harness/services.js';
 import { waitFor } from '../harness/wait-for.js';
 
+// These tests are not about timeouts: a per-command timeout no stall of a busy machine reaches.
+const OPERATION_TIMEOUT_MS = 10_000;
+
 describe.skipIf(servicesMissing('redis'))('cache-aside client: data it cannot store or decode', () => {
   let url: string;
   let admin: Redis;
@@ -40,7 +43,12 @@ describe.skipIf(servicesMissing('redis'))('cache-aside client: data it cannot st
     errors = [];
     const redis = new Redis(url);
     clients.push(redis);
-    const c = createCache(redis, { keyPrefix: prefix, onError: (err, during) => errors.push({ err, during }), ...options });
+    const c = createCache(redis, {
+      keyPrefix: prefix,
+      operationTimeoutMs: OPERATION_TIMEOUT_MS,
+      onError: (err, during) => errors.push({ err, during }),
+      ...options,
+    });
     caches.push(c);
     return c;
   }
@@ -139,7 +147,7 @@ describe.skipIf(servicesMissing('redis'))('cache-aside client: data it cannot st
     const waiterErrors: CacheErrorPhase[] = [];
     const redis = new Redis(url);
     clients.push(redis);
-    const waiter = createCache(redis, { ...opts, keyPrefix: prefix, onError: (_, during) => waiterErrors.push(during) });
+    const waiter = createCache(redis, { ...opts, keyPrefix: prefix, operationTimeoutMs: OPERATION_TIMEOUT_MS, onError: (_, during) => waiterErrors.push(during) });
     const waiting = waiter.get('s', async () => 'not run');
     await waitFor(() => waiter.stats.waits >= 2);
     finish('fresh');

@@ -17,6 +17,9 @@ const ROUND_MS = 2000;
 const ROUNDS = 3;
 const INVALIDATE_EVERY_MS = 2;
 
+// Timeouts are not measured here: a per-command timeout no stall of a busy machine reaches.
+const OPERATION_TIMEOUT_MS = 10_000;
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const pick = () => 1 + Math.floor(Math.random() * HOT);
 const loadDelayMs = () => 5 + Math.random() * 10;
@@ -89,7 +92,8 @@ describe.skipIf(servicesMissing('redis'))('client latency under invalidations', 
     const perReader = (name: string, options: CacheOptions): Variant => {
       const variant: Variant = { name, samples: newSamples(), prefix: `${uniqueName('lat')}:`, errors: 0, caches: [], readerFor: () => async () => 'any' };
       variant.readerFor = (i) => {
-        const cache = createCache(connections[i % CONNECTIONS]!, { keyPrefix: variant.prefix, onError: () => variant.errors++, ...options });
+        const r = connections[i % CONNECTIONS]!;
+        const cache = createCache(r, { keyPrefix: variant.prefix, operationTimeoutMs: OPERATION_TIMEOUT_MS, onError: () => variant.errors++, ...options });
         variant.caches.push(cache);
         const load = loaderFor(variant.samples);
         return async (id) => {
@@ -117,7 +121,7 @@ describe.skipIf(servicesMissing('redis'))('client latency under invalidations', 
       caches: [],
       readerFor: () => async () => 'any',
     };
-    const sharedCaches = connections.slice(0, CONNECTIONS).map((r) => createCache(r, { keyPrefix: shared.prefix, onError: () => shared.errors++ }));
+    const sharedCaches = connections.slice(0, CONNECTIONS).map((r) => createCache(r, { keyPrefix: shared.prefix, operationTimeoutMs: OPERATION_TIMEOUT_MS, onError: () => shared.errors++ }));
     shared.caches = sharedCaches;
     shared.readerFor = (i) => {
       const cache = sharedCaches[i % CONNECTIONS]!;
@@ -190,7 +194,11 @@ describe.skipIf(servicesMissing('redis'))('client latency under invalidations', 
     const r = new Redis(url);
     connections.push(r);
     // Polls so far apart that only the wake-up can end the wait within the test's timeout.
-    const cache = createCache(r, { keyPrefix: `${uniqueName('wake')}:`, stampede: { minWaitMs: 600_000, waitMs: 600_000, maxWaitMs: 1_200_000 } });
+    const cache = createCache(r, {
+      keyPrefix: `${uniqueName('wake')}:`,
+      stampede: { minWaitMs: 600_000, waitMs: 600_000, maxWaitMs: 1_200_000 },
+      operationTimeoutMs: OPERATION_TIMEOUT_MS,
+    });
     let finish!: (v: string) => void;
     const filling = cache.get('k', () => new Promise<string>((resolve) => (finish = resolve)));
     let loads = 0;
