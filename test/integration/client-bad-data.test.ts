@@ -119,6 +119,26 @@ describe.skipIf(servicesMissing('redis'))('cache-aside client: data it cannot st
     expect(errors[0]!.err.message).toMatch(/unknown format version/);
   });
 
+  it('bad bytes replaced by a good value between the GET and read_or_lease: a hit, the good value kept', async () => {
+    const c = cache();
+    const full = `${prefix}race`;
+    await admin.set(full, '{oops');
+    const redis = clients.at(-1)!;
+    const callBuffer = redis.callBuffer.bind(redis);
+    let replaced = false;
+    redis.callBuffer = ((name: string, args: unknown[]) => {
+      if (replaced || (name !== 'EVALSHA' && name !== 'EVAL')) return callBuffer(name, args as never);
+      replaced = true;
+      // Another process fills the key just before this caller's script runs.
+      return admin.set(full, '"good"').then(() => callBuffer(name, args as never));
+    }) as typeof redis.callBuffer;
+    const loader = counting('not run');
+    expect(await c.get('race', loader)).toBe('good');
+    expect(loader.calls).toBe(0);
+    expect(await admin.get(full)).toBe('"good"');
+    expect(c.stats).toMatchObject({ hits: 1, leases: 0 });
+  });
+
   it('a bad entry whose loader finds nothing (no negative caching) is deleted, not left to fail again', async () => {
     const c = cache();
     await admin.set(`${prefix}gone`, '{oops');
