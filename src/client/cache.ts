@@ -1,85 +1,35 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { L1Cache } from './l1.js';
-import { DEFAULT_LEASE_PREFIX, DEFAULT_STALE_PREFIX, leaseKey, staleKey } from './leases.js';
+import { appliedKey } from './applied-key.js';
+import { commitLsn, commitTimeoutMs, waitForApplied, type WaitForCommitOptions } from './commit.js';
+import { CacheDecodeError, UncacheableValueError } from './errors.js';
+import { subscribeL1, type L1Subscription } from './l1-subscription.js';
+import { leaseKey, staleKey } from './leases.js';
+import { cacheSettings, type CacheErrorPhase, type CacheOptions, type CacheStats, type GetOptions } from './options.js';
 import { FILL, READ_OR_LEASE, RELEASE, runScript } from './scripts.js';
-import { jsonSerializer, type Serializer } from './serializer.js';
 import { tagKey } from './tags.js';
-
-export interface CacheOptions {
-  /** The worker's `redis.keyPrefix`: prepended to every key and to the tag set names. Default ''. */
-  keyPrefix?: string;
-  /** Prefix of lease keys; must match the worker's. Default `cdc-lease:`. */
-  leasePrefix?: string;
-  /** How long a lease lives when its holder never fills (a crashed process). Default 5000. */
-  leaseTtlMs?: number;
-  /** TTL of cached values. Default 300. */
-  ttlSeconds?: number;
-  /** Each TTL is shortened by a random fraction up to this, so keys filled together do not expire together. Default 0.1. */
-  ttlJitter?: number;
-  /** Cache "not found" (the loader returned undefined) for this long; not cached when unset. */
-  negativeTtlSeconds?: number;
-  /** Default: JSON. */
-  serializer?: Serializer;
-  /** Callers that find another caller filling: poll every `waitMs`, for at most `maxWaitMs`, then load without filling. */
-  stampede?: { waitMs?: number; maxWaitMs?: number };
-  /**
-   * Keep a copy of every filled value under `cdc-stale:K` for `ttlSeconds` (longer than the value's
-   * TTL) and serve it, instead of waiting, to callers that miss while another caller fills. The worker
-   * does not delete these copies: a caller served one may see a value up to `ttlSeconds` old.
-   */
-  keepStale?: { ttlSeconds: number; prefix?: string };
-  /**
-   * An in-process cache in front of Redis, kept in step with the worker's `redis.notifyChannel`
-   * through a subscriber connection (a duplicate of the client unless one is given). It is used only
-   * while subscribed and emptied whenever the subscription (re)starts, since notifications published
-   * meanwhile are lost. An entry lives at most `ttlMs` (default 1000), which bounds its staleness when
-   * a notification is lost some other way; at most `maxEntries` (default 10,000) are kept.
-   */
-  l1?: { channel: string; ttlMs?: number; maxEntries?: number; subscriber?: Redis };
-  /** Redis failures the cache hid from the caller (the value still came from the loader). */
-  onError?: (err: Error, during: 'read' | 'fill' | 'release' | 'subscribe' | 'notification') => void;
-}
-
-export interface GetOptions {
-  /** TTL of this value; default the cache's. */
-  ttlSeconds?: number;
-  /** Tags this value depends on: the key is registered under each, atomically with taking the lease and with the fill. */
-  tags?: readonly string[];
-  /** Overrides the cache's negativeTtlSeconds for this key (0: do not cache "not found"). */
-  negativeTtlSeconds?: number;
-}
-
-export interface CacheStats {
-  /** Served from Redis. */
-  hits: number;
-  /** Served from the in-process cache. */
-  l1Hits: number;
-  /** Misses that took the lease and ran the loader. */
-  leases: number;
-  /** Values written by their lease holder. */
-  fills: number;
-  /** Fills refused because the lease was gone: the key was invalidated while the loader ran. */
-  fillsRefused: number;
-  /** Polls while another caller held the lease. */
-  waits: number;
-  /** Callers served the stale copy while another caller filled. */
-  staleServed: number;
-  /** Loader runs that filled nothing: waited out maxWaitMs, or Redis failed. */
-  uncachedLoads: number;
-  /** Redis errors hidden from callers. */
-  errors: number;
-}
+import { withTimeout } from './timeout.js';
+import { FillWaiters, nextPollMs } from './waiters.js';
 
 export interface Cache {
   /**
    * The value of `key` (without the key prefix): from L1, from Redis, or from `loader`, which runs
    * at most once at a time per key across every process sharing the Redis (while leases hold).
-   * Whatever Redis does, a caller that runs the loader gets the loader's value; loader errors are
-   * thrown as they are.
+   * Whatever Redis does or holds, a caller that runs the loader gets the loader's value; loader
+   * errors are thrown as they are, and nothing else is.
    */
   get<T>(key: string, loader: () => Promise<T>, options?: GetOptions): Promise<T>;
-  /** Deletes the key and its lease (a fill in flight is refused) and drops it from this process's L1. */
+  /**
+   * Read-your-writes: true once the worker has applied every commit up to `lsn` (the text of
+   * `pg_current_wal_lsn()` read after the application's COMMIT), false when `timeoutMs` passes first.
+   * A TypeError for an `lsn` that is not an LSN, a RangeError for a bad `timeoutMs`.
+   */
+  waitForCommit(lsn: string, options?: WaitForCommitOptions): Promise<boolean>;
+  /**
+   * Deletes the key and its lease (a fill in flight is refused) and drops it from this process's L1.
+   * Throws when Redis fails or does not answer within `operationTimeoutMs` (the deletion may or may
+   * not have happened).
+   */
   invalidate(key: string): Promise<void>;
   /** The key's full Redis name. */
   fullKey(key: string): string;
@@ -96,15 +46,11 @@ export interface Cache {
  */
 export const NOT_FOUND_MARKER = Buffer.from('\u0000cdc-invalidator:not-found');
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/** What `decode` returns for bytes the serializer rejects. */
+const UNDECODABLE = Symbol('undecodable');
 
-function positive(name: string, value: number | undefined, fallback: number, integer = false): number {
-  const v = value ?? fallback;
-  if (!Number.isFinite(v) || v <= 0 || (integer && !Number.isInteger(v))) {
-    throw new RangeError(`${name} must be a positive ${integer ? 'integer' : 'number'}, got ${String(value)}`);
-  }
-  return v;
-}
+/** Reads of a value that does not decode before the caller gives up on the cache for this call. */
+const MAX_BAD_READS = 3;
 
 function toError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
@@ -116,24 +62,12 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
       'createCache: the ioredis client has a keyPrefix option; pass the prefix as the cache\'s keyPrefix instead (lease keys must not get it)',
     );
   }
-  const keyPrefix = options.keyPrefix ?? '';
-  const leasePrefix = options.leasePrefix ?? DEFAULT_LEASE_PREFIX;
-  const leaseTtlMs = Math.round(positive('leaseTtlMs', options.leaseTtlMs, 5000));
-  const ttlSeconds = positive('ttlSeconds', options.ttlSeconds, 300);
-  const jitter = options.ttlJitter ?? 0.1;
-  if (!(jitter >= 0 && jitter < 1)) throw new RangeError(`ttlJitter must be in [0, 1), got ${String(jitter)}`);
-  const negativeTtlSeconds = options.negativeTtlSeconds;
-  const serializer = options.serializer ?? jsonSerializer;
-  const waitMs = positive('stampede.waitMs', options.stampede?.waitMs, 25);
-  const maxWaitMs = options.stampede?.maxWaitMs ?? 1000;
-  if (!(maxWaitMs >= 0)) throw new RangeError(`stampede.maxWaitMs must be >= 0, got ${String(maxWaitMs)}`);
-  const staleTtlMs = options.keepStale ? Math.round(positive('keepStale.ttlSeconds', options.keepStale.ttlSeconds, 0) * 1000) : 0;
-  const stalePrefix = options.keepStale?.prefix ?? DEFAULT_STALE_PREFIX;
+  const settings = cacheSettings(options);
+  const { keyPrefix, leasePrefix, leaseTtlMs, leaseSeconds, serializer, staleTtlMs, stalePrefix, operationTimeoutMs } = settings;
   const onError = options.onError ?? (() => undefined);
-  const leaseSeconds = Math.ceil(leaseTtlMs / 1000);
 
   const stats: CacheStats = { hits: 0, l1Hits: 0, leases: 0, fills: 0, fillsRefused: 0, waits: 0, staleServed: 0, uncachedLoads: 0, errors: 0 };
-  const report = (err: unknown, during: Parameters<NonNullable<CacheOptions['onError']>>[1]) => {
+  const report = (err: unknown, during: CacheErrorPhase) => {
     stats.errors++;
     try {
       onError(toError(err), during);
@@ -146,59 +80,28 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
   const tokenBase = randomBytes(9).toString('base64url');
   let tokenCount = 0;
 
-  // L1 and its subscription.
-  const l1 = options.l1 ? new L1Cache(options.l1.maxEntries ?? 10_000, options.l1.ttlMs ?? 1000) : undefined;
-  let l1Active = false;
-  let subscriber: Redis | undefined;
-  let ownSubscriber = false;
-  let closed = false;
-  if (options.l1 && l1) {
-    const channel = options.l1.channel;
-    ownSubscriber = options.l1.subscriber === undefined;
-    const sub = (subscriber = options.l1.subscriber ?? redis.duplicate({ autoResubscribe: false, lazyConnect: true }));
-    const subscribe = () => {
-      sub.subscribe(channel).then(
-        () => {
-          // Whatever was published while we were not listening is lost: start empty.
-          l1.clear();
-          l1Active = !closed;
-        },
-        (err: unknown) => report(err, 'subscribe'),
-      );
-    };
-    const deactivate = () => {
-      l1Active = false;
-      l1.clear();
-    };
-    sub.on('ready', subscribe);
-    sub.on('close', deactivate);
-    sub.on('end', deactivate);
-    sub.on('error', (err: unknown) => report(err, 'subscribe'));
-    sub.on('message', (ch: string, message: string) => {
-      if (ch !== channel) return;
-      try {
-        const parsed = JSON.parse(message) as { keys?: unknown; tags?: unknown; patterns?: unknown };
-        const list = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
-        l1.invalidate(list(parsed.keys), list(parsed.tags), list(parsed.patterns));
-      } catch (err) {
-        // A message we cannot read may have named any key.
-        l1.clear();
-        report(err, 'notification');
-      }
-    });
-    if (sub.status === 'wait') sub.connect().catch((err: unknown) => report(err, 'subscribe'));
-    else if (sub.status === 'ready') subscribe();
-  }
+  const subscription: L1Subscription | undefined = options.l1 ? subscribeL1(redis, options.l1, report) : undefined;
+  const l1 = subscription?.l1;
+  const l1Usable = () => subscription?.active === true;
+  const waiters = new FillWaiters();
 
   const fullKey = (key: string) => keyPrefix + key;
+  const ttlMsOf = (seconds: number) => Math.max(1, Math.round(seconds * 1000 * (1 - settings.jitter * Math.random())));
+  const command = <T>(promise: Promise<T>, name: string) => withTimeout(promise, operationTimeoutMs, name);
 
-  const ttlMsOf = (seconds: number) => Math.max(1, Math.round(seconds * 1000 * (1 - jitter * Math.random())));
-
-  const decode = (data: Buffer): unknown => (data.equals(NOT_FOUND_MARKER) ? undefined : serializer.deserialize(data));
+  function decode(full: string, data: Buffer): unknown {
+    if (data.equals(NOT_FOUND_MARKER)) return undefined;
+    try {
+      return serializer.deserialize(data);
+    } catch (err) {
+      report(new CacheDecodeError(full, err), 'decode');
+      return UNDECODABLE;
+    }
+  }
 
   async function release(lease: string, token: string): Promise<void> {
     try {
-      await runScript(redis, RELEASE, [lease], [token]);
+      await command(runScript(redis, RELEASE, [lease], [token]), 'release');
     } catch (err) {
       report(err, 'release'); // it expires on its own
     }
@@ -206,7 +109,7 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
 
   async function get<T>(key: string, loader: () => Promise<T>, getOptions: GetOptions = {}): Promise<T> {
     const full = fullKey(key);
-    if (l1 && l1Active) {
+    if (l1 && l1Usable()) {
       const cached = l1.get(full);
       if (cached.found) {
         stats.l1Hits++;
@@ -215,62 +118,92 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
     }
     const epoch = l1?.epoch ?? 0;
     const tags = getOptions.tags ? [...new Set(getOptions.tags)] : [];
-    const tagSets = tags.map((tag) => tagKey(tag, keyPrefix));
-    const ttl = getOptions.ttlSeconds ?? ttlSeconds;
-    const negativeTtl = getOptions.negativeTtlSeconds ?? negativeTtlSeconds;
+    const ttl = getOptions.ttlSeconds ?? settings.ttlSeconds;
+    const negativeTtl = getOptions.negativeTtlSeconds ?? settings.negativeTtlSeconds;
     const tagTtl = String(Math.ceil(Math.max(ttl, negativeTtl ?? 0)) + leaseSeconds);
     const lease = leaseKey(full, leasePrefix);
-    const stale = staleKey(full, stalePrefix);
-    const keys = [full, lease, stale, ...tagSets];
+    const keys = [full, lease, staleKey(full, stalePrefix), ...tags.map((tag) => tagKey(tag, keyPrefix))];
+    const uncached = async () => {
+      stats.uncachedLoads++;
+      return await loader();
+    };
     // Hits, the common case, take a plain GET: a script call costs more on both ends. A miss then
     // asks read_or_lease, which reads again (a fill may have landed in between) or takes the lease.
     let first: Buffer | null;
     try {
-      first = await redis.getBuffer(full);
+      first = await command(redis.getBuffer(full), 'GET');
     } catch (err) {
       report(err, 'read');
-      stats.uncachedLoads++;
-      return await loader();
+      return await uncached();
     }
-    if (first !== null) return hit<T>(full, first, tags, epoch);
-    const deadline = Date.now() + maxWaitMs;
+    let bad: Buffer | undefined;
+    if (first !== null) {
+      const value = decode(full, first);
+      if (value !== UNDECODABLE) return hit<T>(full, value, tags, epoch);
+      bad = first;
+    }
+    const deadline = Date.now() + settings.maxWaitMs;
+    let pollMs = settings.minWaitMs;
+    let badReads = bad ? 1 : 0;
+    let wantStale = staleTtlMs > 0;
 
     for (;;) {
       const token = `${tokenBase}.${++tokenCount}`;
+      const args = [token, leaseTtlMs, wantStale ? '1' : '', full, tagTtl, ...(bad ? [bad] : [])];
+      const call = runScript(redis, READ_OR_LEASE, keys, args) as Promise<Buffer[]>;
       let reply: Buffer[];
       try {
-        reply = (await runScript(redis, READ_OR_LEASE, keys, [token, leaseTtlMs, staleTtlMs > 0 ? '1' : '', full, tagTtl])) as Buffer[];
+        reply = await command(call, 'read_or_lease');
       } catch (err) {
+        // Timed out, the script may still run later and take the lease for a caller that has moved
+        // on: give it back then, rather than make other callers wait out leaseTtlMs.
+        call.then((late) => (late[0]?.toString() === 'lease' ? release(lease, token) : undefined)).catch(() => undefined);
         report(err, 'read');
-        stats.uncachedLoads++;
-        return await loader();
+        return await uncached();
       }
       const status = reply[0]!.toString();
-      if (status === 'hit') return hit<T>(full, reply[1]!, tags, epoch);
+      if (status === 'hit') {
+        const value = decode(full, reply[1]!);
+        if (value !== UNDECODABLE) return hit<T>(full, value, tags, epoch);
+        // Someone wrote other bytes that do not decode either: ask again to delete those.
+        bad = reply[1]!;
+        if (++badReads >= MAX_BAD_READS) return await uncached();
+        continue;
+      }
       if (status === 'lease') {
         stats.leases++;
-        return await loadAndFill(full, token, keys, loader, ttl, negativeTtl, tagTtl, tags, epoch);
+        try {
+          return await loadAndFill(full, token, keys, loader, ttl, negativeTtl, tagTtl, tags, epoch);
+        } finally {
+          // The lease is given up (filled, refused, released, or left to expire): this process's
+          // waiters look again now instead of at their next poll.
+          waiters.wake(full);
+        }
       }
       // Another caller is filling.
       if (reply[1] !== undefined) {
-        stats.staleServed++;
-        return decode(reply[1]) as T;
+        const value = decode(full, reply[1]);
+        if (value !== UNDECODABLE) {
+          stats.staleServed++;
+          return value as T;
+        }
+        wantStale = false; // the holder's fill replaces it; wait for that instead
       }
-      if (Date.now() + waitMs > deadline) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) {
         // Never a second fill: the holder's fill (or its expiry) decides what Redis keeps.
-        stats.uncachedLoads++;
-        return await loader();
+        return await uncached();
       }
       stats.waits++;
-      await sleep(waitMs);
+      await waiters.sleep(full, Math.min(pollMs, remaining));
+      pollMs = nextPollMs(pollMs, settings.minWaitMs, settings.waitMs);
     }
   }
 
-  function hit<T>(full: string, data: Buffer, tags: readonly string[], epoch: number): T {
+  function hit<T>(full: string, value: unknown, tags: readonly string[], epoch: number): T {
     stats.hits++;
-    const value = decode(data) as T;
-    if (l1 && l1Active) l1.set(full, value, tags, epoch);
-    return value;
+    if (l1 && l1Usable()) l1.set(full, value, tags, epoch);
+    return value as T;
   }
 
   async function loadAndFill<T>(
@@ -296,28 +229,37 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
       await release(keys[1]!, token);
       return value;
     }
-    let payload: string | Buffer;
+    let payload: unknown;
     try {
       payload = notFound ? NOT_FOUND_MARKER : serializer.serialize(value);
     } catch (err) {
-      // A value the serializer cannot store: the caller still gets it, and nobody waits on the lease.
-      report(err, 'fill');
+      payload = new UncacheableValueError(full, `the serializer threw: ${toError(err).message}`, err);
+    }
+    if (typeof payload !== 'string' && !Buffer.isBuffer(payload)) {
+      // Not representable (JSON of a function, or of an object whose toJSON() returns undefined): the
+      // caller still gets it, nothing is stored, and nobody waits on the lease.
+      const detail = `the serializer returned ${payload === null ? 'null' : typeof payload}, not a string or Buffer`;
+      report(payload instanceof UncacheableValueError ? payload : new UncacheableValueError(full, detail), 'fill');
       await release(keys[1]!, token);
       return value;
     }
     let written: number;
     try {
       const valueTtlMs = ttlMsOf(notFound ? negativeTtl! : ttl);
-      written = Number(
-        await runScript(redis, FILL, keys, [token, payload, valueTtlMs, staleTtlMs > 0 && !notFound ? staleTtlMs : '', full, tagTtl]),
-      );
+      const staleArg = staleTtlMs > 0 && !notFound ? staleTtlMs : '';
+      // A fill that times out here may still run on the server later. It is as safe then as now:
+      // it writes only while this caller's lease holds its token, the worker deletes the lease with
+      // every invalidation of the key, and the lease expires leaseTtlMs after it was taken (by the
+      // server's clock, also across a SIGSTOP). So a late fill either lands before the invalidation
+      // of any later change (which then deletes it) or is refused.
+      written = Number(await command(runScript(redis, FILL, keys, [token, payload, valueTtlMs, staleArg, full, tagTtl]), 'fill'));
     } catch (err) {
       report(err, 'fill');
       return value;
     }
     if (written === 1) {
       stats.fills++;
-      if (l1 && l1Active) l1.set(full, value, tags, epoch);
+      if (l1 && l1Usable()) l1.set(full, value, tags, epoch);
     } else {
       stats.fillsRefused++;
     }
@@ -327,24 +269,29 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
   return {
     get,
     fullKey,
+    async waitForCommit(lsn, waitOptions) {
+      const target = commitLsn(lsn);
+      const timeoutMs = commitTimeoutMs(waitOptions);
+      const reached = await waitForApplied({ redis, key: appliedKey(keyPrefix), operationTimeoutMs, report }, target, timeoutMs);
+      // The worker's notification of the same commit may still be on its way to this process's
+      // subscriber: empty the L1 so the reads that follow go to Redis, which has the deletions.
+      if (reached) l1?.clear();
+      return reached;
+    },
     async invalidate(key) {
       const full = fullKey(key);
       l1?.delete(full);
-      await redis.del(full, leaseKey(full, leasePrefix));
+      await command(redis.del(full, leaseKey(full, leasePrefix)), 'DEL');
+      waiters.wake(full);
     },
     get stats() {
       return stats;
     },
     get l1Active() {
-      return l1Active;
+      return l1Usable();
     },
     async close() {
-      closed = true;
-      l1Active = false;
-      l1?.clear();
-      if (subscriber === undefined) return;
-      if (ownSubscriber) subscriber.disconnect();
-      else await subscriber.unsubscribe(options.l1!.channel).catch(() => undefined);
+      await subscription?.close();
     },
   };
 }

@@ -19,14 +19,19 @@ end`;
 /**
  * read_or_lease. KEYS: the cache key, its lease, its stale copy, then tag sets.
  * ARGV: lease token, lease TTL (ms), '1' to return the stale copy when waiting, the member (the cache
- * key's full name), the tag sets' TTL (s).
+ * key's full name), the tag sets' TTL (s), and optionally bytes the caller could not decode.
  * Replies {'hit', value}, {'lease'} (the caller holds the lease with its token), or {'wait'} /
  * {'wait', stale value} (another caller holds it). Taking the lease also registers the key under its
  * tags, so an invalidation of a tag while the caller loads finds the key in the set and deletes its
- * lease: the fill that follows is then refused.
+ * lease: the fill that follows is then refused. A value equal to the undecodable bytes is deleted
+ * first, so it counts as a miss; a different value (someone filled meanwhile) is a hit as usual.
  */
 export const READ_OR_LEASE = `${REGISTER_TAGS}
 local value = redis.call('GET', KEYS[1])
+if value and ARGV[6] ~= nil and value == ARGV[6] then
+  redis.call('DEL', KEYS[1])
+  value = false
+end
 if value then return {'hit', value} end
 if redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2], 'NX') then
   register(4, ARGV[4], tonumber(ARGV[5]))

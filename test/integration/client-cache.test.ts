@@ -8,6 +8,9 @@ import { ScriptCache, TAG_STEP_SCRIPT } from '../../src/sinks/redis/scripts.js';
 import { servicesMissing, sharedRedis, uniqueName } from '../harness/services.js';
 import { waitFor } from '../harness/wait-for.js';
 
+// These tests are not about timeouts: a per-command timeout no stall of a busy machine reaches.
+const OPERATION_TIMEOUT_MS = 10_000;
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** A promise the test settles by hand. */
@@ -43,7 +46,7 @@ describe.skipIf(servicesMissing('redis'))('cache-aside client', () => {
 
   function cache(options: CacheOptions = {}, redis = client()): Cache {
     prefix = options.keyPrefix ?? prefix;
-    const c = createCache(redis, { keyPrefix: prefix, ...options });
+    const c = createCache(redis, { keyPrefix: prefix, operationTimeoutMs: OPERATION_TIMEOUT_MS, ...options });
     caches.push(c);
     return c;
   }
