@@ -1,6 +1,6 @@
 /**
  * The name of the key where the worker records the position it has applied, shared by the worker
- * (which writes it atomically with each batch) and the client (`waitForCommit` reads it). A pure
+ * (which writes it once everything else of a batch is applied) and the client (`waitForCommit` reads it). A pure
  * module with no dependencies, like `leases.ts`, so either side imports it without loading the other.
  *
  * For the Postgres source the value is an LSN in PostgreSQL's text form (`0/16B3748`, as

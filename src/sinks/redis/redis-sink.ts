@@ -8,7 +8,7 @@ import { forEachLimited } from './limited.js';
 import { notificationMessages, publishAll } from './notify.js';
 import { invalidatePattern } from './patterns.js';
 import { planBatch, type RedisPlan } from './plan.js';
-import { APPLIED_POSITION_KEY } from '../../core/keys.js';
+import { appliedKey } from '../../client/applied-key.js';
 import { APPLIED_POSITION_SCRIPT, BUMP_TO_SCRIPT, isNoScript, ScriptCache } from './scripts.js';
 import { invalidateTag } from './tags.js';
 
@@ -91,7 +91,7 @@ export class RedisSink implements Sink {
     });
     this.client = client;
     this.deadLetterStream = `${options.keyPrefix}cdc-invalidator:dead-letters`;
-    this.appliedKey = options.keyPrefix + APPLIED_POSITION_KEY;
+    this.appliedKey = appliedKey(options.keyPrefix);
     this.tagStepSize = Math.min(Math.max(1, options.tagStepSize ?? DEFAULT_TAG_STEP_SIZE), MAX_TAG_STEP_SIZE);
     this.scanCount = Math.max(1, options.scanCount ?? DEFAULT_SCAN_COUNT);
     this.log = options.logger.child({ component: 'redis-sink' });
