@@ -32,14 +32,7 @@ export async function runConsistency(spec: RunSpec): Promise<ConsistencyResult> 
   let readers: Readers | undefined;
   let writers: Writers | undefined;
   try {
-    try {
-      await rig.startWorker();
-    } catch (err: unknown) {
-      if (err instanceof WorkerExitedError) {
-        recordConsistency({ ...about, clients: [], loadSeconds: 0, quiesceSeconds: 0, notes: '', error: firstErrorLine(err) });
-      }
-      throw err;
-    }
+    await rig.startWorker();
     readers = new Readers({ redisUrl: rigOptions.redis.url(), prefix: rig.prefix, readUrl: readUrl(rig.database), ids: rig.ids, readersPerKind, pauseMs: readPauseMs });
     const perKind = writerCount / 2;
     const owned = (['cache-aside', 'lease client'] as const).flatMap((kind) =>
@@ -87,6 +80,8 @@ export async function runConsistency(spec: RunSpec): Promise<ConsistencyResult> 
     console.log(`[consistency] ${about.id} ${about.scenario}, ${about.setting}: ${JSON.stringify(clients)}`);
     return result;
   } catch (err: unknown) {
+    // A run that could not be measured says so in CONSISTENCY.md, rather than leave a former run's figures.
+    recordConsistency({ ...about, clients: [], loadSeconds: 0, quiesceSeconds: 0, notes: '', error: whyNotMeasured(err) });
     if (err instanceof WorkerExitedError || !(err instanceof Error)) throw err;
     const tail = rig.workerOutput().trim().split('\n').slice(-20).join('\n');
     throw new Error(`${err.message}\n--- last lines of the worker's output ---\n${tail}`, { cause: err });
@@ -105,8 +100,14 @@ function seconds(msValue: number): number {
   return Math.round(msValue / 100) / 10;
 }
 
+function whyNotMeasured(err: unknown): string {
+  if (err instanceof WorkerExitedError) return workerExitReason(err);
+  const message = err instanceof Error ? err.message : String(err);
+  return message.split('\n')[0]!.slice(0, 300);
+}
+
 /** The line of the worker's output that says why it stopped. */
-function firstErrorLine(err: WorkerExitedError): string {
+function workerExitReason(err: WorkerExitedError): string {
   const lines = err.output.trim().split('\n');
   const line = lines.find((l) => /error|invalid|unknown|refus/i.test(l)) ?? lines.at(-1) ?? '';
   let text = line;
