@@ -62,11 +62,16 @@ export function recordConsistency(result: ConsistencyResult): void {
   writeFileSync(`${RESULTS_DIR}${result.id.toLowerCase()}.json`, `${JSON.stringify(recorded, null, 2)}\n`);
 }
 
-/** The commit the measured worker was built from, marked when the working tree had changes. */
+/**
+ * The commit the measured worker was built from, marked "-dirty" when its sources had changes (the results
+ * this run has already written do not count).
+ */
 function workerVersion(): string {
+  const cwd = fileURLToPath(new URL('../../', import.meta.url));
+  const git = (...args: string[]) => execFileSync('git', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   try {
-    const cwd = fileURLToPath(new URL('../../', import.meta.url));
-    return execFileSync('git', ['describe', '--always', '--dirty'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = git('status', '--porcelain', '--', 'src', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json') !== '';
+    return `${git('rev-parse', '--short', 'HEAD')}${dirty ? '-dirty' : ''}`;
   } catch {
     return 'unknown';
   }
