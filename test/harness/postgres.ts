@@ -37,6 +37,17 @@ export interface PostgresServerOptions {
 
 export type PostgresStopMode = 'fast' | 'immediate';
 
+/** What PostgresServer.startFrom() hands its setup: the server's dirs and ways to act as its OS user. */
+export interface DataDirSetup {
+  dir: string;
+  dataDir: string;
+  binDir: string;
+  /** Runs a program of binDir (pg_basebackup, say) as the server's OS user, with the harness's environment. */
+  run(program: string, args: readonly string[]): Promise<void>;
+  /** Appends settings to a config file of the data dir (created if missing). */
+  appendSettings(file: string, settings: Record<string, string | number | boolean>): void;
+}
+
 const SUPERUSER = 'postgres';
 const START_ATTEMPTS = 5;
 
@@ -64,15 +75,38 @@ export class PostgresServer {
 
   /** initdb's a fresh cluster in a temp dir and starts it on a free port of 127.0.0.1. */
   static async start(options: PostgresServerOptions = {}): Promise<PostgresServer> {
+    return await PostgresServer.#create(options.startTimeoutMs, (server) => server.#initdb(options));
+  }
+
+  /**
+   * Starts a server on a data dir that `setup` fills instead of initdb (a base backup of another server,
+   * say). The data dir's postgresql.conf must `include 'harness-port.conf'`, as the harness's own do:
+   * the port is written there.
+   */
+  static async startFrom(setup: (target: DataDirSetup) => Promise<void>, options: { startTimeoutMs?: number } = {}): Promise<PostgresServer> {
+    return await PostgresServer.#create(options.startTimeoutMs, (server) =>
+      setup({
+        dir: server.dir,
+        dataDir: server.dataDir,
+        binDir: server.binDir,
+        run: (program, args) => server.#run(program, args),
+        appendSettings: (file, settings) => server.#appendSettings(file, settings),
+      }),
+    );
+  }
+
+  static async #create(
+    startTimeoutMs: number | undefined,
+    prepare: (server: PostgresServer) => Promise<void>,
+  ): Promise<PostgresServer> {
     const binDir = findPostgresBinDir();
     if (binDir === undefined) throw new Error(missingPostgresMessage());
     // initdb and postgres refuse to run as root; under root (CI) they run as the postgres OS user.
     const user = runningAsRoot() ? postgresOsUser() : undefined;
-    const startTimeoutMs = options.startTimeoutMs ?? 60_000;
     const dir = makeTempDir('cdc-pg-', user);
-    const server = new PostgresServer(binDir, dir, user, startTimeoutMs);
+    const server = new PostgresServer(binDir, dir, user, startTimeoutMs ?? 60_000);
     try {
-      await server.#initdb(options);
+      await prepare(server);
       await server.#startOnFreePort();
       return server;
     } catch (err: unknown) {
@@ -167,10 +201,10 @@ export class PostgresServer {
     }
   }
 
-  async #initdb(options: PostgresServerOptions): Promise<void> {
-    const args = ['-D', this.dataDir, '-U', SUPERUSER, '--auth=trust', '--encoding=UTF8', '--locale=C', '--no-sync'];
+  /** Runs a program of binDir as the server's OS user, with the harness's environment. */
+  async #run(program: string, args: readonly string[]): Promise<void> {
     try {
-      await execFileAsync(join(this.binDir, 'initdb'), args, {
+      await execFileAsync(join(this.binDir, program), args, {
         cwd: this.dir,
         env: this.#env(),
         timeout: this.#startTimeoutMs,
@@ -178,10 +212,22 @@ export class PostgresServer {
       });
     } catch (err: unknown) {
       const e = err as { stderr?: string; stdout?: string; message?: string };
-      throw new Error(`initdb failed: ${e.message ?? String(err)}\n${e.stderr ?? ''}${e.stdout ?? ''}`.trim(), {
+      throw new Error(`${program} failed: ${e.message ?? String(err)}\n${e.stderr ?? ''}${e.stdout ?? ''}`.trim(), {
         cause: err,
       });
     }
+  }
+
+  /** Appends settings to a config file of the data dir; later lines win over earlier ones. */
+  #appendSettings(file: string, settings: Record<string, string | number | boolean>): void {
+    const lines = Object.entries(settings).map(([name, value]) => `${name} = ${confValue(value)}`);
+    const path = join(this.dataDir, file);
+    appendFileSync(path, `\n# test harness\n${lines.join('\n')}\n`, { mode: 0o600 });
+    if (this.#user !== undefined) chownSync(path, this.#user.uid, this.#user.gid);
+  }
+
+  async #initdb(options: PostgresServerOptions): Promise<void> {
+    await this.#run('initdb', ['-D', this.dataDir, '-U', SUPERUSER, '--auth=trust', '--encoding=UTF8', '--locale=C', '--no-sync']);
 
     const walSenderTimeout =
       typeof options.walSenderTimeout === 'number' ? `${options.walSenderTimeout}ms` : (options.walSenderTimeout ?? '60s');
