@@ -101,18 +101,23 @@ function unwrap(json: unknown): { payload: unknown; fields: Map<string, FieldTyp
       for (const f of schemaFields) {
         if (!isObject(f) || (f['field'] !== 'after' && f['field'] !== 'before') || !Array.isArray(f['fields'])) continue;
         for (const column of f['fields']) {
-          if (isObject(column) && typeof column['field'] === 'string') {
-            fields.set(column['field'], {
-              ...(typeof column['type'] === 'string' ? { type: column['type'] } : {}),
-              ...(typeof column['name'] === 'string' ? { name: column['name'] } : {}),
-            });
-          }
+          if (isObject(column) && typeof column['field'] === 'string') fields.set(column['field'], fieldType(column));
         }
       }
     }
     return { payload: json['payload'], fields };
   }
   return { payload: json, fields };
+}
+
+function fieldType(column: Record<string, unknown>): FieldType {
+  const parameters = column['parameters'];
+  const scale = isObject(parameters) && typeof parameters['scale'] === 'string' && /^-?\d+$/.test(parameters['scale']) ? Number(parameters['scale']) : undefined;
+  return {
+    ...(typeof column['type'] === 'string' ? { type: column['type'] } : {}),
+    ...(typeof column['name'] === 'string' ? { name: column['name'] } : {}),
+    ...(scale !== undefined ? { scale } : {}),
+  };
 }
 
 function rowOf(value: unknown, fields: Map<string, FieldType>): Row | null | 'bad' {
