@@ -5,6 +5,7 @@ import { compileRules, type MappingSpec, type RuleSet } from '../core/rules.js';
 import { ConfigError, type FileProblem } from '../errors.js';
 import { configSchema, mappingFileSchema, ruleSchema, type Config, type Rule } from './schema.js';
 import { substituteEnv, type Env } from './substitute-env.js';
+import { replicaIdentityProblems } from './replica-identity.js';
 import { validate } from './validate.js';
 import { parseYaml, type YamlDocument } from './yaml-document.js';
 
@@ -64,6 +65,7 @@ export async function loadConfig(configPath: string, env: Env): Promise<LoadedCo
   if (validated.ok && validated.data.source.kind === 'debezium' && compiled.rules.hasLookups && validated.data.source.url === undefined) {
     problems.push(document.problem(['source'], 'rules with a lookup need a database to query: set source.url (a PostgreSQL connection string)'));
   }
+  if (validated.ok) problems.push(...replicaIdentityProblems(validated.data, compiled.rules, document));
   if (validated.ok && validated.data.source.kind === 'postgres' && validated.data.source.slotLost === 'recover') {
     const { rulesWithoutFallback } = lostChangesOperations(compiled.rules, null);
     if (rulesWithoutFallback.length > 0) {
