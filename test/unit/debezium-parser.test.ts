@@ -72,7 +72,7 @@ describe('parseDebeziumRecord', () => {
   it('truncate, tombstone, heartbeat, message, snapshot', () => {
     expect(parseDebeziumRecord(record({ before: null, after: null, source, op: 't' }), opts)).toMatchObject({ kind: 'change', change: { op: 'truncate', before: null, after: null } });
     expect(parseDebeziumRecord(record(null), opts)).toEqual({ kind: 'skip', why: 'tombstone' });
-    expect(parseDebeziumRecord(record({ ts_ms: 5 }), opts)).toEqual({ kind: 'skip', why: 'heartbeat' });
+    expect(parseDebeziumRecord(record({ ts_ms: 5 }, { serverName: 'app' }, '1', '__debezium-heartbeat.app'), opts)).toEqual({ kind: 'skip', why: 'heartbeat' });
     expect(parseDebeziumRecord(record({ op: 'm', source }), opts)).toEqual({ kind: 'skip', why: 'message' });
     const snap = record({ before: null, after: { id: 1 }, source, op: 'r' });
     expect(parseDebeziumRecord(snap, opts)).toEqual({ kind: 'skip', why: 'snapshot' });
@@ -123,6 +123,9 @@ describe('parseDebeziumRecord', () => {
     ['not JSON', '{nope', /value is not JSON/],
     ['not an object', '[1]', /not a JSON object/],
     ['no op', { before: null, after: {}, source }, /unknown or missing "op"/],
+    ['an empty object', {}, /not a Debezium event/],
+    ['a heartbeat shape on a table topic', { ts_ms: 5 }, /not a Debezium event/],
+    ['an unrelated object', { hello: 'world' }, /not a Debezium event/],
     ['JSON null', 'null', /not a JSON object/],
     ['a JSON string', '"c"', /not a JSON object/],
     ['unknown op', { op: 'x', source }, /unknown or missing "op": "x"/],
@@ -198,5 +201,28 @@ describe('old rows under each replica identity', () => {
   ] as Array<[ReplicaIdentity, ReplicaIdentity, ReplicaIdentity]>)('weaker(%j, %j) = %j', (a, b, expected) => {
     expect(weaker(a, b)).toEqual(expected);
     expect(weaker(b, a)).toEqual(expected);
+  });
+});
+
+describe('messages that are not change events', () => {
+  const heartbeatTopic = '__debezium-heartbeat.app';
+  it.each([
+    ['a heartbeat', heartbeatTopic, { ts_ms: 5 }, { kind: 'skip', why: 'heartbeat' }],
+    ['a heartbeat with the schema envelope', 'hb', { schema: { type: 'struct', name: 'io.debezium.connector.common.Heartbeat' }, payload: { ts_ms: 5 } }, { kind: 'skip', why: 'heartbeat' }],
+    ['transaction metadata', 'app.transaction', { status: 'BEGIN', id: '571:53195829', ts_ms: 1, event_count: null, data_collections: null }, { kind: 'skip', why: 'transaction' }],
+    ['a schema change', 'app', { source, ts_ms: 1, databaseName: 'app', schemaName: 'public', ddl: 'CREATE TABLE t (id int)', tableChanges: [] }, { kind: 'skip', why: 'schema_change' }],
+  ])('%s is skipped', (_what, topic, value, expected) => {
+    expect(parseDebeziumRecord(record(value, null, '1', topic), opts)).toEqual(expected);
+  });
+
+  it.each([
+    ['{} on a table topic', 'app.public.users', {}],
+    ['{} on the heartbeat topic', heartbeatTopic, {}],
+    ['a heartbeat topic message of another shape', heartbeatTopic, { ts_ms: 5, extra: 1 }],
+    ['a heartbeat whose ts_ms is not a number', heartbeatTopic, { ts_ms: '5' }],
+    ['a transaction marker without an id', 'app.transaction', { status: 'BEGIN' }],
+    ['an envelope around nothing', 'app.public.users', { schema: { type: 'struct' }, payload: {} }],
+  ])('%s is malformed', (_what, topic, value) => {
+    expect(parseDebeziumRecord(record(value, null, '1', topic), opts)).toMatchObject({ kind: 'malformed', reason: expect.stringMatching(/not a Debezium event/) });
   });
 });

@@ -25,7 +25,7 @@ export interface DebeziumEvent extends EventTable {
 
 export type Decoded =
   | { kind: 'event'; event: DebeziumEvent }
-  | { kind: 'skip'; why: 'tombstone' | 'heartbeat' | 'snapshot' | 'message' }
+  | { kind: 'skip'; why: 'tombstone' | 'heartbeat' | 'snapshot' | 'message' | 'transaction' | 'schema_change' }
   | { kind: 'malformed'; reason: string };
 
 export type Parsed =
@@ -41,9 +41,15 @@ const OPS: Record<string, Operation | 'snapshot' | 'message'> = {
   m: 'message',
 };
 
+/** Debezium's heartbeat topics: `<topic.heartbeat.prefix>.<topic.prefix>`, the prefix `__debezium-heartbeat` by default. */
+const HEARTBEAT_TOPIC = /^__debezium-heartbeat\./;
+const HEARTBEAT_SCHEMA = 'io.debezium.connector.common.Heartbeat';
+
 /**
  * One Debezium (PostgreSQL connector) message, JSON converter, with or without the schema
- * envelope. Pure: the source turns `malformed` into a dead letter and keeps consuming.
+ * envelope. Pure: the source turns `malformed` into a dead letter and keeps consuming. Whatever is
+ * not a change event, a tombstone, a heartbeat, transaction metadata or a schema change is
+ * malformed: a message skipped for looking empty could be a change the worker failed to read.
  */
 export function decodeDebeziumRecord(record: KafkaRecord, options: { snapshotInvalidates: boolean }): Decoded {
   if (record.value === null || record.value.length === 0) return { kind: 'skip', why: 'tombstone' };
@@ -53,13 +59,12 @@ export function decodeDebeziumRecord(record: KafkaRecord, options: { snapshotInv
   } catch (err) {
     return { kind: 'malformed', reason: `value is not JSON: ${(err as Error).message}` };
   }
-  const { payload, fields } = unwrap(json);
+  const { payload, fields, schemaName } = unwrap(json);
   if (!isObject(payload)) return { kind: 'malformed', reason: 'value is not a JSON object' };
-  if (payload['op'] === undefined && payload['source'] === undefined && Object.keys(payload).every((k) => k === 'ts_ms')) {
-    return { kind: 'skip', why: 'heartbeat' };
-  }
+  const other = notAChange(payload, record.topic, schemaName);
+  if (other !== undefined) return { kind: 'skip', why: other };
   const op = typeof payload['op'] === 'string' ? OPS[payload['op']] : undefined;
-  if (op === undefined) return { kind: 'malformed', reason: `unknown or missing "op": ${JSON.stringify(String(payload['op']))}` };
+  if (op === undefined) return { kind: 'malformed', reason: `not a Debezium event: unknown or missing "op": ${JSON.stringify(String(payload['op']))}` };
   if (op === 'message') return { kind: 'skip', why: 'message' };
   if (op === 'snapshot' && !options.snapshotInvalidates) return { kind: 'skip', why: 'snapshot' };
   const source = payload['source'];
@@ -124,9 +129,22 @@ export function parseDebeziumRecord(
   return { kind: 'change', change: toChange(decoded.event, table), commitTimeMs: decoded.event.commitTimeMs };
 }
 
-function unwrap(json: unknown): { payload: unknown; fields: Map<string, FieldType> } {
+/** Debezium's messages that carry no row change, recognised by their exact shape. */
+function notAChange(payload: Record<string, unknown>, topic: string, schemaName: string | undefined): 'heartbeat' | 'transaction' | 'schema_change' | undefined {
+  if (payload['op'] !== undefined) return undefined;
+  const keys = Object.keys(payload);
+  if ((HEARTBEAT_TOPIC.test(topic) || schemaName === HEARTBEAT_SCHEMA) && keys.length === 1 && payload['ts_ms'] instanceof JsonNumber) {
+    return 'heartbeat';
+  }
+  // provide.transaction.metadata: BEGIN and END markers on `<topic.prefix>.transaction`.
+  if ((payload['status'] === 'BEGIN' || payload['status'] === 'END') && typeof payload['id'] === 'string') return 'transaction';
+  if (Array.isArray(payload['tableChanges']) && isObject(payload['source'])) return 'schema_change';
+  return undefined;
+}
+
+function unwrap(json: unknown): { payload: unknown; fields: Map<string, FieldType>; schemaName: string | undefined } {
   const fields = new Map<string, FieldType>();
-  if (!isObject(json) || !('payload' in json) || !isObject(json['schema'])) return { payload: json, fields };
+  if (!isObject(json) || !('payload' in json) || !isObject(json['schema'])) return { payload: json, fields, schemaName: undefined };
   const schema = json['schema'];
   const schemaFields = schema['fields'];
   if (Array.isArray(schemaFields)) {
@@ -137,7 +155,7 @@ function unwrap(json: unknown): { payload: unknown; fields: Map<string, FieldTyp
       }
     }
   }
-  return { payload: json['payload'], fields };
+  return { payload: json['payload'], fields, schemaName: typeof schema['name'] === 'string' ? schema['name'] : undefined };
 }
 
 function fieldType(column: Record<string, unknown>): FieldType {
