@@ -113,7 +113,6 @@ describe('parseDebeziumRecord', () => {
       day: '2024-02-29',
       atz: '2024-02-29 23:59:59.5+00',
       blob: '\\x0102',
-      n: '12.50',
       price: '1200.00',
     });
     expect(parsed.kind === 'change' && parsed.change.keyColumns).toEqual(['id']);

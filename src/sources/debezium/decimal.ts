@@ -1,9 +1,9 @@
 /**
  * Kafka Connect's decimals back to PostgreSQL's numeric text form. With the connector's default
  * `decimal.handling.mode=precise`, a NUMERIC(p,s) column is a `Decimal`: the unscaled integer as
- * big-endian two's complement bytes (base64 in JSON), the scale in the schema's parameters; an
- * unconstrained NUMERIC is a `VariableScaleDecimal` struct carrying its own scale. PostgreSQL writes
- * a numeric with exactly its scale ("1200.00"), so the scale decides the digits after the point.
+ * big-endian two's complement bytes (base64 in JSON), the scale in the schema's parameters.
+ * PostgreSQL writes a numeric with exactly its scale ("1200.00"), so the scale decides the digits
+ * after the point.
  * BigInt throughout: a numeric key may be far past 2^53.
  */
 
@@ -32,12 +32,6 @@ export function formatDecimal(unscaled: bigint, scale: number): string {
 export function decimalFromBase64(text: string, scale: number): string | undefined {
   if (!BASE64.test(text) || !Number.isInteger(scale)) return undefined;
   return formatDecimal(unscaledOf(Buffer.from(text, 'base64')), scale);
-}
-
-/** A `VariableScaleDecimal` struct ({scale, value}); undefined when it does not have that shape. */
-export function variableScaleDecimal(scale: unknown, value: unknown): string | undefined {
-  if (!Number.isInteger(scale) || typeof value !== 'string') return undefined;
-  return decimalFromBase64(value, scale as number);
 }
 
 /**

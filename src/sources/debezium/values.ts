@@ -1,5 +1,5 @@
 import type { Value } from '../../core/change.js';
-import { decimalFromBase64, decimalFromDigits, isBase64, isPlainDecimal, variableScaleDecimal } from './decimal.js';
+import { decimalFromBase64, decimalFromDigits, isBase64, isPlainDecimal } from './decimal.js';
 import { formatDate, formatFloat, formatTime, formatTimestamp, formatZonedTimestamp } from './temporal.js';
 
 /**
@@ -90,7 +90,9 @@ function fromLogical(value: unknown, field: FieldType): Value | undefined {
       // The converter's decimal.format=NUMERIC writes the exact digits.
       return value instanceof JsonNumber ? decimalFromDigits(value.text, field.scale) : undefined;
     case 'io.debezium.data.VariableScaleDecimal':
-      return isObject(value) && value['scale'] instanceof JsonNumber ? variableScaleDecimal(Number(value['scale'].text), value['value']) : undefined;
+      // A NUMERIC without a declared scale. PostgreSQL writes it with the scale it was given
+      // ("-905.0"); Debezium drops the trailing zeros (-905), and nothing says how many there were.
+      return undefined;
     case 'io.debezium.time.Date':
     case 'org.apache.kafka.connect.data.Date':
       return n === undefined ? undefined : formatDate(n);
@@ -130,8 +132,9 @@ function fromConnectType(value: unknown, type: string, column: ColumnType | unde
       if (numeric) return doubleAsNumeric(value.text, column!);
       return formatFloat(value.text, type === 'float64' ? 64 : 32);
     case 'string':
-      // decimal.handling.mode=string writes PostgreSQL's own text.
-      return typeof value === 'string' && (!numeric || isPlainDecimal(value)) ? value : undefined;
+      // decimal.handling.mode=string writes PostgreSQL's text, with the declared scale only.
+      if (numeric && (column!.scale === null || !isPlainDecimal(value as string))) return undefined;
+      return typeof value === 'string' ? value : undefined;
     case 'int8':
     case 'int16':
     case 'int32':
@@ -174,22 +177,20 @@ function fromColumnType(value: unknown, column: ColumnType): Value | undefined {
 }
 
 /**
- * A numeric without the envelope: a VariableScaleDecimal struct, a base64 Decimal (precise), its
- * text (string) or a double (double). A string that reads both as a plain number and as base64
- * ("1234" at scale 0) is unknown: guessing either way could render a wrong key.
+ * A numeric(p,s) without the envelope: a base64 Decimal (precise), its text (string) or a double
+ * (double). A string that reads both as a plain number and as base64 ("1234" at scale 0) is
+ * unknown: guessing either way could render a wrong key. Without a declared scale, Debezium loses
+ * PostgreSQL's display scale (see VariableScaleDecimal): unknown.
  */
 function numericWithoutSchema(value: unknown, column: ColumnType): Value | undefined {
-  if (isObject(value)) return value['scale'] instanceof JsonNumber ? variableScaleDecimal(Number(value['scale'].text), value['value']) : undefined;
+  if (column.scale === null) return undefined;
   if (value instanceof JsonNumber) return doubleAsNumeric(value.text, column);
   if (typeof value !== 'string') return undefined;
   const plain = isPlainDecimal(value);
   const base64 = isBase64(value);
-  // PostgreSQL writes a numeric(p,s) with s > 0 with a point: such a value without one is base64.
-  const pointExpected = column.scale !== null && column.scale > 0;
-  // Unconstrained, a precise value is a struct: a string is the text.
-  if (plain && column.scale === null) return value;
   if (plain && (!base64 || value.includes('.') || value.startsWith('-'))) return value;
-  if (base64 && column.scale !== null && (!plain || pointExpected)) return decimalFromBase64(value, column.scale);
+  // PostgreSQL writes a numeric(p,s) with s > 0 with a point: such a value without one is base64.
+  if (base64 && (!plain || column.scale > 0)) return decimalFromBase64(value, column.scale);
   return undefined;
 }
 
@@ -204,8 +205,4 @@ function primitive(value: unknown): Value | undefined {
   if (typeof value === 'boolean') return value ? 'true' : 'false';
   // Structs and arrays have no single text form a key could use.
   return undefined;
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof JsonNumber);
 }
