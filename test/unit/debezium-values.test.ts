@@ -72,6 +72,7 @@ const CASES: Array<[string, string, FieldType | undefined, ColumnType | undefine
   ['Bits', '"AQ=="', logical('io.debezium.data.Bits', 'bytes'), undefined, undefined],
   ['a logical type nobody knows', '"x"', logical('io.debezium.data.geometry.Point', 'struct'), undefined, undefined],
   ['bytea', '"AQI="', { type: 'bytes' }, undefined, '\\x0102'],
+  ['bytea as a string (binary.handling.mode=base64 or hex)', '"0102"', { type: 'string' }, col('bytea'), undefined],
   ['int64 past 2^53', '9007199254740993', { type: 'int64' }, undefined, '9007199254740993'],
   ['boolean', 'false', { type: 'boolean' }, undefined, 'false'],
   ['float64 0.1', '0.1', { type: 'float64' }, undefined, '0.1'],

@@ -134,6 +134,8 @@ function fromConnectType(value: unknown, type: string, column: ColumnType | unde
     case 'string':
       // decimal.handling.mode=string writes PostgreSQL's text, with the declared scale only.
       if (numeric && (column!.scale === null || !isPlainDecimal(value as string))) return undefined;
+      // binary.handling.mode=base64 or hex: the schema no longer says which, and both can read as either.
+      if (column?.type === 'bytea') return undefined;
       return typeof value === 'string' ? value : undefined;
     case 'int8':
     case 'int16':
