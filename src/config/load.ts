@@ -65,7 +65,10 @@ export async function loadConfig(configPath: string, env: Env): Promise<LoadedCo
   if (validated.ok && validated.data.source.kind === 'debezium' && compiled.rules.hasLookups && validated.data.source.url === undefined) {
     problems.push(document.problem(['source'], 'rules with a lookup need a database to query: set source.url (a PostgreSQL connection string)'));
   }
-  if (validated.ok) problems.push(...replicaIdentityProblems(validated.data, compiled.rules, document));
+  // Only against rules that compiled: a broken mapping file would make every name look unknown.
+  if (!mappings.problems.some((p) => p.severity === 'error') && !compiled.problems.some((p) => (p.severity ?? 'error') === 'error')) {
+    problems.push(...replicaIdentityProblems(data, compiled.rules, document));
+  }
   if (validated.ok && validated.data.source.kind === 'postgres' && validated.data.source.slotLost === 'recover') {
     const { rulesWithoutFallback } = lostChangesOperations(compiled.rules, null);
     if (rulesWithoutFallback.length > 0) {

@@ -1,19 +1,21 @@
 import { parseTableName, tableKey, type RuleSet } from '../core/rules.js';
 import type { FileProblem } from '../errors.js';
-import type { Config } from './schema.js';
 import { suggest } from './validate.js';
 import type { YamlDocument } from './yaml-document.js';
 
 /**
  * `source.replicaIdentity` names tables; each must be a table the mappings name (or "*"): a
  * declaration for a misspelt table would leave the real one undeclared, read as key-only, with
- * nothing but a warning to show for it.
+ * nothing but a warning to show for it. Reads the raw document, so the names are checked even when
+ * another part of the config is invalid.
  */
-export function replicaIdentityProblems(config: Config, rules: RuleSet, document: YamlDocument): FileProblem[] {
-  if (config.source.kind !== 'debezium' || config.source.replicaIdentity === undefined) return [];
+export function replicaIdentityProblems(data: unknown, rules: RuleSet, document: YamlDocument): FileProblem[] {
+  const source = isRecord(data) ? data['source'] : undefined;
+  const declared = isRecord(source) && source['kind'] === 'debezium' ? source['replicaIdentity'] : undefined;
+  if (!isRecord(declared)) return [];
   const mapped = rules.tables.map(([schema, table]) => tableKey(schema, table));
   const problems: FileProblem[] = [];
-  for (const name of Object.keys(config.source.replicaIdentity)) {
+  for (const name of Object.keys(declared)) {
     if (name === '*') continue;
     const path = ['source', 'replicaIdentity', name];
     const parsed = parseTableName(name);
@@ -34,4 +36,8 @@ export function replicaIdentityProblems(config: Config, rules: RuleSet, document
     );
   }
   return problems;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

@@ -80,6 +80,14 @@ const cases: Case[] = [
     errors: [[C, 6, 5, 'source.replicaIdentity["public.usres"]', 'no mapping rule names table "public.usres" (did you mean "public.users"?)']],
   },
   {
+    name: 'debezium replicaIdentity: unknown table and bad value reported together',
+    files: { [C]: `${DEBEZIUM}  replicaIdentity:\n    userz: full\n    users: { index: [] }\nmappings: mappings\n` },
+    errors: [
+      [C, 6, 5, 'source.replicaIdentity.userz', 'no mapping rule names table "public.userz" (did you mean "public.users"?)'],
+      [C, 7, 21, 'source.replicaIdentity.users.index', 'list the columns of the identity index'],
+    ],
+  },
+  {
     name: 'debezium replicaIdentity with a bad table name',
     files: { [C]: `${DEBEZIUM}  replicaIdentity:\n    a.b.c: full\nmappings: mappings\n` },
     errors: [[C, 6, 5, 'source.replicaIdentity["a.b.c"]', 'table must be "table" or "schema.table"']],
