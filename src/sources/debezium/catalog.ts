@@ -205,7 +205,10 @@ export class PostgresCatalog implements TableCatalog {
         this.entries.delete(key);
         if (!this.warnedMissing.has(key)) {
           this.warnedMissing.add(key);
-          this.log.warn({ table: key }, 'mapped table not found in the database: old rows of its changes are read as their message key only');
+          this.log.warn(
+            { table: key, hint: 'check that source.url is the database Debezium reads; it is looked for again when its changes arrive' },
+            'mapped table not found in the database: old rows of its changes are read as their message key only',
+          );
         }
         continue;
       }

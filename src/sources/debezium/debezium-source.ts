@@ -124,10 +124,12 @@ export class DebeziumSource implements Source {
       const events = decoded.flatMap((d) => (d.kind === 'event' ? [d.event] : []));
       if (events.length > 0) await this.options.tables.prepare(events, heartbeat);
     } catch (err) {
-      // Only a closing source gives up on the catalog; nothing is committed, the batch is replayed.
+      // The source is closing, or a rebalance took the partition while the catalog could not be
+      // read: nothing is committed, and the batch is replayed.
       this.log.info({ err: toError(err), topic: batch.topic, partition: batch.partition }, 'batch abandoned while reading replica identities');
       return;
     }
+    if (this.stopping) return;
     batch.messages.forEach((message, i) => {
       const parsed = decoded[i]!;
       if (parsed.kind === 'event') {
