@@ -25,7 +25,9 @@ const CASES: Array<[string, string, FieldType | undefined, ColumnType | undefine
   // decimal.handling.mode=string and double
   ['string mode', '"1200.00"', { type: 'string' }, col('numeric', 12, 2), '1200.00'],
   ['string mode, NaN', '"NaN"', { type: 'string' }, col('numeric', 10, 2), 'NaN'],
-  ['string mode, unconstrained numeric', '"-905"', { type: 'string' }, col('numeric'), undefined],
+  // Measured on Debezium 3.0: string mode keeps an unconstrained NUMERIC's display scale ("-905.0").
+  ['string mode, unconstrained numeric', '"-905.0"', { type: 'string' }, col('numeric'), '-905.0'],
+  ['string mode, not a number', '"AdTA"', { type: 'string' }, col('numeric', 12, 2), undefined],
   ['double mode, numeric(12,2)', '1200.0', { type: 'float64' }, col('numeric', 12, 2), '1200.00'],
   ['double mode, too many digits for a double', '1.2345678901234568E16', { type: 'float64' }, col('numeric', 20, 2), undefined],
   ['double mode, unconstrained numeric', '0.1', { type: 'float64' }, col('numeric'), undefined],
@@ -36,7 +38,8 @@ const CASES: Array<[string, string, FieldType | undefined, ColumnType | undefine
   ['"1234" at scale 0: text or base64, unknown', '"1234"', undefined, col('numeric', 10, 0), undefined],
   ['"12" at scale 0: not base64, text', '"12"', undefined, col('numeric', 10, 0), '12'],
   ['unconstrained numeric struct without envelope', '{"scale":3,"value":"MDk="}', undefined, col('numeric'), undefined],
-  ['unconstrained numeric text without envelope', '"1234.5"', undefined, col('numeric'), undefined],
+  ['unconstrained numeric text without envelope (string mode)', '"-905.0"', undefined, col('numeric'), '-905.0'],
+  ['unconstrained numeric as a double without envelope', '-905.0', undefined, col('numeric'), undefined],
   ['base64 numeric with no scale declared', '"AdTA"', undefined, col('numeric'), undefined],
   ['double without envelope, numeric(12,2)', '1200.0', undefined, col('numeric', 12, 2), '1200.00'],
   ['date without envelope', '19782', undefined, col('date'), '2024-02-29'],

@@ -132,8 +132,8 @@ function fromConnectType(value: unknown, type: string, column: ColumnType | unde
       if (numeric) return doubleAsNumeric(value.text, column!);
       return formatFloat(value.text, type === 'float64' ? 64 : 32);
     case 'string':
-      // decimal.handling.mode=string writes PostgreSQL's text, with the declared scale only.
-      if (numeric && (column!.scale === null || !isPlainDecimal(value as string))) return undefined;
+      // decimal.handling.mode=string writes PostgreSQL's own text, display scale included.
+      if (numeric && !isPlainDecimal(value as string)) return undefined;
       // binary.handling.mode=base64 or hex: the schema no longer says which, and both can read as either.
       if (column?.type === 'bytea') return undefined;
       return typeof value === 'string' ? value : undefined;
@@ -179,16 +179,16 @@ function fromColumnType(value: unknown, column: ColumnType): Value | undefined {
 }
 
 /**
- * A numeric(p,s) without the envelope: a base64 Decimal (precise), its text (string) or a double
+ * A numeric without the envelope: a base64 Decimal (precise), its text (string) or a double
  * (double). A string that reads both as a plain number and as base64 ("1234" at scale 0) is
- * unknown: guessing either way could render a wrong key. Without a declared scale, Debezium loses
- * PostgreSQL's display scale (see VariableScaleDecimal): unknown.
+ * unknown: guessing either way could render a wrong key. Without a declared scale, precise sends
+ * a VariableScaleDecimal struct (unknown, see above), so a string is the text.
  */
 function numericWithoutSchema(value: unknown, column: ColumnType): Value | undefined {
-  if (column.scale === null) return undefined;
   if (value instanceof JsonNumber) return doubleAsNumeric(value.text, column);
   if (typeof value !== 'string') return undefined;
   const plain = isPlainDecimal(value);
+  if (column.scale === null) return plain ? value : undefined;
   const base64 = isBase64(value);
   if (plain && (!base64 || value.includes('.') || value.startsWith('-'))) return value;
   // PostgreSQL writes a numeric(p,s) with s > 0 with a point: such a value without one is base64.
