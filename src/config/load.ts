@@ -5,6 +5,7 @@ import { compileRules, type MappingSpec, type RuleSet } from '../core/rules.js';
 import { ConfigError, type FileProblem } from '../errors.js';
 import { configSchema, mappingFileSchema, ruleSchema, type Config, type Rule } from './schema.js';
 import { substituteEnv, type Env } from './substitute-env.js';
+import { replicaIdentityProblems } from './table-identities.js';
 import { validate } from './validate.js';
 import { parseYaml, type YamlDocument } from './yaml-document.js';
 
@@ -73,6 +74,10 @@ export async function loadConfig(configPath: string, env: Env): Promise<LoadedCo
         'replicas are supported with source.kind postgres only: a Debezium event carries the position of its change, not of its commit',
       ),
     );
+  }
+  // Only against rules that compiled: a broken mapping file would make every name look unknown.
+  if (!mappings.problems.some((p) => p.severity === 'error') && !compiled.problems.some((p) => (p.severity ?? 'error') === 'error')) {
+    problems.push(...replicaIdentityProblems(data, compiled.rules, document));
   }
   if (validated.ok && validated.data.source.kind === 'postgres' && validated.data.source.slotLost === 'recover') {
     const { rulesWithoutFallback } = lostChangesOperations(compiled.rules, null);

@@ -42,10 +42,14 @@ const postgresSourceSchema = z.strictObject({
 });
 
 /**
- * A planned kind accepts any keys (they are not checked yet) and always fails on `kind`, so the user
- * gets one clear message instead of a list of unknown keys. Its output type is `never`, so Config's
- * source type only holds kinds that exist.
+ * A table's REPLICA IDENTITY as declared for a Debezium source without a database URL: full,
+ * default (the primary key, which Debezium's message key holds), nothing, or the columns of the
+ * identity index. It decides which old-row columns are real and which Debezium filled in.
  */
+const identityDeclarationSchema = z.union([z.enum(['full', 'default', 'nothing']), z.strictObject({ index: z.array(z.string().min(1)).min(1, 'list the columns of the identity index') })], {
+  error: 'expected full, default, nothing, or { index: [columns of the identity index] }',
+});
+
 const debeziumSourceSchema = z
   .strictObject({
     kind: z.literal('debezium'),
@@ -69,12 +73,27 @@ const debeziumSourceSchema = z
       .optional(),
     /** Whether snapshot reads (op "r") invalidate like inserts. */
     snapshot: z.boolean().default(false),
-    /** A PostgreSQL connection string for lookups; needed only when a rule has a lookup. */
+    /**
+     * A PostgreSQL connection string: for lookups, and to read each table's replica identity and
+     * column types from the catalog.
+     */
     url: z.string().min(1).optional(),
+    /**
+     * Without `url`: each mapped table's replica identity, by table name ("users" means
+     * public.users; "*" every table not named). Undeclared tables are read as key-only.
+     */
+    tableIdentities: z.record(z.string().min(1), identityDeclarationSchema).optional(),
   })
   .superRefine((value, ctx) => {
     if ((value.topics === undefined) === (value.topicPattern === undefined)) {
       ctx.addIssue({ code: 'custom', path: ['topics'], message: 'give either "topics" or "topicPattern"' });
+    }
+    if (value.url !== undefined && value.tableIdentities !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tableIdentities'],
+        message: 'with "url" set, replica identities are read from the database: remove "tableIdentities"',
+      });
     }
   });
 

@@ -8,7 +8,9 @@ import type { Logger } from '../log.js';
 import { HttpServer } from '../http/server.js';
 import { PostgresLookupRunner } from '../lookups/lookup-runner.js';
 import { RedisSink } from '../sinks/redis/redis-sink.js';
+import { PostgresCatalog } from '../sources/debezium/catalog.js';
 import { DebeziumSource } from '../sources/debezium/debezium-source.js';
+import { DeclaredIdentities } from '../sources/debezium/identity.js';
 import { PostgresSource } from '../sources/postgres/postgres-source.js';
 import { ReplicaWatcher } from '../sources/postgres/replicas.js';
 import type { Source } from '../sources/source.js';
@@ -61,6 +63,11 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
           topics: config.source.topics,
           topicPattern: config.source.topicPattern,
           snapshotInvalidates: config.source.snapshot,
+          // The catalog when there is a database to read it from, else what the config declares.
+          tables:
+            config.source.url !== undefined
+              ? new PostgresCatalog({ url: config.source.url, tables: rules.tables, logger: log })
+              : new DeclaredIdentities(config.source.tableIdentities ?? {}, rules.tables, log),
           maxWaitMs: config.batch.maxWaitMs,
           logger: log,
         });

@@ -650,7 +650,8 @@ export class ConnectWorker {
       'publication.autocreate.mode': options.publicationMode ?? 'filtered',
       'table.include.list': options.tables.map(escapeRegexTable).join(','),
       'snapshot.mode': options.snapshotMode ?? 'no_data',
-      // NUMERIC/DECIMAL as their exact text ("12.50"), not Connect's base64 BigDecimal bytes.
+      // NUMERIC/DECIMAL as their exact text ("12.50"). The worker decodes the connector's default
+      // (precise: base64 two's complement) too; the equivalence test runs that one through `settings`.
       'decimal.handling.mode': 'string',
       // DATE: days since epoch (io.debezium.time.Date); TIME: microseconds (MicroTime); TIMESTAMP:
       // microseconds since epoch (MicroTimestamp); TIMESTAMPTZ: ISO-8601 text (ZonedTimestamp). No

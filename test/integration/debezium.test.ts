@@ -20,6 +20,10 @@ const RULES = `rules:
       invalidate: ["users:all"]
   - table: public.marks
     invalidate: ["mark:{id}"]
+  - table: public.prices
+    invalidate: ["price:{id}:{price}"]
+    fallback:
+      invalidate: ["prices:all"]
 `;
 
 describe.skipIf(servicesMissing('postgres', 'redis') || kafkaMissing())('the debezium source', () => {
@@ -35,7 +39,8 @@ describe.skipIf(servicesMissing('postgres', 'redis') || kafkaMissing())('the deb
     await pg.query(
       `CREATE TABLE public.users (id int PRIMARY KEY, email text NOT NULL);
        ALTER TABLE public.users REPLICA IDENTITY FULL;
-       CREATE TABLE public.marks (id int PRIMARY KEY);`,
+       CREATE TABLE public.marks (id int PRIMARY KEY);
+       CREATE TABLE public.prices (id int PRIMARY KEY, price numeric(12,2) NOT NULL);`,
       [],
       db.name,
     );
@@ -49,14 +54,16 @@ describe.skipIf(servicesMissing('postgres', 'redis') || kafkaMissing())('the deb
   });
   afterAll(() => redis?.disconnect());
 
-  async function setup(schemasEnable: boolean) {
+  /** catalog: the worker reads identities and column types from the database (source.url), else they are declared. */
+  async function setup(schemasEnable: boolean, options: { catalog?: boolean; settings?: Record<string, string> } = {}) {
     const topicPrefix = uniqueName('app');
     await connect.createPostgresConnector({
       name: uniqueName('conn'),
       database: db.name,
       slot: uniqueName('dbz_slot'),
       publication: uniqueName('dbz_pub'),
-      tables: ['public.users', 'public.marks'],
+      tables: ['public.users', 'public.marks', 'public.prices'],
+      ...(options.settings ? { settings: options.settings } : {}),
       topicPrefix,
       schemasEnable,
     });
@@ -65,7 +72,7 @@ describe.skipIf(servicesMissing('postgres', 'redis') || kafkaMissing())('the deb
     const admin = broker.client().admin();
     await admin.connect();
     await admin.createTopics({
-      topics: ['users', 'marks'].map((t) => ({ topic: `${topicPrefix}.public.${t}`, numPartitions: 1, replicationFactor: 1 })),
+      topics: ['users', 'marks', 'prices'].map((t) => ({ topic: `${topicPrefix}.public.${t}`, numPartitions: 1, replicationFactor: 1 })),
       waitForLeaders: true,
     });
     await admin.disconnect();
@@ -76,7 +83,10 @@ describe.skipIf(servicesMissing('postgres', 'redis') || kafkaMissing())('the deb
     writeFileSync(
       join(dir, 'config.yaml'),
       `source:\n  kind: debezium\n  brokers: ["${broker.bootstrap()}"]\n  groupId: ${uniqueName('group')}\n` +
-        `  topics: [${topicPrefix}.public.users, ${topicPrefix}.public.marks]\n` +
+        `  topics: [${topicPrefix}.public.users, ${topicPrefix}.public.marks, ${topicPrefix}.public.prices]\n` +
+        (options.catalog
+          ? `  url: "${db.url}"\n`
+          : `  tableIdentities:\n    users: full\n    marks: default\n    prices: default\n`) +
         `redis:\n  url: "${(await sharedRedis()).url()}"\n  keyPrefix: "${prefix}"\nmappings: ./mappings\nhttp:\n  port: 0\n`,
     );
     const log = process.env['TEST_LOG'] ? createLogger({ level: process.env['TEST_LOG'] }) : silentLogger();
@@ -131,17 +141,41 @@ describe.skipIf(servicesMissing('postgres', 'redis') || kafkaMissing())('the deb
     const { prefix, topicPrefix, sql, barrier } = await setup(false);
     const producer = broker.client().producer();
     await producer.connect();
-    await producer.send({ topic: `${topicPrefix}.public.users`, messages: [{ key: '{"id":9}', value: '{not json' }, { key: null, value: '{"op":"x"}' }] });
+    await producer.send({ topic: `${topicPrefix}.public.users`, messages: [{ key: '{"id":9}', value: '{not json' }, { key: null, value: '{"op":"x"}' }, { key: null, value: '{}' }] });
     await producer.disconnect();
     await redis.set(`${prefix}user:5`, 'x');
     await sql(`INSERT INTO users VALUES (5, 'e@x.io')`);
     await barrier();
     expect(await redis.exists(`${prefix}user:5`)).toBe(0);
     const letters = await redis.xrange(`${prefix}cdc-invalidator:dead-letters`, '-', '+');
-    expect(letters).toHaveLength(2);
+    expect(letters).toHaveLength(3);
     const fields = letters.map(([, f]) => Object.fromEntries(f.flatMap((v, i) => (i % 2 === 0 ? [[v, f[i + 1]]] : []))));
-    expect(fields.map((f) => f['reason'])).toEqual(['malformed_event', 'malformed_event']);
+    // {} is neither a heartbeat (those come on __debezium-heartbeat.*) nor anything else Debezium sends.
+    expect(fields.map((f) => f['reason'])).toEqual(['malformed_event', 'malformed_event', 'malformed_event']);
     expect(fields[0]!['detail']).toContain('not JSON');
     expect(fields[0]!['position']).toContain(`${topicPrefix}.public.users[0]@`);
+  });
+
+  it('without the schema envelope, precise decimals decode with the catalog\'s scale; DEFAULT deletes fall back', { timeout: 180_000 }, async () => {
+    // decimal.handling.mode=precise (the connector's default) and schemas.enable=false: 1200.00 arrives
+    // as the bare base64 string "AdTA"; only the catalog says it is a numeric(12,2).
+    const { prefix, sql, barrier, assembly } = await setup(false, { catalog: true, settings: { 'decimal.handling.mode': 'precise' } });
+    const has = async (key: string) => (await redis.exists(prefix + key)) === 1;
+    await redis.mset(`${prefix}price:1:1200.00`, 'x', `${prefix}price:2:-0.50`, 'x', `${prefix}prices:all`, 'x');
+    await sql(`INSERT INTO prices VALUES (1, 1200), (2, -0.5)`);
+    await barrier();
+    expect(await has('price:1:1200.00')).toBe(false);
+    expect(await has('price:2:-0.50')).toBe(false);
+    expect(await has('prices:all')).toBe(true);
+    expect(assembly.stats.fallbacks).toBe(0);
+
+    // REPLICA IDENTITY DEFAULT: Debezium's old row carries the key and a stand-in price (0), never the real one.
+    await redis.mset(`${prefix}price:1:0.00`, 'x');
+    await sql(`DELETE FROM prices WHERE id = 1`);
+    await barrier();
+    expect(await has('prices:all')).toBe(false);
+    expect(await has('price:1:0.00')).toBe(true);
+    expect(assembly.stats.fallbacks).toBe(1);
+    expect(assembly.stats.deadLetters).toBe(0);
   });
 });

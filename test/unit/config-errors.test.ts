@@ -17,6 +17,7 @@ const BASE_MAPPING = 'rules:\n  - table: users\n    invalidate: ["user:{id}"]\n'
 
 const config = (extra: string) => BASE_CONFIG + extra;
 const source = (extra: string) => `source:\n  kind: postgres\n  url: postgres://localhost/app\n${extra}mappings: mappings\n`;
+const DEBEZIUM = 'source:\n  kind: debezium\n  brokers: [localhost:9092]\n  topics: [app.public.users]\n';
 const rule = (extra: string) => `rules:\n  - table: users\n${extra}`;
 
 type Expected = [file: string, line: number, column: number, path: string, fragment: string];
@@ -62,6 +63,39 @@ const cases: Case[] = [
       [M]: rule('    lookup:\n      o:\n        sql: "SELECT 1 AS x WHERE $1 IS NOT NULL"\n        params: [id]\n    invalidate: ["k:{o.x}"]\n'),
     },
     errors: [[C, 2, 3, 'source', 'rules with a lookup need a database to query: set source.url']],
+  },
+  {
+    name: 'debezium tableIdentities misspelt',
+    files: { [C]: `${DEBEZIUM}  tableIdentities:\n    users: fulll\nmappings: mappings\n` },
+    errors: [[C, 6, 12, 'source.tableIdentities.users', 'expected full, default, nothing, or { index: [columns of the identity index] }']],
+  },
+  {
+    name: 'debezium tableIdentities index without columns',
+    files: { [C]: `${DEBEZIUM}  tableIdentities:\n    users: { index: [] }\nmappings: mappings\n` },
+    errors: [[C, 6, 21, 'source.tableIdentities.users.index', 'list the columns of the identity index']],
+  },
+  {
+    name: 'debezium tableIdentities for a table no rule maps',
+    files: { [C]: `${DEBEZIUM}  tableIdentities:\n    public.usres: full\n    "*": default\nmappings: mappings\n` },
+    errors: [[C, 6, 5, 'source.tableIdentities["public.usres"]', 'no mapping rule names table "public.usres" (did you mean "public.users"?)']],
+  },
+  {
+    name: 'debezium tableIdentities: unknown table and bad value reported together',
+    files: { [C]: `${DEBEZIUM}  tableIdentities:\n    userz: full\n    users: { index: [] }\nmappings: mappings\n` },
+    errors: [
+      [C, 6, 5, 'source.tableIdentities.userz', 'no mapping rule names table "public.userz" (did you mean "public.users"?)'],
+      [C, 7, 21, 'source.tableIdentities.users.index', 'list the columns of the identity index'],
+    ],
+  },
+  {
+    name: 'debezium tableIdentities with a bad table name',
+    files: { [C]: `${DEBEZIUM}  tableIdentities:\n    a.b.c: full\nmappings: mappings\n` },
+    errors: [[C, 6, 5, 'source.tableIdentities["a.b.c"]', 'table must be "table" or "schema.table"']],
+  },
+  {
+    name: 'debezium tableIdentities and url together',
+    files: { [C]: `${DEBEZIUM}  url: postgres://localhost/app\n  tableIdentities: { users: full }\nmappings: mappings\n` },
+    errors: [[C, 6, 20, 'source.tableIdentities', 'with "url" set, replica identities are read from the database']],
   },
   { name: 'source is a string', files: { [C]: 'source: postgres\nmappings: mappings\n' }, errors: [[C, 1, 9, 'source', 'expected a map, got "postgres"']] },
   { name: 'bad slot name', files: { [C]: source('  slot: My-Slot\n') }, errors: [[C, 4, 9, 'source.slot', '1 to 63 characters of lower-case letters, digits and "_"']] },

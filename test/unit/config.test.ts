@@ -34,6 +34,21 @@ async function problemsOf(promise: Promise<unknown>): Promise<FileProblem[]> {
 }
 
 describe('a valid config', () => {
+  test('a debezium source declares replica identities by table, "*" for the rest', async () => {
+    await write({
+      'cdc-invalidator.yaml':
+        'source:\n  kind: debezium\n  brokers: [localhost:9092]\n  topics: [app.public.users]\n' +
+        '  tableIdentities:\n    users: full\n    public.orders: { index: [sku] }\n    "*": default\nmappings: mappings\n',
+      'mappings/users.yaml': `${USERS}  - table: orders\n    invalidate: ["order:{sku}"]\n`,
+    });
+    const loaded = await loadConfig(path.join(dir, 'cdc-invalidator.yaml'), {});
+    expect(loaded.config.source.kind === 'debezium' && loaded.config.source.tableIdentities).toEqual({
+      users: 'full',
+      'public.orders': { index: ['sku'] },
+      '*': 'default',
+    });
+  });
+
   test('gets every default', async () => {
     await write({
       'cdc-invalidator.yaml': 'source:\n  kind: postgres\n  url: postgres://localhost/app\nmappings: mappings\n',

@@ -1,12 +1,14 @@
 import { describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/log.js';
 import { parseDebeziumRecord, type KafkaRecord } from '../../src/sources/debezium/event-parser.js';
-import { formatTimestamp, textValue } from '../../src/sources/debezium/values.js';
+import { DeclaredIdentities, weaker, type ReplicaIdentity, type TableInfo } from '../../src/sources/debezium/identity.js';
+import { textValue } from '../../src/sources/debezium/values.js';
 
 const source = { version: '2.7.0.Final', connector: 'postgresql', name: 'app', ts_ms: 1700000000123, snapshot: 'false', db: 'app', schema: 'public', table: 'users', txId: 750, lsn: 24023128 };
 
-function record(value: unknown, key: unknown = { id: 1 }, offset = '7'): KafkaRecord {
+function record(value: unknown, key: unknown = { id: 1 }, offset = '7', topic = 'app.public.users'): KafkaRecord {
   return {
-    topic: 'app.public.users',
+    topic,
     partition: 0,
     offset,
     key: key === null ? null : Buffer.from(JSON.stringify(key)),
@@ -15,6 +17,8 @@ function record(value: unknown, key: unknown = { id: 1 }, offset = '7'): KafkaRe
 }
 
 const opts = { snapshotInvalidates: false };
+const FULL: TableInfo = { identity: { kind: 'full' } };
+const withIdentity = (identity: ReplicaIdentity) => ({ snapshotInvalidates: false, table: (): TableInfo => ({ identity }) });
 
 describe('parseDebeziumRecord', () => {
   it('an insert without the schema envelope', () => {
@@ -41,7 +45,7 @@ describe('parseDebeziumRecord', () => {
   });
 
   it('an update with a full old row (REPLICA IDENTITY FULL)', () => {
-    const parsed = parseDebeziumRecord(record({ before: { id: 1, email: 'a@x.io' }, after: { id: 1, email: 'b@x.io' }, source, op: 'u' }), opts);
+    const parsed = parseDebeziumRecord(record({ before: { id: 1, email: 'a@x.io' }, after: { id: 1, email: 'b@x.io' }, source, op: 'u' }), { ...opts, table: () => FULL });
     expect(parsed.kind === 'change' && [parsed.change.op, parsed.change.before, parsed.change.after]).toEqual(['update', { id: '1', email: 'a@x.io' }, { id: '1', email: 'b@x.io' }]);
   });
 
@@ -56,7 +60,7 @@ describe('parseDebeziumRecord', () => {
   });
 
   it('a delete with a full old row keeps its real NULLs', () => {
-    const parsed = parseDebeziumRecord(record({ before: { id: 1, email: 'a@x.io', bio: null }, after: null, source, op: 'd' }), opts);
+    const parsed = parseDebeziumRecord(record({ before: { id: 1, email: 'a@x.io', bio: null }, after: null, source, op: 'd' }), { ...opts, table: () => FULL });
     expect(parsed.kind === 'change' && parsed.change.before).toEqual({ id: '1', email: 'a@x.io', bio: null });
   });
 
@@ -68,7 +72,7 @@ describe('parseDebeziumRecord', () => {
   it('truncate, tombstone, heartbeat, message, snapshot', () => {
     expect(parseDebeziumRecord(record({ before: null, after: null, source, op: 't' }), opts)).toMatchObject({ kind: 'change', change: { op: 'truncate', before: null, after: null } });
     expect(parseDebeziumRecord(record(null), opts)).toEqual({ kind: 'skip', why: 'tombstone' });
-    expect(parseDebeziumRecord(record({ ts_ms: 5 }), opts)).toEqual({ kind: 'skip', why: 'heartbeat' });
+    expect(parseDebeziumRecord(record({ ts_ms: 5 }, { serverName: 'app' }, '1', '__debezium-heartbeat.app'), opts)).toEqual({ kind: 'skip', why: 'heartbeat' });
     expect(parseDebeziumRecord(record({ op: 'm', source }), opts)).toEqual({ kind: 'skip', why: 'message' });
     const snap = record({ before: null, after: { id: 1 }, source, op: 'r' });
     expect(parseDebeziumRecord(snap, opts)).toEqual({ kind: 'skip', why: 'snapshot' });
@@ -89,14 +93,15 @@ describe('parseDebeziumRecord', () => {
               { field: 'day', type: 'int32', name: 'io.debezium.time.Date' },
               { field: 'atz', type: 'string', name: 'io.debezium.time.ZonedTimestamp' },
               { field: 'blob', type: 'bytes' },
-              { field: 'n', type: 'string', name: 'io.debezium.data.VariableScaleDecimal' },
+              { field: 'n', type: 'struct', name: 'io.debezium.data.VariableScaleDecimal' },
+              { field: 'price', type: 'bytes', name: 'org.apache.kafka.connect.data.Decimal', version: 1, parameters: { scale: '2', 'connect.decimal.precision': '12' } },
             ],
           },
         ],
       },
       payload: {
         before: null,
-        after: { id: 5, at: 1709251199500000, day: 19782, atz: '2024-02-29T23:59:59.5Z', blob: 'AQI=', n: '12.50' },
+        after: { id: 5, at: 1709251199500000, day: 19782, atz: '2024-02-29T23:59:59.5Z', blob: 'AQI=', n: { scale: 2, value: 'BOI=' }, price: 'AdTA' },
         source,
         op: 'c',
       },
@@ -108,7 +113,7 @@ describe('parseDebeziumRecord', () => {
       day: '2024-02-29',
       atz: '2024-02-29 23:59:59.5+00',
       blob: '\\x0102',
-      n: '12.50',
+      price: '1200.00',
     });
     expect(parsed.kind === 'change' && parsed.change.keyColumns).toEqual(['id']);
   });
@@ -117,6 +122,11 @@ describe('parseDebeziumRecord', () => {
     ['not JSON', '{nope', /value is not JSON/],
     ['not an object', '[1]', /not a JSON object/],
     ['no op', { before: null, after: {}, source }, /unknown or missing "op"/],
+    ['an empty object', {}, /not a Debezium event/],
+    ['a heartbeat shape on a table topic', { ts_ms: 5 }, /not a Debezium event/],
+    ['an unrelated object', { hello: 'world' }, /not a Debezium event/],
+    ['JSON null', 'null', /not a JSON object/],
+    ['a JSON string', '"c"', /not a JSON object/],
     ['unknown op', { op: 'x', source }, /unknown or missing "op": "x"/],
     ['no source', { before: null, after: { id: 1 }, op: 'c' }, /missing source.schema/],
     ['insert without after', { before: null, after: null, source, op: 'c' }, /insert without "after"/],
@@ -129,19 +139,89 @@ describe('parseDebeziumRecord', () => {
 });
 
 describe('debezium values', () => {
-  it.each([
-    [0n, '1970-01-01 00:00:00'],
-    [1709251199500000n, '2024-02-29 23:59:59.5'],
-    [-1n, '1969-12-31 23:59:59.999999'],
-    [1000001n, '1970-01-01 00:00:01.000001'],
-  ])('formatTimestamp(%s) = %s', (micros, text) => {
-    expect(formatTimestamp(micros)).toBe(text);
-  });
-
   it('booleans, strings and null', () => {
     expect(textValue(false, undefined)).toBe('false');
     expect(textValue('x', undefined)).toBe('x');
     expect(textValue(null, undefined)).toBeNull();
     expect(textValue({ a: 1 }, undefined)).toBeUndefined();
+  });
+});
+
+describe('old rows under each replica identity', () => {
+  // What Debezium 3.0 sends under REPLICA IDENTITY DEFAULT: the key, and for every other column a
+  // stand-in it made up ('' for a NOT NULL text, false, 0, the default), never what the row held.
+  const filled = { id: 1, email: '', active: false, visits: 0, bio: null };
+  const PK: ReplicaIdentity = { kind: 'columns', columns: ['id'] };
+  const CASES: Array<[string, ReplicaIdentity, string, unknown, unknown, Record<string, string | null>]> = [
+    ['DEFAULT delete: only the key, never the filler', PK, 'd', filled, null, { id: '1' }],
+    ['DEFAULT update without "before": the key from the new row', PK, 'u', null, { id: 1, email: 'b@x.io', active: true }, { id: '1' }],
+    ['DEFAULT update that changed the key: the old key', PK, 'u', { ...filled, id: 2 }, { id: 1, email: 'b@x.io' }, { id: '2' }],
+    ['USING INDEX delete: the index columns', { kind: 'columns', columns: ['email'] }, 'd', { id: 1, email: 'a@x.io', active: false }, null, { email: 'a@x.io' }],
+    ['NOTHING delete: nothing', { kind: 'columns', columns: [] }, 'd', filled, null, {}],
+    ['unknown identity: the message key only', { kind: 'message-key' }, 'd', filled, null, { id: '1' }],
+    ['FULL delete: everything, real NULLs kept', { kind: 'full' }, 'd', { id: 1, email: 'a@x.io', bio: null }, null, { id: '1', email: 'a@x.io', bio: null }],
+    ['FULL, but an update without "before" (not FULL when it ran): the key', { kind: 'full' }, 'u', null, { id: 1, email: 'b@x.io' }, { id: '1' }],
+  ];
+  it.each(CASES)('%s', (_what, identity, op, before, after, expected) => {
+    const parsed = parseDebeziumRecord(record({ before, after, source, op }), withIdentity(identity));
+    expect(parsed.kind === 'change' && { ...parsed.change.before }).toEqual(expected);
+  });
+
+  it('dead letters name the identity columns', () => {
+    const parsed = parseDebeziumRecord(record({ before: filled, after: null, source, op: 'd' }, { id: 1 }), withIdentity({ kind: 'columns', columns: ['email'] }));
+    expect(parsed.kind === 'change' && parsed.change.keyColumns).toEqual(['email']);
+  });
+
+  it('declared identities: by table, "users" meaning public.users, "*" for the rest, and none', () => {
+    const at = (schema: string, table: string) => ({ schema, table, lsn: null });
+    const declared = new DeclaredIdentities({ users: 'full', 'app.items': { index: ['sku'] }, 'app.tags': 'nothing', 'app.kv': 'default' }, [], silentLogger());
+    expect(declared.info(at('public', 'users')).identity).toEqual({ kind: 'full' });
+    expect(declared.info(at('app', 'items')).identity).toEqual({ kind: 'columns', columns: ['sku'] });
+    expect(declared.info(at('app', 'tags')).identity).toEqual({ kind: 'columns', columns: [] });
+    expect(declared.info(at('app', 'kv')).identity).toEqual({ kind: 'message-key' });
+    expect(declared.info(at('public', 'other')).identity).toEqual({ kind: 'message-key' });
+    const everything = new DeclaredIdentities({ '*': 'full', 'public.logs': 'default' }, [], silentLogger());
+    expect(everything.info(at('public', 'other')).identity).toEqual({ kind: 'full' });
+    expect(everything.info(at('public', 'logs')).identity).toEqual({ kind: 'message-key' });
+  });
+
+  it('warns at start about each mapped table whose identity nobody declared', async () => {
+    const lines: string[] = [];
+    const log = { ...silentLogger(), warn: (fields: { table: string }, message: string) => lines.push(`${fields.table}: ${message}`) };
+    await new DeclaredIdentities({ users: 'full' }, [['public', 'users'], ['public', 'orders']], log as never).start();
+    expect(lines).toEqual(['public.orders: replica identity unknown: old rows of updates and deletes are read as their message key only']);
+  });
+
+  it.each([
+    [{ kind: 'full' }, { kind: 'columns', columns: ['id'] }, { kind: 'columns', columns: ['id'] }],
+    [{ kind: 'columns', columns: ['id', 'region'] }, { kind: 'columns', columns: ['region'] }, { kind: 'columns', columns: ['region'] }],
+    [{ kind: 'full' }, { kind: 'full' }, { kind: 'full' }],
+    [{ kind: 'message-key' }, { kind: 'full' }, { kind: 'message-key' }],
+  ] as Array<[ReplicaIdentity, ReplicaIdentity, ReplicaIdentity]>)('weaker(%j, %j) = %j', (a, b, expected) => {
+    expect(weaker(a, b)).toEqual(expected);
+    expect(weaker(b, a)).toEqual(expected);
+  });
+});
+
+describe('messages that are not change events', () => {
+  const heartbeatTopic = '__debezium-heartbeat.app';
+  it.each([
+    ['a heartbeat', heartbeatTopic, { ts_ms: 5 }, { kind: 'skip', why: 'heartbeat' }],
+    ['a heartbeat with the schema envelope', 'hb', { schema: { type: 'struct', name: 'io.debezium.connector.common.Heartbeat' }, payload: { ts_ms: 5 } }, { kind: 'skip', why: 'heartbeat' }],
+    ['transaction metadata', 'app.transaction', { status: 'BEGIN', id: '571:53195829', ts_ms: 1, event_count: null, data_collections: null }, { kind: 'skip', why: 'transaction' }],
+    ['a schema change', 'app', { source, ts_ms: 1, databaseName: 'app', schemaName: 'public', ddl: 'CREATE TABLE t (id int)', tableChanges: [] }, { kind: 'skip', why: 'schema_change' }],
+  ])('%s is skipped', (_what, topic, value, expected) => {
+    expect(parseDebeziumRecord(record(value, null, '1', topic), opts)).toEqual(expected);
+  });
+
+  it.each([
+    ['{} on a table topic', 'app.public.users', {}],
+    ['{} on the heartbeat topic', heartbeatTopic, {}],
+    ['a heartbeat topic message of another shape', heartbeatTopic, { ts_ms: 5, extra: 1 }],
+    ['a heartbeat whose ts_ms is not a number', heartbeatTopic, { ts_ms: '5' }],
+    ['a transaction marker without an id', 'app.transaction', { status: 'BEGIN' }],
+    ['an envelope around nothing', 'app.public.users', { schema: { type: 'struct' }, payload: {} }],
+  ])('%s is malformed', (_what, topic, value) => {
+    expect(parseDebeziumRecord(record(value, null, '1', topic), opts)).toMatchObject({ kind: 'malformed', reason: expect.stringMatching(/not a Debezium event/) });
   });
 });

@@ -4,7 +4,8 @@ import type { Logger } from '../../log.js';
 import { Backoff, sleep } from '../../runtime/backoff.js';
 import { BatchQueue } from '../../runtime/batch-queue.js';
 import type { Source, SourceBatch, SourceStatus } from '../source.js';
-import { parseDebeziumRecord } from './event-parser.js';
+import { decodeDebeziumRecord, toChange, type Decoded } from './event-parser.js';
+import type { TableCatalog } from './identity.js';
 
 export interface DebeziumSourceOptions {
   brokers: string[];
@@ -14,6 +15,8 @@ export interface DebeziumSourceOptions {
   topicPattern?: string | undefined;
   /** Whether snapshot reads (op "r") invalidate, as inserts. */
   snapshotInvalidates: boolean;
+  /** Replica identities (and column types) of the tables, from the database or the config. */
+  tables: TableCatalog;
   maxWaitMs: number;
   logger: Logger;
 }
@@ -70,6 +73,7 @@ export class DebeziumSource implements Source {
       retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 10_000, restartOnFailure: async () => !this.stopping },
     });
     this.consumer = consumer;
+    await this.options.tables.start();
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
       this.connected = true;
       this.log.info({ assignment: e.payload.memberAssignment }, 'joined consumer group');
@@ -110,13 +114,28 @@ export class DebeziumSource implements Source {
   private async onBatch({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload): Promise<void> {
     if (batch.messages.length === 0 || this.stopping) return;
     const nowMs = Date.now();
-    for (const message of batch.messages) {
-      const parsed = parseDebeziumRecord(
+    const decoded: Decoded[] = batch.messages.map((message) =>
+      decodeDebeziumRecord(
         { topic: batch.topic, partition: batch.partition, offset: message.offset, key: message.key, value: message.value },
         { snapshotInvalidates: this.options.snapshotInvalidates },
-      );
-      if (parsed.kind === 'change') this.queue.pushChange(parsed.change, parsed.commitTimeMs ?? Number(message.timestamp));
-      else if (parsed.kind === 'malformed') {
+      ),
+    );
+    try {
+      const events = decoded.flatMap((d) => (d.kind === 'event' ? [d.event] : []));
+      if (events.length > 0) await this.options.tables.prepare(events, heartbeat);
+    } catch (err) {
+      // The source is closing, or a rebalance took the partition while the catalog could not be
+      // read: nothing is committed, and the batch is replayed.
+      this.log.info({ err: toError(err), topic: batch.topic, partition: batch.partition }, 'batch abandoned while reading replica identities');
+      return;
+    }
+    if (this.stopping) return;
+    batch.messages.forEach((message, i) => {
+      const parsed = decoded[i]!;
+      if (parsed.kind === 'event') {
+        const change = toChange(parsed.event, this.options.tables.info(parsed.event));
+        this.queue.pushChange(change, parsed.event.commitTimeMs ?? Number(message.timestamp));
+      } else if (parsed.kind === 'malformed') {
         this.log.error({ topic: batch.topic, partition: batch.partition, offset: message.offset, reason: parsed.reason }, 'malformed event');
         this.queue.pushDeadLetter(
           {
@@ -131,7 +150,7 @@ export class DebeziumSource implements Source {
           nowMs,
         );
       }
-    }
+    });
     const last = batch.messages[batch.messages.length - 1]!.offset;
     const position: KafkaPosition = { topic: batch.topic, partition: batch.partition, next: (BigInt(last) + 1n).toString() };
     const waitKey = `${position.topic}/${position.partition}/${position.next}`;
@@ -198,6 +217,7 @@ export class DebeziumSource implements Source {
     const consumer = this.consumer;
     this.consumer = null;
     await consumer?.disconnect().catch(() => undefined);
+    await this.options.tables.close();
     this.connected = false;
   }
 

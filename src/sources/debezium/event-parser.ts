@@ -1,5 +1,6 @@
 import type { Change, Operation, Row } from '../../core/change.js';
-import { JsonNumber, parseJsonExact, textValue, type FieldType } from './values.js';
+import { keyColumnsOf, oldRowOf, type EventTable, type TableInfo } from './identity.js';
+import { JsonNumber, parseJsonExact, textValue, type ColumnType, type FieldType } from './values.js';
 
 export interface KafkaRecord {
   topic: string;
@@ -9,10 +10,27 @@ export interface KafkaRecord {
   value: Buffer | null;
 }
 
-export type Parsed =
-  | { kind: 'change'; change: Change; /** source.ts_ms: when the change was made in the database. */ commitTimeMs: number | null }
-  | { kind: 'skip'; why: 'tombstone' | 'heartbeat' | 'snapshot' | 'message' }
+/** A change event read from its message, values not yet converted (that needs the table's types). */
+export interface DebeziumEvent extends EventTable {
+  op: Operation;
+  before: Record<string, unknown> | null;
+  after: Record<string, unknown> | null;
+  fields: ReadonlyMap<string, FieldType>;
+  /** The fields of the Kafka message key: the primary key, unless the connector was told otherwise. */
+  messageKey: string[];
+  /** source.ts_ms: when the change was made in the database. */
+  commitTimeMs: number | null;
+  position: string;
+}
+
+export type Decoded =
+  | { kind: 'event'; event: DebeziumEvent }
+  | { kind: 'skip'; why: 'tombstone' | 'heartbeat' | 'snapshot' | 'message' | 'transaction' | 'schema_change' }
   | { kind: 'malformed'; reason: string };
+
+export type Parsed =
+  | { kind: 'change'; change: Change; commitTimeMs: number | null }
+  | Exclude<Decoded, { kind: 'event' }>;
 
 const OPS: Record<string, Operation | 'snapshot' | 'message'> = {
   c: 'insert',
@@ -23,12 +41,17 @@ const OPS: Record<string, Operation | 'snapshot' | 'message'> = {
   m: 'message',
 };
 
+/** Debezium's heartbeat topics: `<topic.heartbeat.prefix>.<topic.prefix>`, the prefix `__debezium-heartbeat` by default. */
+const HEARTBEAT_TOPIC = /^__debezium-heartbeat\./;
+const HEARTBEAT_SCHEMA = 'io.debezium.connector.common.Heartbeat';
+
 /**
- * One Debezium (PostgreSQL connector) change event, JSON converter, with or without the schema
- * envelope, to the same normalised change the Postgres source produces. Pure: the source turns
- * `malformed` into a dead letter and keeps consuming.
+ * One Debezium (PostgreSQL connector) message, JSON converter, with or without the schema
+ * envelope. Pure: the source turns `malformed` into a dead letter and keeps consuming. Whatever is
+ * not a change event, a tombstone, a heartbeat, transaction metadata or a schema change is
+ * malformed: a message skipped for looking empty could be a change the worker failed to read.
  */
-export function parseDebeziumRecord(record: KafkaRecord, options: { snapshotInvalidates: boolean }): Parsed {
+export function decodeDebeziumRecord(record: KafkaRecord, options: { snapshotInvalidates: boolean }): Decoded {
   if (record.value === null || record.value.length === 0) return { kind: 'skip', why: 'tombstone' };
   let json: unknown;
   try {
@@ -36,97 +59,126 @@ export function parseDebeziumRecord(record: KafkaRecord, options: { snapshotInva
   } catch (err) {
     return { kind: 'malformed', reason: `value is not JSON: ${(err as Error).message}` };
   }
-  const { payload, fields } = unwrap(json);
+  const { payload, fields, schemaName } = unwrap(json);
   if (!isObject(payload)) return { kind: 'malformed', reason: 'value is not a JSON object' };
-  if (payload['op'] === undefined && payload['source'] === undefined && Object.keys(payload).every((k) => k === 'ts_ms')) {
-    return { kind: 'skip', why: 'heartbeat' };
-  }
+  const other = notAChange(payload, record.topic, schemaName);
+  if (other !== undefined) return { kind: 'skip', why: other };
   const op = typeof payload['op'] === 'string' ? OPS[payload['op']] : undefined;
-  if (op === undefined) return { kind: 'malformed', reason: `unknown or missing "op": ${JSON.stringify(String(payload['op']))}` };
+  if (op === undefined) return { kind: 'malformed', reason: `not a Debezium event: unknown or missing "op": ${JSON.stringify(String(payload['op']))}` };
   if (op === 'message') return { kind: 'skip', why: 'message' };
   if (op === 'snapshot' && !options.snapshotInvalidates) return { kind: 'skip', why: 'snapshot' };
   const source = payload['source'];
   if (!isObject(source) || typeof source['schema'] !== 'string' || typeof source['table'] !== 'string') {
     return { kind: 'malformed', reason: 'missing source.schema or source.table' };
   }
-  const keyColumns = keyColumnsOf(record.key);
-  const before = rowOf(payload['before'], fields);
-  const after = rowOf(payload['after'], fields);
-  if (before === 'bad' || after === 'bad') return { kind: 'malformed', reason: '"before" or "after" is not an object or null' };
-  const operation: Operation = op === 'snapshot' ? 'insert' : op;
-  if ((operation === 'insert' || operation === 'update') && after === null) {
-    return { kind: 'malformed', reason: `${operation} without "after"` };
+  const before = payload['before'] ?? null;
+  const after = payload['after'] ?? null;
+  if ((before !== null && !isObject(before)) || (after !== null && !isObject(after))) {
+    return { kind: 'malformed', reason: '"before" or "after" is not an object or null' };
   }
+  const operation: Operation = op === 'snapshot' ? 'insert' : op;
+  if ((operation === 'insert' || operation === 'update') && after === null) return { kind: 'malformed', reason: `${operation} without "after"` };
   if (operation === 'delete' && before === null) return { kind: 'malformed', reason: 'delete without "before"' };
-
+  const lsn = source['lsn'] instanceof JsonNumber && /^\d+$/.test(source['lsn'].text) ? BigInt(source['lsn'].text) : null;
   return {
-    kind: 'change',
-    change: {
+    kind: 'event',
+    event: {
       schema: source['schema'],
       table: source['table'],
+      lsn,
       op: operation,
-      before: operation === 'update' || operation === 'delete' ? oldRow(before, after, keyColumns) : null,
+      before: operation === 'update' || operation === 'delete' ? before : null,
       after: operation === 'insert' || operation === 'update' ? after : null,
-      keyColumns,
-      // The LSN of a Debezium event is the change's, not its commit's, so it does not grow in
-      // commit order across transactions: "set if greater" could miss a bump. INCR never does.
-      version: null,
+      fields,
+      messageKey: messageKeyOf(record.key),
+      commitTimeMs: source['ts_ms'] instanceof JsonNumber ? Number(source['ts_ms'].text) : null,
       position: `${record.topic}[${record.partition}]@${record.offset}`,
     },
-    commitTimeMs: source['ts_ms'] instanceof JsonNumber ? Number(source['ts_ms'].text) : null,
   };
 }
 
 /**
- * The old row. Without REPLICA IDENTITY FULL, Debezium sends no "before" for an update (the key
- * did not change: a key change comes as a delete and a create) and, for a delete, the key with
- * every other column null. Those nulls mean "not sent", so they are unknown, never NULL; a row
- * with any non-key value set is a full old row, whose nulls are real.
+ * The normalised change of an event, given what is known of its table: values in PostgreSQL's text
+ * form (or unknown), and the old row cut down to what the table's replica identity made real.
  */
-function oldRow(before: Row | null, after: Row | null, keyColumns: readonly string[]): Row {
-  const key = new Set(keyColumns);
-  const source = before ?? after ?? {};
-  const full = before !== null && Object.entries(before).some(([c, v]) => !key.has(c) && v !== null);
-  if (full) return before!;
-  const row: Record<string, string | null | undefined> = Object.create(null);
-  for (const column of keyColumns) row[column] = source[column];
-  return row;
+export function toChange(event: DebeziumEvent, table: TableInfo): Change {
+  const before = rowOf(event.before, event.fields, table.columns);
+  const after = rowOf(event.after, event.fields, table.columns);
+  return {
+    schema: event.schema,
+    table: event.table,
+    op: event.op,
+    before: event.op === 'update' || event.op === 'delete' ? oldRowOf(before, after, table.identity, event.messageKey) : null,
+    after,
+    keyColumns: keyColumnsOf(table.identity, event.messageKey),
+    // The LSN of a Debezium event is the change's, not its commit's, so it does not grow in
+    // commit order across transactions: "set if greater" could miss a bump. INCR never does.
+    version: null,
+    position: event.position,
+  };
 }
 
-function unwrap(json: unknown): { payload: unknown; fields: Map<string, FieldType> } {
+/** Both steps, for one message whose table is known (tests, `explain`). */
+export function parseDebeziumRecord(
+  record: KafkaRecord,
+  options: { snapshotInvalidates: boolean; table?: (event: EventTable) => TableInfo },
+): Parsed {
+  const decoded = decodeDebeziumRecord(record, options);
+  if (decoded.kind !== 'event') return decoded;
+  const table = options.table?.(decoded.event) ?? { identity: { kind: 'message-key' } };
+  return { kind: 'change', change: toChange(decoded.event, table), commitTimeMs: decoded.event.commitTimeMs };
+}
+
+/** Debezium's messages that carry no row change, recognised by their exact shape. */
+function notAChange(payload: Record<string, unknown>, topic: string, schemaName: string | undefined): 'heartbeat' | 'transaction' | 'schema_change' | undefined {
+  if (payload['op'] !== undefined) return undefined;
+  const keys = Object.keys(payload);
+  if ((HEARTBEAT_TOPIC.test(topic) || schemaName === HEARTBEAT_SCHEMA) && keys.length === 1 && payload['ts_ms'] instanceof JsonNumber) {
+    return 'heartbeat';
+  }
+  // provide.transaction.metadata: BEGIN and END markers on `<topic.prefix>.transaction`.
+  if ((payload['status'] === 'BEGIN' || payload['status'] === 'END') && typeof payload['id'] === 'string') return 'transaction';
+  if (Array.isArray(payload['tableChanges']) && isObject(payload['source'])) return 'schema_change';
+  return undefined;
+}
+
+function unwrap(json: unknown): { payload: unknown; fields: Map<string, FieldType>; schemaName: string | undefined } {
   const fields = new Map<string, FieldType>();
-  if (isObject(json) && 'payload' in json && 'schema' in json && isObject(json['schema'])) {
-    const schemaFields = json['schema']['fields'];
-    if (Array.isArray(schemaFields)) {
-      for (const f of schemaFields) {
-        if (!isObject(f) || (f['field'] !== 'after' && f['field'] !== 'before') || !Array.isArray(f['fields'])) continue;
-        for (const column of f['fields']) {
-          if (isObject(column) && typeof column['field'] === 'string') {
-            fields.set(column['field'], {
-              ...(typeof column['type'] === 'string' ? { type: column['type'] } : {}),
-              ...(typeof column['name'] === 'string' ? { name: column['name'] } : {}),
-            });
-          }
-        }
+  if (!isObject(json) || !('payload' in json) || !isObject(json['schema'])) return { payload: json, fields, schemaName: undefined };
+  const schema = json['schema'];
+  const schemaFields = schema['fields'];
+  if (Array.isArray(schemaFields)) {
+    for (const f of schemaFields) {
+      if (!isObject(f) || (f['field'] !== 'after' && f['field'] !== 'before') || !Array.isArray(f['fields'])) continue;
+      for (const column of f['fields']) {
+        if (isObject(column) && typeof column['field'] === 'string') fields.set(column['field'], fieldType(column));
       }
     }
-    return { payload: json['payload'], fields };
   }
-  return { payload: json, fields };
+  return { payload: json['payload'], fields, schemaName: typeof schema['name'] === 'string' ? schema['name'] : undefined };
 }
 
-function rowOf(value: unknown, fields: Map<string, FieldType>): Row | null | 'bad' {
-  if (value === null || value === undefined) return null;
-  if (!isObject(value)) return 'bad';
+function fieldType(column: Record<string, unknown>): FieldType {
+  const parameters = column['parameters'];
+  const scale = isObject(parameters) && typeof parameters['scale'] === 'string' && /^-?\d+$/.test(parameters['scale']) ? Number(parameters['scale']) : undefined;
+  return {
+    ...(typeof column['type'] === 'string' ? { type: column['type'] } : {}),
+    ...(typeof column['name'] === 'string' ? { name: column['name'] } : {}),
+    ...(scale !== undefined ? { scale } : {}),
+  };
+}
+
+function rowOf(value: Record<string, unknown> | null, fields: ReadonlyMap<string, FieldType>, columns: ReadonlyMap<string, ColumnType> | undefined): Row | null {
+  if (value === null) return null;
   const row: Record<string, string | null | undefined> = Object.create(null);
   for (const [column, v] of Object.entries(value)) {
-    const text = textValue(v, fields.get(column));
+    const text = textValue(v, fields.get(column), columns?.get(column));
     if (text !== undefined) row[column] = text;
   }
   return row;
 }
 
-function keyColumnsOf(key: Buffer | null): string[] {
+function messageKeyOf(key: Buffer | null): string[] {
   if (key === null || key.length === 0) return [];
   try {
     const { payload } = unwrap(parseJsonExact(key.toString('utf8')));
