@@ -15,6 +15,8 @@ export interface CheckWanted {
   slot: string;
   publication: string;
   rules: LoadedConfig['rules'];
+  /** source.replicaIdentity: with `full`, run sets REPLICA IDENTITY FULL where the rules need it. */
+  replicaIdentity?: 'check' | 'full';
 }
 
 /**
@@ -36,7 +38,7 @@ export async function runCheck(loaded: LoadedConfig): Promise<{ text: string; ex
     }).catch((err: unknown) => toError(err)),
     gatherRedisFacts({ url: config.redis.url, keyPrefix: config.redis.keyPrefix }).catch((err: unknown) => toError(err)),
   ]);
-  const wanted = { slot: source.slot, publication: source.publication, rules };
+  const wanted = { slot: source.slot, publication: source.publication, rules, replicaIdentity: source.replicaIdentity };
   const lines = [
     ...(postgres instanceof Error ? [stopped('database', postgres)] : postgresChecks(postgres, wanted)),
     ...(redis instanceof Error ? [stopped('redis', redis)] : redisChecks(redis)),
@@ -55,7 +57,7 @@ export function postgresChecks(facts: PostgresFacts, wanted: CheckWanted): Check
   if (!facts.reachable) return lines;
   lines.push(...slotChecks(facts, wanted.slot));
   lines.push(...publicationChecks(facts, wanted.publication, wanted.rules));
-  lines.push(...tableChecks(facts, wanted.rules));
+  lines.push(...tableChecks(facts, wanted.rules, wanted.replicaIdentity ?? 'check'));
   lines.push(...lookupChecks(facts));
   return lines;
 }

@@ -149,8 +149,8 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('cdc-invalidator check', (
     ]);
     expect(failure(/^FAIL {2}table public.users: mappings/)).toEqual([
       'FAIL  table public.users: mappings/app.yaml#rules[0] renders "user:email:{email}" from old rows, but REPLICA IDENTITY ' +
-        'DEFAULT sends only the primary key (id): "email" is unknown there, so its updates and deletes become dead letters',
-      '      fix: ALTER TABLE public.users REPLICA IDENTITY FULL;  (or give the rule a fallback)',
+        'DEFAULT sends only the primary key (id): "email" is unknown there, so its updates and deletes could not be invalidated: run refuses to start',
+      '      fix: ALTER TABLE public.users REPLICA IDENTITY FULL;  (or set source.replicaIdentity: full, or give the rule a fallback)',
     ]);
     expect(failure(/^FAIL {2}table public.comments: column "usr_id"/)).toEqual([
       'FAIL  table public.comments: column "usr_id" used by mappings/app.yaml#rules[1] "comments:user:{usr_id}" does not exist',

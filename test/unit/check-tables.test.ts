@@ -8,6 +8,33 @@ import { compile, database, relation, render, table } from './check-fixtures.js'
 const USERS = 'public.users';
 const full = relation({ replicaIdentity: 'full' });
 
+describe('check: mapped tables with source.replicaIdentity: full', () => {
+  it('says run sets FULL where the rules need it, when the role owns the table', () => {
+    const rules = compile([{ table: 'users', invalidate: ['user:{id}', 'user:email:{email}'] }]);
+    expect(render(tableChecks(database(), rules, 'full'))).toEqual([
+      'ok table public.users: run sets REPLICA IDENTITY FULL at start (source.replicaIdentity: full), because ' +
+        'mappings/app.yaml#rules[0] renders columns from old rows that REPLICA IDENTITY DEFAULT (primary key id) does not send',
+    ]);
+  });
+
+  it('fails when the role cannot alter the table', () => {
+    const rules = compile([{ table: 'users', invalidate: ['user:{id}'] }]);
+    const facts = database({ tables: [table(USERS, relation({ owned: false, owner: 'app_owner', primaryKey: [] }))] });
+    expect(render(tableChecks(facts, rules, 'full'))).toEqual([
+      'fail table public.users: run must set REPLICA IDENTITY FULL (source.replicaIdentity: full), because it has no replica ' +
+        'identity (REPLICA IDENTITY DEFAULT and no primary key), but the role does not own the table (its owner is app_owner) | ' +
+        'ALTER TABLE public.users REPLICA IDENTITY FULL;  (as the owner)',
+    ]);
+  });
+
+  it('changes nothing where the identity already suffices', () => {
+    const rules = compile([{ table: 'users', invalidate: ['user:{id}'] }]);
+    expect(render(tableChecks(database(), rules, 'full'))).toEqual([
+      'ok table public.users: column id exists; REPLICA IDENTITY DEFAULT (primary key id) suffices',
+    ]);
+  });
+});
+
 describe('check: mapped tables', () => {
   const cases: Array<{ name: string; rules: RuleSpec[]; facts: PostgresReached; lines: Array<string | RegExp> }> = [
     {
@@ -47,7 +74,8 @@ describe('check: mapped tables', () => {
       lines: [
         'fail table public.users: mappings/app.yaml#rules[0] renders "user:email:{email}" and "user:name:{name}" from old ' +
           'rows, but REPLICA IDENTITY DEFAULT sends only the primary key (id): "email" and "name" are unknown there, so its ' +
-          'updates and deletes become dead letters | ALTER TABLE public.users REPLICA IDENTITY FULL;  (or give the rule a fallback)',
+          'updates and deletes could not be invalidated: run refuses to start | ALTER TABLE public.users REPLICA IDENTITY FULL;  ' +
+          '(or set source.replicaIdentity: full, or give the rule a fallback)',
       ],
     },
     {
@@ -60,7 +88,7 @@ describe('check: mapped tables', () => {
       name: 'only deletes read old rows',
       rules: [{ table: 'users', on: ['insert', 'delete'], invalidate: ['user:email:{email}'] }],
       facts: database(),
-      lines: [/so its deletes become dead letters/],
+      lines: [/so its deletes could not be invalidated: run refuses to start/],
     },
     {
       name: 'inserts alone never read old rows',
@@ -144,8 +172,8 @@ describe('check: mapped tables', () => {
       }),
       lines: [
         'fail table public."My Table": mappings/app.yaml#rules[0] renders "m:{Full Name}" from old rows, but REPLICA IDENTITY ' +
-          'DEFAULT sends only the primary key (Id): "Full Name" is unknown there, so its updates and deletes become dead letters | ' +
-          'ALTER TABLE public."My Table" REPLICA IDENTITY FULL;  (or give the rule a fallback)',
+          'DEFAULT sends only the primary key (Id): "Full Name" is unknown there, so its updates and deletes could not be invalidated: run refuses to start | ' +
+          'ALTER TABLE public."My Table" REPLICA IDENTITY FULL;  (or set source.replicaIdentity: full, or give the rule a fallback)',
       ],
     },
     {

@@ -3,7 +3,7 @@ import type { CompiledRule, RuleSet } from '../../core/rules.js';
 import { ACTION_KINDS, ruleColumns, tableKey } from '../../core/rules.js';
 import type { ColumnFacts, PostgresReached, RelationFacts, TableFacts } from './facts.js';
 import { identityOf, replicaIdentityFullSql, type Identity } from '../../core/replica-identity.js';
-import { rowTemplates } from '../../core/table-requirements.js';
+import { rowTemplates, tableRequirements } from '../../core/table-requirements.js';
 import { displayName, fail, listing, ok, quoted, warn, type CheckLine } from './report.js';
 
 /** PostgreSQL 18 can publish generated columns; older servers never send them. */
@@ -18,13 +18,19 @@ const GENERATED_COLUMNS_PUBLISHED = 180000;
  * column is unknown, so each template they could break is reported by the replica identity check,
  * whose fix (REPLICA IDENTITY FULL) covers both.
  */
-export function tableChecks(facts: PostgresReached, rules: RuleSet): CheckLine[] {
+export function tableChecks(facts: PostgresReached, rules: RuleSet, replicaIdentity: 'check' | 'full' = 'check'): CheckLine[] {
   return facts.tables.flatMap((t) =>
-    oneTable(t, rules.byTable.get(tableKey(t.schema, t.table)) ?? [], facts.server.database, facts.server.versionNum),
+    oneTable(t, rules.byTable.get(tableKey(t.schema, t.table)) ?? [], facts.server.database, facts.server.versionNum, replicaIdentity),
   );
 }
 
-function oneTable(t: TableFacts, rules: readonly CompiledRule[], database: string, versionNum: number): CheckLine[] {
+function oneTable(
+  t: TableFacts,
+  rules: readonly CompiledRule[],
+  database: string,
+  versionNum: number,
+  replicaIdentity: 'check' | 'full',
+): CheckLine[] {
   const name = displayName(t.schema, t.table);
   const ruleIds = listing(rules.map((r) => r.id));
   const rel = t.relation;
@@ -51,6 +57,22 @@ function oneTable(t: TableFacts, rules: readonly CompiledRule[], database: strin
   for (const rule of rules) lines.push(...missingColumns(name, rel, rule, columns));
   if (versionNum < GENERATED_COLUMNS_PUBLISHED) {
     for (const rule of rules) lines.push(...generatedColumns(name, rule, columns));
+  }
+  if (replicaIdentity === 'full' && !identity.full) {
+    // run sets FULL itself where the rules need it; say so, and whether it may.
+    const req = tableRequirements(rel, rules);
+    if (identity.none || req.oldRowGaps.length > 0) {
+      const why = identity.none ? `it has no replica identity (${identity.label})` : `${listing(req.oldRowGaps.map((g) => g.rule.id))} render${req.oldRowGaps.length === 1 ? 's' : ''} columns from old rows that ${identity.label} does not send`;
+      lines.push(
+        rel.owned
+          ? ok(`table ${name}: run sets REPLICA IDENTITY FULL at start (source.replicaIdentity: full), because ${why}`)
+          : fail(
+              `table ${name}: run must set REPLICA IDENTITY FULL (source.replicaIdentity: full), because ${why}, but the role does not own the table (its owner is ${rel.owner})`,
+              `${replicaIdentityFullSql(identity.targets)}  (as the owner)`,
+            ),
+      );
+      return lines;
+    }
   }
   if (identity.none) {
     lines.push(
@@ -127,8 +149,8 @@ function oldRows(name: string, rule: CompiledRule, columns: Map<string, ColumnFa
         `table ${name}: ${rule.id} renders ${listing(quoted(affected.map((t) => t.source)))} from old rows, but ` +
           `${identity.sends}: ${listing(quoted(cols))} ${cols.length === 1 ? 'is' : 'are'} unknown ` +
           `there, so its ${ops.map((op) => `${op}s`).join(' and ')} ` +
-          (rule.fallback === null ? 'become dead letters' : 'run the fallback instead'),
-        rule.fallback === null ? `${full}  (or give the rule a fallback)` : full,
+          (rule.fallback === null ? 'could not be invalidated: run refuses to start' : 'run the fallback instead'),
+        rule.fallback === null ? `${full}  (or set source.replicaIdentity: full, or give the rule a fallback)` : full,
       ),
     ];
   }
