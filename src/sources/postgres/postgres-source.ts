@@ -70,6 +70,8 @@ export class PostgresSource implements Source {
   private readonly heartbeat: { start(): void; stop(): void };
   private readonly monitor: SlotMonitor;
   private mappedTables = new Map<number, MappedTable>();
+  /** Tables this worker set to REPLICA IDENTITY FULL at start, for /status. */
+  private identitySetFull: string[] = [];
   private statusIntervalMs = 10_000;
   private decoder = new PgoutputDecoder();
   private client: pg.Client | null = null;
@@ -114,6 +116,7 @@ export class PostgresSource implements Source {
         : {}),
     });
     this.mappedTables = prepared.mappedTables;
+    if (prepared.identitySetFull.length > 0) this.identitySetFull = prepared.identitySetFull;
     this.statusIntervalMs =
       this.options.statusIntervalMs ??
       (prepared.walSenderTimeoutMs > 0 ? Math.min(10_000, Math.max(200, prepared.walSenderTimeoutMs / 3)) : 10_000);
@@ -414,6 +417,7 @@ export class PostgresSource implements Source {
         slot: this.options.slot,
         publication: this.options.publication,
         ...this.monitor.details(),
+        replicaIdentity: { mode: this.options.replicaIdentity, setFullAtStart: this.identitySetFull },
         visibility: {
           mode: this.options.visibility ?? 'auto',
           active: this.gate.active,

@@ -19,6 +19,8 @@ export interface MappedTable {
 export interface PreparedDatabase {
   /** The mapped tables by OID. */
   mappedTables: Map<number, MappedTable>;
+  /** Tables (or partitions) set to REPLICA IDENTITY FULL at this start (source.replicaIdentity: full). */
+  identitySetFull: string[];
   walSenderTimeoutMs: number;
 }
 
@@ -49,14 +51,14 @@ export async function prepareDatabase(
         'run ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL',
     );
   }
-  const mappedTables = await checkTables(client, options, log);
+  const { mapped: mappedTables, altered } = await checkTables(client, options, log);
   await ensurePublication(client, options, log);
   await ensureSlot(client, options.slot, log);
   const timeout = await client.query<{ ms: string }>(
     `SELECT setting::bigint * CASE unit WHEN 's' THEN 1000 WHEN 'min' THEN 60000 ELSE 1 END AS ms
        FROM pg_catalog.pg_settings WHERE name = 'wal_sender_timeout'`,
   );
-  return { mappedTables, walSenderTimeoutMs: Number(timeout.rows[0]?.ms ?? 60_000) };
+  return { mappedTables, identitySetFull: altered, walSenderTimeoutMs: Number(timeout.rows[0]?.ms ?? 60_000) };
 }
 
 /**
@@ -66,7 +68,11 @@ export async function prepareDatabase(
  * UPDATE and DELETE on it). With `replicaIdentity: full` the worker sets REPLICA IDENTITY FULL
  * where the rules need it; otherwise such a rule is refused unless it declares a fallback.
  */
-async function checkTables(client: pg.Client, options: SetupOptions, log: Logger): Promise<Map<number, MappedTable>> {
+async function checkTables(
+  client: pg.Client,
+  options: SetupOptions,
+  log: Logger,
+): Promise<{ mapped: Map<number, MappedTable>; altered: string[] }> {
   const notFound: string[] = [];
   const problems: CompileProblem[] = [];
   const refusals: string[] = [];
@@ -118,7 +124,7 @@ async function checkTables(client: pg.Client, options: SetupOptions, log: Logger
   }
   if (problems.length > 0 || refusals.length > 0) throw new RulesMismatchError(problems, refusals);
   for (const { table, targets, why } of alter) await setReplicaIdentityFull(client, table, targets, why, log);
-  return mapped;
+  return { mapped, altered: alter.flatMap((a) => a.targets) };
 }
 
 /** ALTER TABLE ... REPLICA IDENTITY FULL on each target (the partitions of a partitioned table). */
