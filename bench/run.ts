@@ -35,7 +35,7 @@ if (ORDER.length !== 3 || !['a', 'b', 'c'].every((x) => ORDER.includes(x))) {
 const RESULTS_DIR = fileURLToPath(new URL('../../results/', import.meta.url));
 
 const PUBLICATION = 'bench_pub';
-const SLOTS = { a: 'bench_a', b: 'bench_b', c: 'bench_c', profile: 'bench_profile' } as const;
+const SLOTS = { a: 'bench_a', b: 'bench_b', c: 'bench_c', profile: 'bench_profile', visOff: 'bench_vis_off', visAlways: 'bench_vis_always' } as const;
 
 function positiveInt(name: string, fallback: number): number {
   const text = process.env[name];
@@ -161,7 +161,7 @@ class WalsenderProbe {
   }
 }
 
-function workerConfig(dir: string, o: { url: string; slot: string; redisUrl: string }): string {
+function workerConfig(dir: string, o: { url: string; slot: string; redisUrl: string; visibility?: 'off' | 'always' }): string {
   mkdirSync(join(dir, 'mappings'), { recursive: true });
   writeFileSync(
     join(dir, 'mappings', 'items.yaml'),
@@ -180,6 +180,7 @@ function workerConfig(dir: string, o: { url: string; slot: string; redisUrl: str
       'redis:',
       `  url: "${o.redisUrl}"`,
       'mappings: ./mappings',
+      ...(o.visibility === undefined ? [] : ['consistency:', `  visibility: ${o.visibility}`]),
       '',
     ].join('\n'),
   );
@@ -210,6 +211,8 @@ async function runWorker(o: {
   db: pg.Client;
   endLsn: string;
   latency: boolean;
+  /** Rows N+1+latencyOffset ... are this run's latency samples, so that no run replays another's. */
+  latencyOffset?: number;
   cpuProfileDir?: string;
   /** Kills the worker should this process die without stopping it. */
   guard: OrphanGuard;
@@ -234,7 +237,8 @@ async function runWorker(o: {
     const workerStats = diffStats(procStats(w.pid), started.stats);
     const walsenderStats = probe.stop();
     const afterBacklog = w.memory();
-    const left = (await o.redis.dbsize()) - 1;
+    // Besides item keys, Redis holds items:version and the worker's applied position.
+    const left = (await o.redis.keys('item:*')).length;
     if (left !== 0) throw new Error(`worker: ${left} item keys still in Redis after the last change was applied`);
     const seconds = (doneAt - startedAt) / 1000;
 
@@ -243,7 +247,7 @@ async function runWorker(o: {
       const fromSend: number[] = [];
       const fromAck: number[] = [];
       for (let i = 0; i < LATENCY_SAMPLES; i++) {
-        const id = N + 1 + i;
+        const id = N + 1 + (o.latencyOffset ?? 0) + i;
         const key = `item:${id}`;
         await o.redis.set(key, 'cached');
         await sleep(5 + Math.random() * 20);
@@ -356,7 +360,7 @@ async function main(): Promise<void> {
     const redisVersion = /redis_version:(\S+)/.exec(await redis.info('server'))?.[1] ?? '?';
 
     await db.query('CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL DEFAULT 0)');
-    await db.query('INSERT INTO items (id) SELECT generate_series(1, $1::int)', [N + LATENCY_SAMPLES]);
+    await db.query('INSERT INTO items (id) SELECT generate_series(1, $1::int)', [N + 3 * LATENCY_SAMPLES]);
     await db.query(`CREATE PUBLICATION ${PUBLICATION} FOR TABLE items`);
     await db.query(`
       CREATE PROCEDURE bench_load(n int) LANGUAGE plpgsql AS $$
@@ -367,7 +371,7 @@ async function main(): Promise<void> {
         END LOOP;
       END $$`);
     // After the publication (pgoutput reads it as of each change), before any load.
-    const slotNames = PROFILE ? [SLOTS.a, SLOTS.b, SLOTS.c, SLOTS.profile] : [SLOTS.a, SLOTS.b, SLOTS.c];
+    const slotNames = [SLOTS.a, SLOTS.b, SLOTS.c, SLOTS.visOff, SLOTS.visAlways, ...(PROFILE ? [SLOTS.profile] : [])];
     const slotStart: Record<string, string> = {};
     for (const slot of slotNames) {
       const r = await db.query<{ lsn: string }>("SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')", [slot]);
@@ -425,6 +429,29 @@ async function main(): Promise<void> {
     const b = bRun!;
     const c = cRun!;
 
+    // consistency.visibility: the worker above ran the default (auto, and this server has no
+    // synchronous standbys: one snapshot query per batch). The same backlog and latency samples
+    // with the check off and with it always on.
+    const visibility: Record<string, { changesPerSecond: number; latencyP50Ms: number; latencyP99Ms: number }> = {
+      auto: { changesPerSecond: Math.round(a.changesPerSecond), latencyP50Ms: a.latency!.p50, latencyP99Ms: a.latency!.p99 },
+    };
+    for (const [mode, slot, offset] of [['off', SLOTS.visOff, LATENCY_SAMPLES], ['always', SLOTS.visAlways, 2 * LATENCY_SAMPLES]] as const) {
+      say(`(a) the worker with consistency.visibility: ${mode}, slot ${slot}`);
+      const run = await runWorker({
+        slot,
+        configPath: workerConfig(dir, { url, slot, redisUrl, visibility: mode }),
+        redis,
+        redisUrl,
+        db,
+        endLsn,
+        latency: true,
+        latencyOffset: offset,
+        guard,
+      });
+      visibility[mode] = { changesPerSecond: Math.round(run.changesPerSecond), latencyP50Ms: run.latency!.p50, latencyP99Ms: run.latency!.p99 };
+      say(`(a, visibility ${mode}) ${Math.round(run.changesPerSecond)}/s, latency p50 ${run.latency!.p50} ms, p99 ${run.latency!.p99} ms`);
+    }
+
     let profile: ProfileSummary | undefined;
     let profiledRate: number | undefined;
     if (PROFILE) {
@@ -470,6 +497,7 @@ async function main(): Promise<void> {
       ratios: { aOverB: round(a.changesPerSecond / bRate, 3), aOverC: round(a.changesPerSecond / cRate, 2) },
       target: { aOverB: 0.7, met: a.changesPerSecond / bRate >= 0.7 },
       idleLatencyMs: a.latency,
+      visibility,
       ...(profile === undefined ? {} : { profile: { changesPerSecondUnderProfiler: Math.round(profiledRate ?? 0), ...profile } }),
     };
     mkdirSync(RESULTS_DIR, { recursive: true });
@@ -492,6 +520,10 @@ async function main(): Promise<void> {
         row('(a) worker peak RSS (VmHWM)', `${a.peakRssMb} MB`),
         row(`idle latency commit -> key deleted (n=${lat.samples}) p50`, `${lat.p50} ms`),
         row('idle latency p99', `${lat.p99} ms`),
+        ...(['off', 'auto', 'always'] as const).map((m) => {
+          const v = visibility[m]!;
+          return row(`consistency.visibility: ${m}`, `${v.changesPerSecond} changes/s`) + `   latency p50 ${v.latencyP50Ms} ms, p99 ${v.latencyP99Ms} ms`;
+        }),
         '',
         '  over the backlog            consumer CPU   us/change   socket reads   walsender CPU',
         ...(
