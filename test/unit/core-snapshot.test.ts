@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import type { Change } from '../../src/core/change.js';
+import { TransactionIds } from '../../src/sources/postgres/visibility.js';
 import { isVisible, parseSnapshot } from '../../src/core/snapshot.js';
 
 describe('parseSnapshot', () => {
@@ -40,5 +42,27 @@ describe('isVisible', () => {
     [`${epoch - 5n}:${epoch - 2n}:`, 0xfffffffc, true],
   ] as const)('%s, xid %d: %s', (text, xid, visible) => {
     expect(isVisible(parseSnapshot(text), xid)).toBe(visible);
+  });
+});
+
+describe('TransactionIds', () => {
+  const change = (position: string) => ({ position }) as Change;
+  it('gives each taken transaction once, keeps the last for the next batch, and forgets transactions without changes', () => {
+    const ids = new TransactionIds();
+    ids.begin(10, '0/A');
+    ids.change();
+    ids.commit();
+    ids.begin(11, '0/B'); // no change of a published table
+    ids.commit();
+    ids.begin(12, '0/C');
+    ids.change();
+    expect(ids.size).toBe(2);
+    expect(ids.take([change('0/A'), change('0/A'), change('0/C')])).toEqual([10, 12]);
+    // The batch ended inside 0/C: its id stays for the rest of its changes.
+    expect(ids.size).toBe(1);
+    ids.commit();
+    expect(ids.take([change('0/C')])).toEqual([12]);
+    ids.clear();
+    expect(ids.size).toBe(0);
   });
 });

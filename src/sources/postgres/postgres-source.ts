@@ -10,7 +10,7 @@ import type { Source, SourceBatch, SourceStatus } from '../source.js';
 import { PgoutputDecoder } from './decoder.js';
 import { heartbeat } from './heartbeat.js';
 import { SlotMonitor } from './slot-monitor.js';
-import { VisibilityGate, type VisibilityMode } from './visibility.js';
+import { TransactionIds, VisibilityGate, type VisibilityMode } from './visibility.js';
 import { parseCopyData, standbyStatusUpdate } from './protocol.js';
 import { prepareWithRetry, recreateSlot, type MappedTable } from './setup.js';
 import { classify, connectionOf, endClient } from './pg-connection.js';
@@ -86,8 +86,7 @@ export class PostgresSource implements Source {
   private outstanding = 0;
   private loop: Promise<void> | null = null;
   private readonly gate: VisibilityGate;
-  /** Transaction ids by commit position, for the changes buffered and not yet checked for visibility. */
-  private readonly xids = new Map<string, number>();
+  private readonly xids = new TransactionIds();
 
   constructor(private readonly options: PostgresSourceOptions) {
     this.log = options.logger.child({ component: 'postgres-source', slot: options.slot });
@@ -254,9 +253,15 @@ export class PostgresSource implements Source {
   }
 
   private readonly decoded = {
-    begin: (xid: number, position: string) => this.xids.set(position, xid),
-    change: (change: Change, commitTimeMs: number) => this.queue.pushChange(change, commitTimeMs),
-    commit: (endLsn: Lsn, commitTimeMs: number) => this.queue.pushPosition({ endLsn }, commitTimeMs),
+    begin: (xid: number, position: string) => this.xids.begin(xid, position),
+    change: (change: Change, commitTimeMs: number) => {
+      this.xids.change();
+      this.queue.pushChange(change, commitTimeMs);
+    },
+    commit: (endLsn: Lsn, commitTimeMs: number) => {
+      this.xids.commit();
+      this.queue.pushPosition({ endLsn }, commitTimeMs);
+    },
     renamed: (mappedName: string, streamName: string) =>
       this.log.warn(
         { table: mappedName, streamedAs: streamName },
@@ -304,7 +309,7 @@ export class PostgresSource implements Source {
     this.resumeIfDrained();
     if (taken === null) return null;
     this.outstanding++;
-    if (!(await this.gate.waitVisible(this.xidsOf(taken.changes)))) {
+    if (!(await this.gate.waitVisible(this.xids.take(taken.changes)))) {
       // Stopping before the batch became visible: it is not handed over, nor acknowledged, so it
       // is streamed again at the next start.
       this.outstanding--;
@@ -319,23 +324,6 @@ export class PostgresSource implements Source {
       position: last,
       appliedPosition: last === null ? null : formatLsn(last.endLsn),
     };
-  }
-
-  /**
-   * The transactions of these changes. Their ids are forgotten once taken, except the last one's:
-   * a batch can end inside a transaction whose other changes come with the next batch.
-   */
-  private xidsOf(changes: readonly Change[]): number[] {
-    const out: number[] = [];
-    let previous: string | null = null;
-    for (const change of changes) {
-      if (change.position === previous) continue;
-      if (previous !== null) this.xids.delete(previous);
-      previous = change.position;
-      const xid = this.xids.get(change.position);
-      if (xid !== undefined) out.push(xid);
-    }
-    return out;
   }
 
   async acknowledge(batch: SourceBatch): Promise<void> {

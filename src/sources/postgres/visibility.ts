@@ -1,4 +1,5 @@
 import pg from 'pg';
+import type { Change } from '../../core/change.js';
 import { isVisible, parseSnapshot } from '../../core/snapshot.js';
 import { toError } from '../../errors.js';
 import type { Logger } from '../../log.js';
@@ -152,4 +153,57 @@ export class VisibilityGate {
 function serverGoingAway(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
   return code === '57P01' || code === '57P02' || code === '57P03' || code === 'ECONNREFUSED';
+}
+
+/**
+ * The 32-bit transaction id of each transaction whose changes are buffered, by commit position (the
+ * `position` its changes carry), until its changes are taken and checked.
+ */
+export class TransactionIds {
+  private readonly byPosition = new Map<string, number>();
+  private current: string | null = null;
+  private currentHasChanges = false;
+
+  begin(xid: number, position: string): void {
+    this.byPosition.set(position, xid);
+    this.current = position;
+    this.currentHasChanges = false;
+  }
+
+  change(): void {
+    this.currentHasChanges = true;
+  }
+
+  /** A transaction without a change of a published table (servers before 15 send those) has nothing to check. */
+  commit(): void {
+    if (!this.currentHasChanges && this.current !== null) this.byPosition.delete(this.current);
+    this.current = null;
+  }
+
+  /**
+   * The ids of these changes' transactions. They are forgotten once taken, except the last one's: a
+   * batch can end inside a transaction whose other changes come with the next batch.
+   */
+  take(changes: readonly Change[]): number[] {
+    const out: number[] = [];
+    let previous: string | null = null;
+    for (const change of changes) {
+      if (change.position === previous) continue;
+      if (previous !== null) this.byPosition.delete(previous);
+      previous = change.position;
+      const xid = this.byPosition.get(change.position);
+      if (xid !== undefined) out.push(xid);
+    }
+    return out;
+  }
+
+  /** What was buffered is dropped (the stream restarts from the applied position). */
+  clear(): void {
+    this.byPosition.clear();
+    this.current = null;
+  }
+
+  get size(): number {
+    return this.byPosition.size;
+  }
 }
