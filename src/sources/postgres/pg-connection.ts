@@ -1,4 +1,5 @@
-import type pg from 'pg';
+import pg from 'pg';
+import { libpqConnectionString } from './sql.js';
 import {
   InvalidatorError,
   SlotInUseError,
@@ -42,6 +43,26 @@ export async function endClient(client: pg.Client): Promise<void> {
     // connection (the replication query) must settle, or a stop would hang.
     stream?.destroy();
   }
+}
+
+/**
+ * Opens a normal connection for a small side task (a snapshot check, a replica's position), named in
+ * pg_stat_activity. Connection errors after connecting surface on the next query, not as events.
+ */
+export async function openClient(url: string, applicationName: string): Promise<pg.Client> {
+  const client = new pg.Client({
+    connectionString: libpqConnectionString(url),
+    application_name: applicationName,
+    connectionTimeoutMillis: 5_000,
+  } as pg.ClientConfig);
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (err) {
+    await endClient(client);
+    throw err;
+  }
+  return client;
 }
 
 /** Maps driver errors to the worker's: what can be waited out, and what needs a person. */

@@ -1,11 +1,10 @@
-import pg from 'pg';
+import type pg from 'pg';
 import { formatLsn, lsnFromBigInt } from '../../core/lsn.js';
 import { SourceSetupError, toError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { redactUrl } from '../../log.js';
 import { sleep } from '../../runtime/backoff.js';
-import { endClient } from './pg-connection.js';
-import { libpqConnectionString } from './sql.js';
+import { endClient, openClient } from './pg-connection.js';
 
 interface Replica {
   url: string;
@@ -121,21 +120,8 @@ export class ReplicaWatcher {
   }
 
   private async connect(r: Replica): Promise<pg.Client> {
-    if (r.client !== null) return r.client;
-    const client = new pg.Client({
-      connectionString: libpqConnectionString(r.url),
-      application_name: 'cdc-invalidator replica watch',
-      connectionTimeoutMillis: 5_000,
-    } as pg.ClientConfig);
-    client.on('error', () => undefined);
-    try {
-      await client.connect();
-    } catch (err) {
-      await endClient(client);
-      throw err;
-    }
-    r.client = client;
-    return client;
+    r.client ??= await openClient(r.url, 'cdc-invalidator replica watch');
+    return r.client;
   }
 
   private async drop(r: Replica): Promise<void> {

@@ -1,11 +1,10 @@
-import pg from 'pg';
+import type pg from 'pg';
 import type { Change } from '../../core/change.js';
 import { isVisible, parseSnapshot } from '../../core/snapshot.js';
 import { toError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { Backoff, sleep } from '../../runtime/backoff.js';
-import { endClient } from './pg-connection.js';
-import { libpqConnectionString } from './sql.js';
+import { endClient, openClient } from './pg-connection.js';
 
 export type VisibilityMode = 'auto' | 'always' | 'off';
 
@@ -122,17 +121,8 @@ export class VisibilityGate {
   }
 
   private async connect(): Promise<pg.Client> {
-    if (this.client !== null) return this.client;
-    const client = new pg.Client({ connectionString: libpqConnectionString(this.options.url), application_name: 'cdc-invalidator visibility' } as pg.ClientConfig);
-    client.on('error', () => undefined);
-    try {
-      await client.connect();
-    } catch (err) {
-      await endClient(client);
-      throw err;
-    }
-    this.client = client;
-    return client;
+    this.client ??= await openClient(this.options.url, 'cdc-invalidator visibility');
+    return this.client;
   }
 
   private async drop(): Promise<void> {
