@@ -33,6 +33,9 @@ export async function runConsistency(spec: RunSpec): Promise<ConsistencyResult> 
   let writers: Writers | undefined;
   try {
     await rig.startWorker();
+    // Readers of a replica need the test's database and rows there first (a busy machine can make a
+    // replica with an apply delay take seconds to get them).
+    for (const standby of standbys) await standby.waitForReplay();
     readers = new Readers({ redisUrl: rigOptions.redis.url(), prefix: rig.prefix, readUrl: readUrl(rig.database), ids: rig.ids, readersPerKind, pauseMs: readPauseMs });
     const perKind = writerCount / 2;
     const owned = (['cache-aside', 'lease client'] as const).flatMap((kind) =>
