@@ -211,6 +211,10 @@ export class Readers {
     return r;
   }
 
+  /** Reads that failed, and the last failure's message. */
+  readErrors = 0;
+  lastReadError: string | null = null;
+
   #loop(kind: ClientKind, read: (id: number) => Promise<number>): void {
     const ids = this.options.ids[kind];
     this.#loops.push(
@@ -218,7 +222,16 @@ export class Readers {
         while (!this.#stopping) {
           const id = ids[Math.floor(Math.random() * ids.length)]!;
           const startedAt = performance.now();
-          const v = await read(id);
+          let v: number;
+          try {
+            v = await read(id);
+          } catch (err) {
+            // A failed read (the database restarting, say) is counted, never left unhandled.
+            this.readErrors++;
+            this.lastReadError = err instanceof Error ? err.message : String(err);
+            await sleep(10);
+            continue;
+          }
           this.observations.record(id, v, performance.now());
           this.#counts[kind].reads++;
           if ((this.#lastReadStart.get(id) ?? -Infinity) < startedAt) this.#lastReadStart.set(id, startedAt);

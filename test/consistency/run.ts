@@ -50,7 +50,10 @@ export async function runConsistency(spec: RunSpec): Promise<ConsistencyResult> 
     if (replicaPass) await rig.waitForReplicaPass();
     const quiescent = performance.now();
     // Readers keep reading through quiescence; each key is read once more after it before the check.
-    await waitFor(() => readers!.allReadSince(quiescent), { timeoutMs: 30_000, message: 'every hot key to be read after quiescence' });
+    await waitFor(() => readers!.allReadSince(quiescent), {
+      timeoutMs: 30_000,
+      message: `every hot key to be read after quiescence (${readers.readErrors} reads failed${readers.lastReadError === null ? '' : `, the last with: ${readers.lastReadError}`})`,
+    });
     await readers.stop();
 
     const clients: ClientFigures[] = [];
