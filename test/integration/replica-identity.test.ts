@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RulesMismatchError } from '../../src/errors.js';
 import { servicesMissing } from '../harness/services.js';
@@ -62,6 +63,35 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('replica identity at start
     expect(problems[0]!.message).toContain('did you mean "user_id"?');
     expect(problems[0]!.message).toContain('its columns are id, user_id');
     expect(await published(scenario)).toEqual([]);
+  });
+
+  it('source.replicaIdentity: full never queues the application behind its ALTER TABLE: it retries until the lock is free', async () => {
+    scenario = await createScenario({
+      schema: `CREATE TABLE public.users (id int PRIMARY KEY, email text NOT NULL);`,
+      rules: `\n  - table: users\n    invalidate: ["user:{id}", "user:email:{email}"]\n`,
+    });
+    const s = scenario;
+    const { readFileSync, writeFileSync } = await import('node:fs');
+    writeFileSync(s.configPath, readFileSync(s.configPath, 'utf8').replace('  kind: postgres\n', '  kind: postgres\n  replicaIdentity: full\n'));
+    // A long transaction holds a lock that ALTER TABLE must wait for.
+    const holder = new pg.Client({ connectionString: s.db.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN; LOCK TABLE users IN ACCESS SHARE MODE');
+      const started = s.startWorker();
+      // Meanwhile the application's reads and writes go on (they would queue behind a waiting ALTER).
+      for (let i = 0; i < 3; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+        await s.sql(`INSERT INTO users VALUES (${i + 1}, 'u${i}@x.io')`);
+        expect(await s.sql('SELECT 1 FROM users')).toHaveLength(i + 1);
+      }
+      expect(await identityOf(s, 'public.users')).toBe('d');
+      await holder.query('COMMIT');
+      await started;
+    } finally {
+      await holder.end();
+    }
+    expect(await identityOf(s, 'public.users')).toBe('f');
   });
 
   it('source.replicaIdentity: full sets FULL where the rules need it, and the old keys go', async () => {

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { tableKey, type CompileProblem, type RuleSet } from '../../core/rules.js';
 import { describeGap, tableRequirements } from '../../core/table-requirements.js';
-import { RulesMismatchError, SlotLostError, SourceSetupError } from '../../errors.js';
+import { RulesMismatchError, SlotLostError, SourceSetupError, SourceUnavailableError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { Backoff, sleep } from '../../runtime/backoff.js';
 import { tableFacts } from './catalog.js';
@@ -127,23 +127,41 @@ async function checkTables(
   return { mapped, altered: alter.flatMap((a) => a.targets) };
 }
 
+const ALTER_LOCK_TIMEOUT_MS = 2_000;
+
 /** ALTER TABLE ... REPLICA IDENTITY FULL on each target (the partitions of a partitioned table). */
 async function setReplicaIdentityFull(client: pg.Client, table: string, targets: string[], why: string, log: Logger): Promise<void> {
-  for (const target of targets) {
-    try {
-      // Takes a brief ACCESS EXCLUSIVE lock; WAL written from here on carries whole old rows.
-      await client.query(`ALTER TABLE ${target} REPLICA IDENTITY FULL`);
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      if (code !== '42501') throw err;
-      throw new SourceSetupError(
-        `source.replicaIdentity is "full" but the worker's role may not alter ${target} (it must own the table): ` +
-          `run ALTER TABLE ${target} REPLICA IDENTITY FULL; as its owner. Needed because ${why}`,
+  // ALTER TABLE takes an ACCESS EXCLUSIVE lock, brief once granted; while it waits for a long
+  // transaction, the application's queries would queue behind it. So it waits at most a moment,
+  // and setup is retried (with backoff) rather than blocking the application.
+  await client.query(`SET lock_timeout = '${ALTER_LOCK_TIMEOUT_MS}ms'`);
+  try {
+    for (const target of targets) await alterToFull(client, target, why);
+  } finally {
+    await client.query('RESET lock_timeout');
+  }
+  log.warn({ table, altered: targets, reason: why }, 'replica identity set to FULL (source.replicaIdentity: full)');
+}
+
+async function alterToFull(client: pg.Client, target: string, why: string): Promise<void> {
+  try {
+    // WAL written from here on carries whole old rows.
+    await client.query(`ALTER TABLE ${target} REPLICA IDENTITY FULL`);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === '55P03') {
+      throw new SourceUnavailableError(
+        `could not lock ${target} within ${ALTER_LOCK_TIMEOUT_MS} ms to set REPLICA IDENTITY FULL (a long transaction holds it); retrying`,
         err,
       );
     }
+    if (code !== '42501') throw err;
+    throw new SourceSetupError(
+      `source.replicaIdentity is "full" but the worker's role may not alter ${target} (it must own the table): ` +
+        `run ALTER TABLE ${target} REPLICA IDENTITY FULL; as its owner. Needed because ${why}`,
+      err,
+    );
   }
-  log.warn({ table, altered: targets, reason: why }, 'replica identity set to FULL (source.replicaIdentity: full)');
 }
 
 async function ensurePublication(client: pg.Client, options: SetupOptions, log: Logger): Promise<void> {
