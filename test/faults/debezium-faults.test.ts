@@ -43,9 +43,10 @@ describe.skipIf(servicesMissing('postgres', 'redis') || kafkaMissing())('the Deb
     );
     const topicPrefix = uniqueName('f');
     const topic = `${topicPrefix}.public.items`;
+    const connector = uniqueName('conn');
     if (kind === 'debezium') {
       await connect.createPostgresConnector({
-        name: uniqueName('conn'),
+        name: connector,
         database: db.name,
         slot: uniqueName('dbz_slot'),
         publication: uniqueName('dbz_pub'),
@@ -90,28 +91,40 @@ describe.skipIf(servicesMissing('postgres', 'redis') || kafkaMissing())('the Deb
       await waitFor(() => /joined consumer group|replication started/.test(w.output()), { timeoutMs: 60_000, message: 'worker did not start' });
       return w;
     };
-    return { seed, left, churn, start };
+    /** The connector's state, for a failure message: a task that failed stops the stream upstream of the worker. */
+    const connectorState = async () =>
+      kind === 'debezium' ? JSON.stringify(await connect.connectorStatus(connector).catch((err: unknown) => String(err))) : 'none';
+    return { seed, left, churn, start, connectorState };
   }
 
   it('loses nothing when the worker is killed -9 mid-stream, or the broker restarts mid-stream', { timeout: 300_000 }, async () => {
     const t = await setup('debezium');
     await t.seed(1, ROWS);
     let worker = await t.start();
+    // Each wait names its phase and shows the worker's last lines when it fails; together they fit
+    // in the test's timeout, so a hang reports where it was.
+    const phase = async (condition: () => Promise<boolean>, timeoutMs: number, message: string, intervalMs = 250) =>
+      waitFor(condition, { timeoutMs, intervalMs, message }).catch(async (err: unknown) => {
+        throw new Error(
+          `${err instanceof Error ? err.message : String(err)}\n--- connector: ${await t.connectorState()}\n` +
+            `--- the worker's last lines ---\n${worker.output().split('\n').slice(-25).join('\n')}`,
+        );
+      });
     // 1. kill -9 of the worker while it applies.
     await t.churn(1, ROWS / 2);
-    await waitFor(async () => (await t.left(1, ROWS / 2)) < ROWS / 2 - 500, { timeoutMs: 120_000, message: 'no progress' });
+    await phase(async () => (await t.left(1, ROWS / 2)) < ROWS / 2 - 500, 60_000, 'no progress before the kill');
     worker.child.kill('SIGKILL');
     expect(await worker.exited).toBe('SIGKILL');
     const killedWith = await t.left(1, ROWS / 2);
     worker = await t.start();
-    await waitFor(async () => (await t.left(1, ROWS / 2)) === 0, { timeoutMs: 120_000, intervalMs: 250, message: 'keys left after the kill' });
+    await phase(async () => (await t.left(1, ROWS / 2)) === 0, 80_000, 'keys left after the kill');
     // 2. The broker restarts while changes flow.
     const churning = t.churn(ROWS / 2 + 1, ROWS / 2);
-    await waitFor(async () => (await t.left(ROWS / 2 + 1, ROWS / 2)) < ROWS / 2 - 500, { timeoutMs: 120_000, message: 'no progress' });
+    await phase(async () => (await t.left(ROWS / 2 + 1, ROWS / 2)) < ROWS / 2 - 500, 60_000, 'no progress before the broker restart');
     const restartedAt = Date.now();
     await broker.restart();
     await churning;
-    await waitFor(async () => (await t.left(ROWS / 2 + 1, ROWS / 2)) === 0, { timeoutMs: 180_000, intervalMs: 250, message: 'keys left after the broker restart' });
+    await phase(async () => (await t.left(ROWS / 2 + 1, ROWS / 2)) === 0, 80_000, 'keys left after the broker restart');
     const recoverySeconds = (Date.now() - restartedAt) / 1000;
     expect(worker.child.exitCode).toBeNull();
     worker.child.kill('SIGTERM');
