@@ -196,6 +196,9 @@ async function runCommand(configPath: string): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
+    // Everything was closed; a client library that still holds a socket or a timer must not keep
+    // a stopped worker alive.
+    setTimeout(() => process.exit(code), 3_000).unref();
   },
   (err: unknown) => {
     process.stderr.write(`cdc-invalidator: ${toError(err).stack ?? toError(err).message}\n`);

@@ -21,6 +21,9 @@ export interface DebeziumSourceOptions {
   logger: Logger;
 }
 
+/** How long a stop waits for the Kafka consumer to leave its group. */
+const DISCONNECT_TIMEOUT_MS = 10_000;
+
 /** A partition's place in what the worker has been handed: the next offset to commit. */
 interface KafkaPosition {
   topic: string;
@@ -216,7 +219,20 @@ export class DebeziumSource implements Source {
     this.applied.clear();
     const consumer = this.consumer;
     this.consumer = null;
-    await consumer?.disconnect().catch(() => undefined);
+    if (consumer !== null) {
+      // kafkajs can wait for ever to leave a group whose broker went away and came back: a stop must
+      // not hang on it (what was applied is committed already; the rest is replayed by the next owner).
+      const gaveUp = new AbortController();
+      const left = await Promise.race([
+        consumer.disconnect().then(
+          () => true,
+          () => true,
+        ),
+        sleep(DISCONNECT_TIMEOUT_MS, gaveUp.signal).then(() => false),
+      ]);
+      gaveUp.abort();
+      if (!left) this.log.warn({ timeoutMs: DISCONNECT_TIMEOUT_MS }, 'kafka consumer did not disconnect in time; closing without it');
+    }
     await this.options.tables.close();
     this.connected = false;
   }
