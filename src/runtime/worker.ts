@@ -236,8 +236,8 @@ export class Worker {
         this.abort.abort();
       }, drainMs);
       await this.loopPromise;
-      // Batches waiting for replicas get what is left of the drain time; the rest is sent again
-      // at the next start.
+      // Batches waiting for replicas get up to the drain time too; what has not passed by then is
+      // not acknowledged, so it is sent again at the next start.
       await this.replicaStage?.stop(drainMs);
       clearTimeout(timer);
     }
@@ -253,6 +253,7 @@ export class Worker {
       ['source', () => this.options.source.close()],
       ['sink', () => this.options.sink.close()],
       ['lookups', async () => this.options.lookups?.close()],
+      ['replicas', async () => this.options.replicas?.close()],
     ] as const) {
       try {
         await step();

@@ -96,6 +96,20 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('visibility of commits bef
     await done;
   });
 
+  it('consistency.replicas naming a server that is not a replica is refused at start, with the reason', async () => {
+    scenario = await createScenario({
+      schema: `CREATE TABLE public.users (id int PRIMARY KEY);`,
+      rules: `\n  - table: users\n    invalidate: ["user:{id}"]\n`,
+    });
+    // The primary itself, listed as a replica by mistake.
+    const { appendFileSync } = await import('node:fs');
+    appendFileSync(scenario.configPath, `consistency:\n  replicas:\n    - url: "${scenario.db.url}"\n`);
+    const err = await scenario.startWorker().then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(/consistency\.replicas: .* is not a replica \(pg_is_in_recovery\(\) is false\)/);
+    expect((err as Error).message).not.toContain('password');
+  });
+
   it('always: waits only as long as a commit is invisible', async () => {
     const { s, assembly } = await setup('always');
     const server = await sharedPostgres();
