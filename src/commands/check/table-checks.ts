@@ -2,8 +2,8 @@ import { suggest } from '../../config/validate.js';
 import type { CompiledRule, RuleSet } from '../../core/rules.js';
 import { ACTION_KINDS, ruleColumns, tableKey } from '../../core/rules.js';
 import type { ColumnFacts, PostgresReached, RelationFacts, TableFacts } from './facts.js';
-import { identityOf, replicaIdentityFullSql, type Identity } from '../../core/replica-identity.js';
-import { rowTemplates, tableRequirements } from '../../core/table-requirements.js';
+import { replicaIdentityFullSql, type Identity } from '../../core/replica-identity.js';
+import { describeGap, rowTemplates, tableRequirements, type OldRowGap } from '../../core/table-requirements.js';
 import { displayName, fail, listing, ok, quoted, warn, type CheckLine } from './report.js';
 
 /** PostgreSQL 18 can publish generated columns; older servers never send them. */
@@ -52,7 +52,8 @@ function oneTable(
   }
 
   const columns = new Map(rel.columns.map((c) => [c.name, c]));
-  const identity = identityOf(rel);
+  const req = tableRequirements(rel, rules);
+  const identity = req.identity;
   const lines: CheckLine[] = [];
   for (const rule of rules) lines.push(...missingColumns(name, rel, rule, columns));
   if (versionNum < GENERATED_COLUMNS_PUBLISHED) {
@@ -60,7 +61,6 @@ function oneTable(
   }
   if (replicaIdentity === 'full' && !identity.full) {
     // run sets FULL itself where the rules need it; say so, and whether it may.
-    const req = tableRequirements(rel, rules);
     if (identity.none || req.oldRowGaps.length > 0) {
       const why = identity.none ? `it has no replica identity (${identity.label})` : `${listing(req.oldRowGaps.map((g) => g.rule.id))} render${req.oldRowGaps.length === 1 ? 's' : ''} columns from old rows that ${identity.label} does not send`;
       lines.push(
@@ -82,7 +82,7 @@ function oneTable(
       ),
     );
   } else if (!identity.full) {
-    for (const rule of rules) lines.push(...oldRows(name, rule, columns, identity));
+    for (const rule of rules) lines.push(...oldRows(name, rule, req.oldRowGaps.find((g) => g.rule === rule), columns, identity));
   }
   if (lines.length > 0) return lines;
 
@@ -132,28 +132,25 @@ function generatedColumns(name: string, rule: CompiledRule, columns: Map<string,
  * Updates and deletes render the old row, which carries only the identity columns unless the
  * identity is FULL: a template naming any other column cannot be rendered there.
  */
-function oldRows(name: string, rule: CompiledRule, columns: Map<string, ColumnFacts>, identity: Identity): CheckLine[] {
-  const ops = (['update', 'delete'] as const).filter((op) => rule.on.has(op));
-  if (ops.length === 0) return [];
-  const unknown = (c: string) => {
-    const column = columns.get(c);
-    // Missing and generated columns have lines of their own.
-    return column !== undefined && !column.generated && !identity.columns.has(c);
-  };
-  const affected = rowTemplates(rule).filter((t) => t.columns.some(unknown));
+function oldRows(
+  name: string,
+  rule: CompiledRule,
+  gap: OldRowGap | undefined,
+  columns: Map<string, ColumnFacts>,
+  identity: Identity,
+): CheckLine[] {
   const full = replicaIdentityFullSql(identity.targets);
-  if (affected.length > 0) {
-    const cols = [...new Set(affected.flatMap((t) => t.columns.filter(unknown)))];
+  if (gap !== undefined) {
     return [
       (rule.fallback === null ? fail : warn)(
-        `table ${name}: ${rule.id} renders ${listing(quoted(affected.map((t) => t.source)))} from old rows, but ` +
-          `${identity.sends}: ${listing(quoted(cols))} ${cols.length === 1 ? 'is' : 'are'} unknown ` +
-          `there, so its ${ops.map((op) => `${op}s`).join(' and ')} ` +
+        `table ${name}: ${describeGap(gap, identity)} ` +
           (rule.fallback === null ? 'could not be invalidated: run refuses to start' : 'run the fallback instead'),
         rule.fallback === null ? `${full}  (or set source.replicaIdentity: full, or give the rule a fallback)` : full,
       ),
     ];
   }
+  // Missing and generated columns have lines of their own.
+  const unknown = (c: string) => columns.has(c) && columns.get(c)?.generated !== true && !identity.columns.has(c);
   const changed = (rule.changed ?? []).filter(unknown);
   if (rule.on.has('update') && changed.length > 0) {
     return [
