@@ -4,6 +4,7 @@ import { tableKey } from '../../core/rules.js';
 import { SourceUnavailableError, toError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { Backoff, sleep } from '../../runtime/backoff.js';
+import { IDENTITY_KEYS_SQL } from '../postgres/catalog.js';
 import { libpqConnectionString } from '../postgres/sql.js';
 import { weaker, type EventTable, type ReplicaIdentity, type TableCatalog, type TableInfo } from './identity.js';
 import { columnType, type ColumnType } from './values.js';
@@ -25,13 +26,7 @@ const MAPPED = `unnest($1::text[], $2::text[]) AS w(schema, name)
 
 /** A table's identity, or each leaf partition's: the partitions carry the rows, each its own identity. */
 const IDENTITY_SQL = `
-SELECT w.schema, w.name, c.relreplident AS identity,
-  (SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum))
-     FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-    WHERE i.indrelid = c.oid AND i.indisprimary) AS primary_key,
-  (SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum))
-     FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-    WHERE i.indrelid = c.oid AND i.indisreplident) AS identity_index
+SELECT w.schema, w.name, ${IDENTITY_KEYS_SQL}
 FROM ${MAPPED}
 LEFT JOIN LATERAL (SELECT t.relid FROM pg_catalog.pg_partition_tree(r.oid) t WHERE t.isleaf) leaf ON true
 JOIN pg_catalog.pg_class c ON c.oid = coalesce(leaf.relid, r.oid)`;
@@ -83,11 +78,14 @@ export class PostgresCatalog implements TableCatalog {
   private reading: Promise<void> | null = null;
   private closed = false;
   private readonly warnedMissing = new Set<string>();
+  /** The mapped tables as `schema.table`: looked up once per event. */
+  private readonly mapped: ReadonlySet<string>;
 
   constructor(
     private readonly options: { url: string; tables: ReadonlyArray<readonly [string, string]>; logger: Logger; nowMs?: () => number },
   ) {
     this.log = options.logger.child({ component: 'debezium-catalog' });
+    this.mapped = new Set(options.tables.map(([schema, table]) => tableKey(schema, table)));
   }
 
   async start(): Promise<void> {
@@ -100,7 +98,7 @@ export class PostgresCatalog implements TableCatalog {
       now - this.readAtMs >= MAX_AGE_MS ||
       events.some((e) => {
         const key = tableKey(e.schema, e.table);
-        if (!this.options.tables.some(([s, t]) => s === e.schema && t === e.table)) return false;
+        if (!this.mapped.has(key)) return false;
         if (!this.entries.has(key)) return now - this.readAtMs >= MISSING_RECHECK_MS;
         return e.lsn === null || e.lsn > this.readAtLsn;
       });

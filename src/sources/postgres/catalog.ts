@@ -10,17 +10,24 @@ const KINDS: Record<string, RelationKind> = {
 };
 const IDENTITIES = { d: 'default', n: 'nothing', f: 'full', i: 'index' } as const;
 
-/** Select-list items describing the replica identity of pg_class `c`. */
+/**
+ * Select-list items for the replica identity of pg_class `c`: relreplident, and the columns of its
+ * primary key and of its identity index, in index order. Shared with the Debezium source's catalog.
+ */
+export const IDENTITY_KEYS_SQL = `c.relreplident AS identity,
+  ${indexColumns('indisprimary')} AS primary_key,
+  ${indexColumns('indisreplident')} AS identity_index`;
+
+function indexColumns(flag: 'indisprimary' | 'indisreplident'): string {
+  return `(SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum))
+     FROM pg_catalog.pg_index i
+     JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+    WHERE i.indrelid = c.oid AND i.${flag})`;
+}
+
+/** Select-list items describing the replica identity of pg_class `c` (in namespace `n`). */
 const IDENTITY_COLUMNS = `
-  quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS sql, c.relreplident AS identity,
-  (SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum))
-     FROM pg_catalog.pg_index i
-     JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-    WHERE i.indrelid = c.oid AND i.indisprimary) AS primary_key,
-  (SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum))
-     FROM pg_catalog.pg_index i
-     JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-    WHERE i.indrelid = c.oid AND i.indisreplident) AS identity_index`;
+  quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS sql, ${IDENTITY_KEYS_SQL}`;
 
 interface IdentityRow {
   sql: string;
