@@ -20,6 +20,11 @@ export interface ConsumeOptions {
   handle?: (change: Change) => Promise<unknown>;
   /** Give up after this long. */
   timeoutMs?: number;
+  /**
+   * Called for each change as soon as it is decoded, before anything else is done with it; the
+   * consumer stops when it returns true (`expected` then only caps what is counted).
+   */
+  observe?: (change: Change) => boolean;
 }
 
 export interface ConsumeResult {
@@ -41,7 +46,7 @@ interface Connection {
 }
 
 export async function consume(options: ConsumeOptions): Promise<ConsumeResult> {
-  const { expected, handle } = options;
+  const { expected, handle, observe } = options;
   const client = new pg.Client({ connectionString: options.url, replication: 'database' } as pg.ClientConfig);
   let settle!: { resolve: (r: ConsumeResult) => void; reject: (e: Error) => void };
   const result = new Promise<ConsumeResult>((resolve, reject) => {
@@ -97,6 +102,10 @@ export async function consume(options: ConsumeOptions): Promise<ConsumeResult> {
 
   const sink = {
     change(change: Change) {
+      if (observe !== undefined && observe(change)) {
+        finish();
+        return;
+      }
       if (received >= expected) return;
       received++;
       if (handle === undefined) {

@@ -20,6 +20,8 @@ import { OrphanGuard } from '../test/harness/orphan-guard.js';
 import { PostgresServer } from '../test/harness/postgres.js';
 import { RedisServer } from '../test/harness/redis.js';
 import { formatSummary, summarise, type ProfileSummary } from './cpu-profile.js';
+import { liveFloor, liveWorker, prepareLive, type LiveRange, type LiveRun } from './live.js';
+import { percentile, round } from './percentiles.js';
 import { diffStats, procStats, type ProcStats } from './proc-stats.js';
 import type { ConsumeResult } from './replication-consumer.js';
 import { spawnWorker, type WorkerProcess } from './worker-process.js';
@@ -32,6 +34,16 @@ const ORDER = (process.env['BENCH_ORDER'] || 'bca').split('');
 if (ORDER.length !== 3 || !['a', 'b', 'c'].every((x) => ORDER.includes(x))) {
   throw new Error(`BENCH_ORDER must be a permutation of abc, not ${JSON.stringify(process.env['BENCH_ORDER'])}`);
 }
+const PHASES = new Set((process.env['BENCH_PHASES'] || 'catchup,live').split(','));
+for (const phase of PHASES) {
+  if (!['catchup', 'live'].includes(phase)) throw new Error(`BENCH_PHASES: unknown phase ${JSON.stringify(phase)} (catchup, live)`);
+}
+const RATES = (process.env['BENCH_RATES'] || '1000,2000,5000').split(',').map((r) => {
+  const n = Number(r);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`BENCH_RATES must be positive integers, not ${JSON.stringify(r)}`);
+  return n;
+});
+const LIVE_SECONDS = positiveInt('BENCH_LIVE_SECONDS', 15);
 const RESULTS_DIR = fileURLToPath(new URL('../../results/', import.meta.url));
 
 const PUBLICATION = 'bench_pub';
@@ -51,13 +63,6 @@ function say(text: string): void {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i]!;
-}
-
-const round = (x: number, digits = 0) => Math.round(x * 10 ** digits) / 10 ** digits;
 
 /** Fills item:{from..to} in Redis, so that every delete removes a key, as in a warm cache. */
 async function seed(redis: Redis, from: number, to: number): Promise<void> {
@@ -330,6 +335,259 @@ function newestProfile(dir: string): string | undefined {
   return best?.file;
 }
 
+
+interface Services {
+  db: pg.Client;
+  url: string;
+  redis: Redis;
+  redisUrl: string;
+  dir: string;
+  guard: OrphanGuard;
+}
+
+/** Catch-up: the same backlog replayed by (a), (b) and (c), then (a) with other visibility settings. */
+async function catchUp(s: Services): Promise<{ results: Record<string, unknown>; lines: string[] }> {
+  const { db, url, redis, redisUrl, dir, guard } = s;
+  // After the publication (pgoutput reads it as of each change), before any load.
+  const slotNames = [SLOTS.a, SLOTS.b, SLOTS.c, SLOTS.visOff, SLOTS.visAlways, ...(PROFILE ? [SLOTS.profile] : [])];
+  const slotStart: Record<string, string> = {};
+  for (const slot of slotNames) {
+    const r = await db.query<{ lsn: string }>("SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')", [slot]);
+    slotStart[slot] = r.rows[0]!.lsn;
+  }
+  say(`slots ${slotNames.join(', ')} created at ${Object.values(slotStart).join(', ')}`);
+
+  say(`generating ${N} single-row transactions`);
+  const loadStarted = performance.now();
+  await db.query('CALL bench_load($1)', [N]);
+  const loadSeconds = (performance.now() - loadStarted) / 1000;
+  const end = await db.query<{ lsn: string; bytes: string }>(
+    'SELECT pg_current_wal_lsn()::text AS lsn, pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::text AS bytes',
+    [slotStart[SLOTS.a]],
+  );
+  const endLsn = end.rows[0]!.lsn;
+  const walMb = Number(end.rows[0]!.bytes) / 2 ** 20;
+  say(`load: ${loadSeconds.toFixed(2)} s (${Math.round(N / loadSeconds)} commits/s), ${walMb.toFixed(1)} MB of WAL, end ${endLsn}`);
+
+  // The three runs, in BENCH_ORDER (default bca: the ceiling first, the worker last, where its
+  // idle latency is measured).
+  let aRun: WorkerRun | undefined;
+  let bRun: Awaited<ReturnType<typeof runConsumer>> | undefined;
+  let cRun: Awaited<ReturnType<typeof runConsumer>> | undefined;
+  for (const which of ORDER) {
+    if (which === 'b') {
+      say('(b) decode only, slot bench_b');
+      bRun = await runConsumer('decode', { db, url, slot: SLOTS.b });
+      say(`(b) ${bRun.changes} changes in ${bRun.seconds.toFixed(2)} s: ${Math.round(bRun.changes / bRun.seconds)}/s`);
+    } else if (which === 'c') {
+      say('(c) decode + one awaited DEL per change, slot bench_c');
+      await seed(redis, 1, N);
+      cRun = await runConsumer('del', { db, url, slot: SLOTS.c, redisUrl });
+      const left = await redis.dbsize();
+      if (left !== 0) throw new Error(`(c) left ${left} item keys in Redis`);
+      say(`(c) ${cRun.changes} changes in ${cRun.seconds.toFixed(2)} s: ${Math.round(cRun.changes / cRun.seconds)}/s`);
+    } else {
+      say('(a) the worker (node dist/cli.js run), slot bench_a');
+      aRun = await runWorker({
+        slot: SLOTS.a,
+        configPath: workerConfig(dir, { url, slot: SLOTS.a, redisUrl }),
+        redis,
+        redisUrl,
+        db,
+        endLsn,
+        latency: true,
+        guard,
+      });
+      say(`(a) ${N} changes in ${aRun.seconds.toFixed(2)} s: ${Math.round(aRun.changesPerSecond)}/s, peak RSS ${aRun.peakRssMb} MB`);
+    }
+  }
+  const a = aRun!;
+  const bRate = bRun!.changes / bRun!.seconds;
+  const cRate = cRun!.changes / cRun!.seconds;
+  const b = bRun!;
+  const c = cRun!;
+
+  // consistency.visibility: the worker above ran the default (auto, and this server has no
+  // synchronous standbys: one snapshot query per batch). The same backlog and latency samples
+  // with the check off and with it always on.
+  const visibility: Record<string, { changesPerSecond: number; latencyP50Ms: number; latencyP99Ms: number }> = {
+    auto: { changesPerSecond: Math.round(a.changesPerSecond), latencyP50Ms: a.latency!.p50, latencyP99Ms: a.latency!.p99 },
+  };
+  for (const [mode, slot, offset] of [['off', SLOTS.visOff, LATENCY_SAMPLES], ['always', SLOTS.visAlways, 2 * LATENCY_SAMPLES]] as const) {
+    say(`(a) the worker with consistency.visibility: ${mode}, slot ${slot}`);
+    const run = await runWorker({
+      slot,
+      configPath: workerConfig(dir, { url, slot, redisUrl, visibility: mode }),
+      redis,
+      redisUrl,
+      db,
+      endLsn,
+      latency: true,
+      latencyOffset: offset,
+      guard,
+    });
+    visibility[mode] = { changesPerSecond: Math.round(run.changesPerSecond), latencyP50Ms: run.latency!.p50, latencyP99Ms: run.latency!.p99 };
+    say(`(a, visibility ${mode}) ${Math.round(run.changesPerSecond)}/s, latency p50 ${run.latency!.p50} ms, p99 ${run.latency!.p99} ms`);
+  }
+
+  let profile: ProfileSummary | undefined;
+  let profiledRate: number | undefined;
+  if (PROFILE) {
+    say('(a, profiled) the worker under --cpu-prof, slot bench_profile');
+    const profileDir = join(RESULTS_DIR, 'profile');
+    mkdirSync(profileDir, { recursive: true });
+    const p = await runWorker({
+      slot: SLOTS.profile,
+      configPath: workerConfig(dir, { url, slot: SLOTS.profile, redisUrl }),
+      redis,
+      redisUrl,
+      db,
+      endLsn,
+      latency: false,
+      cpuProfileDir: profileDir,
+      guard,
+    });
+    profiledRate = p.changesPerSecond;
+    const file = newestProfile(profileDir);
+    if (file !== undefined) profile = summarise(file);
+  }
+
+  const results = {
+    changes: N,
+    order: ORDER.join(''),
+    load: { seconds: round(loadSeconds, 3), commitsPerSecond: Math.round(N / loadSeconds), walMb: round(walMb, 1), endLsn },
+    slots: slotStart,
+    a: {
+      changesPerSecond: Math.round(a.changesPerSecond),
+      seconds: round(a.seconds, 3),
+      secondsFromSpawn: round(a.secondsFromSpawn, 3),
+      peakRssMb: a.peakRssMb,
+      rssAfterBacklogMb: a.rssAfterBacklogMb,
+      exitCode: a.exitCode,
+      confirmedFlushLsn: a.confirmedFlushLsn,
+      process: a.worker,
+      walsender: a.walsender,
+    },
+    b: { changesPerSecond: Math.round(bRate), seconds: round(b.seconds, 3), process: b.process, walsender: b.walsender },
+    c: { changesPerSecond: Math.round(cRate), seconds: round(c.seconds, 3), process: c.process, walsender: c.walsender },
+    ratios: { aOverB: round(a.changesPerSecond / bRate, 3), aOverC: round(a.changesPerSecond / cRate, 2) },
+    target: { aOverB: 0.7, met: a.changesPerSecond / bRate >= 0.7 },
+    idleLatencyMs: a.latency,
+    visibility,
+    ...(profile === undefined ? {} : { profile: { changesPerSecondUnderProfiler: Math.round(profiledRate ?? 0), ...profile } }),
+  };
+
+  const row = (label: string, value: string) => `  ${label.padEnd(44)} ${value.padStart(12)}`;
+  const lat = a.latency!;
+  const lines = [
+      '',
+      `catch-up: ${N} single-row transactions (${results.load.walMb} MB WAL, generated at ${results.load.commitsPerSecond} commits/s)`,
+      '',
+      row('(a) cdc-invalidator (dist/cli.js run)', `${results.a.changesPerSecond} changes/s`),
+      row('(b) decode only (ceiling)', `${results.b.changesPerSecond} changes/s`),
+      row('(c) decode + one awaited DEL per change', `${results.c.changesPerSecond} changes/s`),
+      row('a / b', `${results.ratios.aOverB.toFixed(3)}`) + `   (target >= 0.7: ${results.target.met ? 'met' : 'NOT met'})`,
+      row('a / c', `${results.ratios.aOverC.toFixed(2)}`),
+      row('(a) wall time incl. process start-up', `${results.a.secondsFromSpawn.toFixed(2)} s`),
+      row('(a) worker peak RSS (VmHWM)', `${a.peakRssMb} MB`),
+      row(`idle latency commit -> key deleted (n=${lat.samples}) p50`, `${lat.p50} ms`),
+      row('idle latency p99', `${lat.p99} ms`),
+      ...(['off', 'auto', 'always'] as const).map((m) => {
+        const v = visibility[m]!;
+        return row(`consistency.visibility: ${m}`, `${v.changesPerSecond} changes/s`) + `   latency p50 ${v.latencyP50Ms} ms, p99 ${v.latencyP99Ms} ms`;
+      }),
+      '',
+      '  over the backlog            consumer CPU   us/change   socket reads   walsender CPU',
+      ...(
+        [
+          ['(a) worker', a.worker, a.walsender],
+          ['(b) decode only', b.process, b.walsender],
+          ['(c) awaited DEL', c.process, c.walsender],
+        ] as const
+      ).map(
+        ([label, mine, sender]) =>
+          `  ${label.padEnd(26)} ${(mine === undefined ? '?' : `${mine.cpuSeconds.toFixed(2)} s`).padStart(12)}` +
+          ` ${(mine === undefined ? '?' : ((mine.cpuSeconds * 1e6) / N).toFixed(1)).padStart(11)}` +
+          ` ${String(mine?.readCalls ?? '?').padStart(14)}` +
+          ` ${(sender === undefined ? '?' : `${sender.cpuSeconds.toFixed(2)} s`).padStart(15)}`,
+      ),
+      ...(profile === undefined
+        ? []
+        : ['', row('(a) under --cpu-prof', `${Math.round(profiledRate ?? 0)} changes/s`), formatSummary(profile)]),
+      '',
+  ];
+  return { results, lines };
+}
+
+interface RateRanges {
+  rate: number;
+  floor: LiveRange;
+  worker: LiveRange;
+}
+
+/** A range of rows for each live run (floor and worker at each rate), from `after + 1` on. */
+function liveRangesAfter(after: number): RateRanges[] {
+  let next = after + 1;
+  const take = (rate: number): LiveRange => {
+    // Poisson arrivals at `rate` for LIVE_SECONDS stay well inside 1.2 × rate × seconds + 1,000.
+    const capacity = Math.ceil(rate * LIVE_SECONDS * 1.2) + 1_000;
+    const range = { firstId: next, capacity, markerId: 0 };
+    next += capacity;
+    return range;
+  };
+  const ranges = RATES.map((rate) => ({ rate, floor: take(rate), worker: take(rate) }));
+  for (const r of ranges) r.floor.markerId = r.worker.markerId = next;
+  return ranges;
+}
+
+/** The command line that produced a result file, with the settings that differ from the defaults. */
+function benchCommand(): string {
+  const env = Object.entries(process.env)
+    .filter(([name]) => name.startsWith('BENCH_'))
+    .map(([name, value]) => `${name}=${value}`);
+  return [...env, 'npm run bench'].join(' ');
+}
+
+/** Live latency at each fixed rate: the decode-only floor, then the worker, on fresh slots. */
+async function live(s: Services, ranges: RateRanges[], binDir: string): Promise<{ results: Record<string, unknown>; lines: string[] }> {
+  await prepareLive(s.db);
+  const setup = {
+    db: s.db,
+    url: s.url,
+    redis: s.redis,
+    redisUrl: s.redisUrl,
+    publication: PUBLICATION,
+    pgbench: join(binDir, 'pgbench'),
+    dir: s.dir,
+    guard: s.guard,
+    workerConfig: (slot: string) => workerConfig(s.dir, { url: s.url, slot, redisUrl: s.redisUrl }),
+    say,
+  };
+  const runs: Array<{ rate: number; floor: LiveRun; worker: LiveRun }> = [];
+  for (const r of ranges) {
+    say(`live at ${r.rate} commits/s for ${LIVE_SECONDS} s: decode-only floor`);
+    const floor = await liveFloor(setup, r.floor, r.rate, LIVE_SECONDS);
+    say(`  floor: ${JSON.stringify(floor.latencyMs)}`);
+    say(`live at ${r.rate} commits/s for ${LIVE_SECONDS} s: the worker`);
+    const worker = await liveWorker(setup, r.worker, r.rate, LIVE_SECONDS);
+    say(`  worker: ${JSON.stringify(worker.latencyMs)}, peak RSS ${worker.peakRssMb} MB`);
+    if (worker.missing !== 0 || floor.missing !== 0) throw new Error(`live at ${r.rate}/s: ${worker.missing} commits never deleted their key, ${floor.missing} never reached the floor consumer`);
+    runs.push({ rate: r.rate, floor, worker });
+  }
+  const ms = (x: number) => `${x.toFixed(2)}`.padStart(7);
+  const lines = [
+    '',
+    `live: commit -> key deleted, pgbench -R at fixed rates for ${LIVE_SECONDS} s each (ms; floor = decode-only consumer receives the change)`,
+    '  rate/s  achieved       p50     p90     p99   p99.9     max   floor p50  floor p99  floor p99.9   peak RSS',
+    ...runs.map(
+      ({ rate, floor, worker: w }) =>
+        `  ${String(rate).padStart(6)} ${String(Math.round(w.achievedRate)).padStart(9)}   ${ms(w.latencyMs.p50)} ${ms(w.latencyMs.p90)} ${ms(w.latencyMs.p99)} ${ms(w.latencyMs.p999)} ${ms(w.latencyMs.max)}` +
+        `     ${ms(floor.latencyMs.p50)}    ${ms(floor.latencyMs.p99)}      ${ms(floor.latencyMs.p999)}   ${w.peakRssMb} MB`,
+    ),
+  ];
+  return { results: { seconds: LIVE_SECONDS, runs }, lines };
+}
+
 async function main(): Promise<void> {
   say(`N=${N} single-row transactions, ${LATENCY_SAMPLES} latency samples${PROFILE ? ', CPU profile of a 4th run' : ''}`);
   let postgres: PostgresServer | undefined;
@@ -359,8 +617,11 @@ async function main(): Promise<void> {
     const pgVersion = (await db.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]!.v;
     const redisVersion = /redis_version:(\S+)/.exec(await redis.info('server'))?.[1] ?? '?';
 
-    await db.query('CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL DEFAULT 0)');
-    await db.query('INSERT INTO items (id) SELECT generate_series(1, $1::int)', [N + 3 * LATENCY_SAMPLES]);
+    // Rows 1..N: the catch-up backlog; then the idle latency samples; then the live runs' ranges.
+    const liveRanges = liveRangesAfter(N + 3 * LATENCY_SAMPLES);
+    const markerId = liveRanges.at(-1)!.worker.markerId;
+    await db.query('CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL DEFAULT 0, t bigint)');
+    await db.query('INSERT INTO items (id) SELECT generate_series(1, $1::int)', [markerId]);
     await db.query(`CREATE PUBLICATION ${PUBLICATION} FOR TABLE items`);
     await db.query(`
       CREATE PROCEDURE bench_load(n int) LANGUAGE plpgsql AS $$
@@ -370,183 +631,28 @@ async function main(): Promise<void> {
           COMMIT;
         END LOOP;
       END $$`);
-    // After the publication (pgoutput reads it as of each change), before any load.
-    const slotNames = [SLOTS.a, SLOTS.b, SLOTS.c, SLOTS.visOff, SLOTS.visAlways, ...(PROFILE ? [SLOTS.profile] : [])];
-    const slotStart: Record<string, string> = {};
-    for (const slot of slotNames) {
-      const r = await db.query<{ lsn: string }>("SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')", [slot]);
-      slotStart[slot] = r.rows[0]!.lsn;
+    const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '?', node: process.version, postgres: pgVersion, redis: redisVersion };
+    const services: Services = { db, url, redis, redisUrl, dir, guard };
+    const results: Record<string, unknown> = { date: new Date().toISOString(), command: benchCommand(), machine };
+    const lines = [
+      '',
+      'cdc-invalidator bench',
+      `  ${machine.cpus} CPU ${machine.cpuModel}, node ${process.version}, PostgreSQL ${pgVersion}, Redis ${redisVersion}`,
+    ];
+    if (PHASES.has('catchup')) {
+      const c = await catchUp(services);
+      Object.assign(results, c.results);
+      lines.push(...c.lines);
     }
-    say(`slots ${slotNames.join(', ')} created at ${Object.values(slotStart).join(', ')}`);
-
-    say(`generating ${N} single-row transactions`);
-    const loadStarted = performance.now();
-    await db.query('CALL bench_load($1)', [N]);
-    const loadSeconds = (performance.now() - loadStarted) / 1000;
-    const end = await db.query<{ lsn: string; bytes: string }>(
-      'SELECT pg_current_wal_lsn()::text AS lsn, pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::text AS bytes',
-      [slotStart[SLOTS.a]],
-    );
-    const endLsn = end.rows[0]!.lsn;
-    const walMb = Number(end.rows[0]!.bytes) / 2 ** 20;
-    say(`load: ${loadSeconds.toFixed(2)} s (${Math.round(N / loadSeconds)} commits/s), ${walMb.toFixed(1)} MB of WAL, end ${endLsn}`);
-
-    // The three runs, in BENCH_ORDER (default bca: the ceiling first, the worker last, where its
-    // idle latency is measured).
-    let aRun: WorkerRun | undefined;
-    let bRun: Awaited<ReturnType<typeof runConsumer>> | undefined;
-    let cRun: Awaited<ReturnType<typeof runConsumer>> | undefined;
-    for (const which of ORDER) {
-      if (which === 'b') {
-        say('(b) decode only, slot bench_b');
-        bRun = await runConsumer('decode', { db, url, slot: SLOTS.b });
-        say(`(b) ${bRun.changes} changes in ${bRun.seconds.toFixed(2)} s: ${Math.round(bRun.changes / bRun.seconds)}/s`);
-      } else if (which === 'c') {
-        say('(c) decode + one awaited DEL per change, slot bench_c');
-        await seed(redis, 1, N);
-        cRun = await runConsumer('del', { db, url, slot: SLOTS.c, redisUrl });
-        const left = await redis.dbsize();
-        if (left !== 0) throw new Error(`(c) left ${left} item keys in Redis`);
-        say(`(c) ${cRun.changes} changes in ${cRun.seconds.toFixed(2)} s: ${Math.round(cRun.changes / cRun.seconds)}/s`);
-      } else {
-        say('(a) the worker (node dist/cli.js run), slot bench_a');
-        aRun = await runWorker({
-          slot: SLOTS.a,
-          configPath: workerConfig(dir, { url, slot: SLOTS.a, redisUrl }),
-          redis,
-          redisUrl,
-          db,
-          endLsn,
-          latency: true,
-          guard,
-        });
-        say(`(a) ${N} changes in ${aRun.seconds.toFixed(2)} s: ${Math.round(aRun.changesPerSecond)}/s, peak RSS ${aRun.peakRssMb} MB`);
-      }
+    if (PHASES.has('live')) {
+      const l = await live(services, liveRanges, postgres.binDir);
+      results['live'] = l.results;
+      lines.push(...l.lines);
     }
-    const a = aRun!;
-    const bRate = bRun!.changes / bRun!.seconds;
-    const cRate = cRun!.changes / cRun!.seconds;
-    const b = bRun!;
-    const c = cRun!;
-
-    // consistency.visibility: the worker above ran the default (auto, and this server has no
-    // synchronous standbys: one snapshot query per batch). The same backlog and latency samples
-    // with the check off and with it always on.
-    const visibility: Record<string, { changesPerSecond: number; latencyP50Ms: number; latencyP99Ms: number }> = {
-      auto: { changesPerSecond: Math.round(a.changesPerSecond), latencyP50Ms: a.latency!.p50, latencyP99Ms: a.latency!.p99 },
-    };
-    for (const [mode, slot, offset] of [['off', SLOTS.visOff, LATENCY_SAMPLES], ['always', SLOTS.visAlways, 2 * LATENCY_SAMPLES]] as const) {
-      say(`(a) the worker with consistency.visibility: ${mode}, slot ${slot}`);
-      const run = await runWorker({
-        slot,
-        configPath: workerConfig(dir, { url, slot, redisUrl, visibility: mode }),
-        redis,
-        redisUrl,
-        db,
-        endLsn,
-        latency: true,
-        latencyOffset: offset,
-        guard,
-      });
-      visibility[mode] = { changesPerSecond: Math.round(run.changesPerSecond), latencyP50Ms: run.latency!.p50, latencyP99Ms: run.latency!.p99 };
-      say(`(a, visibility ${mode}) ${Math.round(run.changesPerSecond)}/s, latency p50 ${run.latency!.p50} ms, p99 ${run.latency!.p99} ms`);
-    }
-
-    let profile: ProfileSummary | undefined;
-    let profiledRate: number | undefined;
-    if (PROFILE) {
-      say('(a, profiled) the worker under --cpu-prof, slot bench_profile');
-      const profileDir = join(RESULTS_DIR, 'profile');
-      mkdirSync(profileDir, { recursive: true });
-      const p = await runWorker({
-        slot: SLOTS.profile,
-        configPath: workerConfig(dir, { url, slot: SLOTS.profile, redisUrl }),
-        redis,
-        redisUrl,
-        db,
-        endLsn,
-        latency: false,
-        cpuProfileDir: profileDir,
-        guard,
-      });
-      profiledRate = p.changesPerSecond;
-      const file = newestProfile(profileDir);
-      if (file !== undefined) profile = summarise(file);
-    }
-
-    const results = {
-      date: new Date().toISOString(),
-      changes: N,
-      order: ORDER.join(''),
-      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '?', node: process.version, postgres: pgVersion, redis: redisVersion },
-      load: { seconds: round(loadSeconds, 3), commitsPerSecond: Math.round(N / loadSeconds), walMb: round(walMb, 1), endLsn },
-      slots: slotStart,
-      a: {
-        changesPerSecond: Math.round(a.changesPerSecond),
-        seconds: round(a.seconds, 3),
-        secondsFromSpawn: round(a.secondsFromSpawn, 3),
-        peakRssMb: a.peakRssMb,
-        rssAfterBacklogMb: a.rssAfterBacklogMb,
-        exitCode: a.exitCode,
-        confirmedFlushLsn: a.confirmedFlushLsn,
-        process: a.worker,
-        walsender: a.walsender,
-      },
-      b: { changesPerSecond: Math.round(bRate), seconds: round(b.seconds, 3), process: b.process, walsender: b.walsender },
-      c: { changesPerSecond: Math.round(cRate), seconds: round(c.seconds, 3), process: c.process, walsender: c.walsender },
-      ratios: { aOverB: round(a.changesPerSecond / bRate, 3), aOverC: round(a.changesPerSecond / cRate, 2) },
-      target: { aOverB: 0.7, met: a.changesPerSecond / bRate >= 0.7 },
-      idleLatencyMs: a.latency,
-      visibility,
-      ...(profile === undefined ? {} : { profile: { changesPerSecondUnderProfiler: Math.round(profiledRate ?? 0), ...profile } }),
-    };
     mkdirSync(RESULTS_DIR, { recursive: true });
     writeFileSync(join(RESULTS_DIR, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
-
-    const row = (label: string, value: string) => `  ${label.padEnd(44)} ${value.padStart(12)}`;
-    const lat = a.latency!;
-    process.stdout.write(
-      [
-        '',
-        `cdc-invalidator bench: ${N} single-row transactions (${results.load.walMb} MB WAL, generated at ${results.load.commitsPerSecond} commits/s)`,
-        `  ${results.machine.cpus} CPU ${results.machine.cpuModel}, node ${process.version}, PostgreSQL ${pgVersion}, Redis ${redisVersion}`,
-        '',
-        row('(a) cdc-invalidator (dist/cli.js run)', `${results.a.changesPerSecond} changes/s`),
-        row('(b) decode only (ceiling)', `${results.b.changesPerSecond} changes/s`),
-        row('(c) decode + one awaited DEL per change', `${results.c.changesPerSecond} changes/s`),
-        row('a / b', `${results.ratios.aOverB.toFixed(3)}`) + `   (target >= 0.7: ${results.target.met ? 'met' : 'NOT met'})`,
-        row('a / c', `${results.ratios.aOverC.toFixed(2)}`),
-        row('(a) wall time incl. process start-up', `${results.a.secondsFromSpawn.toFixed(2)} s`),
-        row('(a) worker peak RSS (VmHWM)', `${a.peakRssMb} MB`),
-        row(`idle latency commit -> key deleted (n=${lat.samples}) p50`, `${lat.p50} ms`),
-        row('idle latency p99', `${lat.p99} ms`),
-        ...(['off', 'auto', 'always'] as const).map((m) => {
-          const v = visibility[m]!;
-          return row(`consistency.visibility: ${m}`, `${v.changesPerSecond} changes/s`) + `   latency p50 ${v.latencyP50Ms} ms, p99 ${v.latencyP99Ms} ms`;
-        }),
-        '',
-        '  over the backlog            consumer CPU   us/change   socket reads   walsender CPU',
-        ...(
-          [
-            ['(a) worker', a.worker, a.walsender],
-            ['(b) decode only', b.process, b.walsender],
-            ['(c) awaited DEL', c.process, c.walsender],
-          ] as const
-        ).map(
-          ([label, mine, sender]) =>
-            `  ${label.padEnd(26)} ${(mine === undefined ? '?' : `${mine.cpuSeconds.toFixed(2)} s`).padStart(12)}` +
-            ` ${(mine === undefined ? '?' : ((mine.cpuSeconds * 1e6) / N).toFixed(1)).padStart(11)}` +
-            ` ${String(mine?.readCalls ?? '?').padStart(14)}` +
-            ` ${(sender === undefined ? '?' : `${sender.cpuSeconds.toFixed(2)} s`).padStart(15)}`,
-        ),
-        ...(profile === undefined
-          ? []
-          : ['', row('(a) under --cpu-prof', `${Math.round(profiledRate ?? 0)} changes/s`), formatSummary(profile)]),
-        '',
-        `results: ${join(RESULTS_DIR, 'latest.json')}`,
-        '',
-      ].join('\n'),
-    );
+    lines.push('', `results: ${join(RESULTS_DIR, 'latest.json')}`, '');
+    process.stdout.write(lines.join('\n'));
   } finally {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
