@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
+import { appliedKey } from '../../src/client/applied-key.js';
 import { registerTags, tagKey } from '../../src/client/tags.js';
 import type { KeyOperation } from '../../src/core/change.js';
 import { escapeGlob } from '../../src/core/glob.js';
@@ -241,6 +242,67 @@ describe.skipIf(servicesMissing('redis'))('redis sink', () => {
     const sink = await connectedSink({ url: server.url(), keyPrefix: prefix });
     await sink.apply(batchOf({ action: 'tag', tag: 'team:1' }));
     expect(await raw.exists(`${prefix}user:1`, `${prefix}tag:team:1`)).toBe(0);
+  });
+
+  it('applies deletes (with leases), bumps, increments, position and dead letters as one script call', async () => {
+    const server = await sharedRedis();
+    const redis = client(server.url());
+    const prefix = `${uniqueName('k')}:`;
+    const sink = await connectedSink({ url: server.url(), keyPrefix: prefix, leasePrefix: 'lease:' });
+    // More keys than one DEL inside the script takes, leases included.
+    const keys = Array.from({ length: 1_200 }, (_, i) => `user:${i}`);
+    await seed(redis, [...keys.map((k) => prefix + k), ...keys.map((k) => `lease:${prefix}${k}`), `${prefix}keep`]);
+    await redis.set(`${prefix}v:big`, '18446744073709551615');
+    const evalsBefore = await commandCalls(redis, 'evalsha');
+    const multisBefore = await commandCalls(redis, 'multi');
+    await sink.apply({
+      operations: [
+        ...keys.map((key): KeyOperation => ({ action: 'delete', key })),
+        { action: 'bump', key: 'v:new', version: 5n },
+        { action: 'bump', key: 'v:big', version: 18446744073709551614n },
+        { action: 'bump', key: 'v:count', version: null },
+      ],
+      deadLetters: [{ schema: 'public', table: 't', op: 'truncate', position: '0/1', reason: 'truncate', detail: 'd', key: null }],
+      appliedPosition: '0/10',
+    });
+    expect(await commandCalls(redis, 'evalsha')).toBe(evalsBefore + 1);
+    expect(await commandCalls(redis, 'multi')).toBe(multisBefore);
+    expect(await countExisting(redis, [...keys.map((k) => prefix + k), ...keys.map((k) => `lease:${prefix}${k}`)])).toBe(0);
+    expect(await redis.exists(`${prefix}keep`)).toBe(1);
+    expect(await redis.get(`${prefix}v:new`)).toBe('5');
+    // Never moved back, though smaller only in its last digit beyond 2^64.
+    expect(await redis.get(`${prefix}v:big`)).toBe('18446744073709551615');
+    expect(await redis.get(`${prefix}v:count`)).toBe('1');
+    expect(await redis.get(appliedKey(prefix))).toBe('0/10');
+    const letters = await redis.xrange(`${prefix}cdc-invalidator:dead-letters`, '-', '+');
+    expect(letters).toHaveLength(1);
+    expect(letters[0]![1]).toEqual(['table', 'public.t', 'op', 'truncate', 'position', '0/1', 'reason', 'truncate', 'detail', 'd', 'key', '']);
+  });
+
+  it('a key of the wrong type fails the batch after every other step was applied, like EXEC', async () => {
+    const server = await sharedRedis();
+    const redis = client(server.url());
+    const prefix = `${uniqueName('k')}:`;
+    const sink = await connectedSink({ url: server.url(), keyPrefix: prefix });
+    await seed(redis, [`${prefix}a`, `${prefix}b`]);
+    await redis.sadd(`${prefix}v:set`, 'x');
+    const batch: SinkBatch = {
+      operations: [
+        { action: 'delete', key: 'a' },
+        { action: 'bump', key: 'v:set', version: 3n },
+        { action: 'bump', key: 'v:ok', version: 4n },
+        { action: 'delete', key: 'b' },
+      ],
+      deadLetters: [],
+      appliedPosition: '0/20',
+    };
+    await expect(sink.apply(batch)).rejects.toThrow(/WRONGTYPE/);
+    expect(await countExisting(redis, [`${prefix}a`, `${prefix}b`])).toBe(0);
+    expect(await redis.get(`${prefix}v:ok`)).toBe('4');
+    expect(await redis.get(appliedKey(prefix))).toBe('0/20');
+    await redis.del(`${prefix}v:set`);
+    await sink.apply(batch);
+    expect(await redis.get(`${prefix}v:set`)).toBe('3');
   });
 
   it('stores the applied position with a batch, never moving it back, compared as numbers', async () => {

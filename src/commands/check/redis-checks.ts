@@ -21,7 +21,7 @@ export function redisChecks(facts: RedisFacts): CheckLine[] {
   if (facts.clusterEnabled) {
     lines.push(
       fail(
-        `${name} runs in cluster mode, which the worker does not support: it applies each batch as one MULTI/EXEC over keys of any hash slot`,
+        `${name} runs in cluster mode, which the worker does not support: it applies each batch as one atomic script call over keys of any hash slot`,
         'point redis.url at a standalone Redis (a primary, possibly with replicas)',
       ),
     );

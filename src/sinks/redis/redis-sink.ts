@@ -9,7 +9,7 @@ import { notificationMessages, publishAll } from './notify.js';
 import { invalidatePattern } from './patterns.js';
 import { planBatch, type RedisPlan } from './plan.js';
 import { appliedKey } from '../../client/applied-key.js';
-import { APPLIED_POSITION_SCRIPT, BUMP_TO_SCRIPT, isNoScript, ScriptCache } from './scripts.js';
+import { APPLIED_POSITION_SCRIPT, APPLY_BATCH_SCRIPT, isNoScript, ScriptCache } from './scripts.js';
 import { invalidateTag } from './tags.js';
 
 export interface RedisSinkOptions {
@@ -32,8 +32,6 @@ export interface RedisSinkOptions {
   logger: Logger;
 }
 
-/** Keys per DEL/UNLINK or per bump script call: keeps single commands short on the server. */
-const KEYS_PER_COMMAND = 500;
 /** Dead letters kept in the stream; older ones are trimmed (approximately). */
 const DEAD_LETTER_MAXLEN = 100_000;
 const DEFAULT_TAG_STEP_SIZE = 1000;
@@ -46,7 +44,8 @@ const PATTERN_CONCURRENCY = 4;
 
 /**
  * Applies a batch in up to three phases, each of which may be repeated safely:
- * 1. deletes, bumps and dead letters in one MULTI/EXEC round trip: all of it lands or none does;
+ * 1. deletes, bumps, the applied position and dead letters in one script call (APPLY_BATCH_SCRIPT):
+ *    one command, atomic like MULTI/EXEC, and one round trip;
  * 2. tags and patterns, which can touch any number of keys and so cannot fit in one transaction:
  *    bounded steps, each atomic, that carry on where a failed attempt stopped;
  * 3. notifications, published last, so a subscriber never reloads a key before it is gone.
@@ -152,39 +151,35 @@ export class RedisSink implements Sink {
   private async applyTransaction(plan: RedisPlan, deadLetters: readonly DeadLetter[], position: string | null): Promise<void> {
     const { deletes, bumpTo, increments } = plan;
     if (deletes.length === 0 && bumpTo.length === 0 && increments.length === 0 && deadLetters.length === 0 && position === null) return;
-    const bumpSha = bumpTo.length > 0 ? await this.scripts.sha(BUMP_TO_SCRIPT) : '';
-    const positionSha = position !== null ? await this.scripts.sha(APPLIED_POSITION_SCRIPT) : '';
-    const multi = this.client.multi();
     const leasePrefix = this.options.leasePrefix ?? null;
-    const toDelete = leasePrefix === null ? deletes : [...deletes, ...deletes.map((key) => leasePrefix + key)];
-    for (let i = 0; i < toDelete.length; i += KEYS_PER_COMMAND) {
-      const keys = toDelete.slice(i, i + KEYS_PER_COMMAND);
-      if (this.options.deleteCommand === 'unlink') multi.unlink(...keys);
-      else multi.del(...keys);
+    const keys: string[] = [...deletes];
+    if (leasePrefix !== null) for (const key of deletes) keys.push(leasePrefix + key);
+    const deleteCount = keys.length;
+    for (const [key] of bumpTo) keys.push(key);
+    for (const key of increments) keys.push(key);
+    const args: string[] = [
+      this.options.deleteCommand === 'unlink' ? 'UNLINK' : 'DEL',
+      String(deleteCount),
+      String(bumpTo.length),
+      String(increments.length),
+      position === null ? '0' : '1',
+      String(deadLetters.length),
+      String(DEAD_LETTER_MAXLEN),
+    ];
+    for (const [, version] of bumpTo) args.push(version);
+    if (position !== null) {
+      keys.push(this.appliedKey);
+      args.push(position);
     }
-    for (let i = 0; i < bumpTo.length; i += KEYS_PER_COMMAND) {
-      const chunk = bumpTo.slice(i, i + KEYS_PER_COMMAND);
-      multi.evalsha(bumpSha, chunk.length, ...chunk.map(([key]) => key), ...chunk.map(([, version]) => version));
+    if (deadLetters.length > 0) {
+      keys.push(this.deadLetterStream);
+      for (const letter of deadLetters) args.push(...deadLetterFields(letter));
     }
-    for (const key of increments) multi.incr(key);
-    if (position !== null) multi.evalsha(positionSha, 1, this.appliedKey, position);
-    for (const letter of deadLetters) {
-      multi.xadd(this.deadLetterStream, 'MAXLEN', '~', String(DEAD_LETTER_MAXLEN), '*', ...deadLetterFields(letter));
-    }
-
-    let results: [Error | null, unknown][] | null;
     try {
-      results = await multi.exec();
+      await this.scripts.run(APPLY_BATCH_SCRIPT, keys, args);
     } catch (err) {
+      if (err instanceof SinkUnavailableError) throw err;
       throw new SinkUnavailableError(`redis batch failed: ${toError(err).message}`, err);
-    }
-    if (results === null) throw new SinkUnavailableError('redis transaction was aborted');
-    // EXEC runs every queued command even when one fails: each reply must be checked.
-    for (const [err] of results) {
-      if (err !== null) {
-        if (isNoScript(err)) this.scripts.reset();
-        throw new SinkUnavailableError(`redis command failed: ${err.message}`, err);
-      }
     }
   }
 
@@ -246,6 +241,7 @@ export class RedisSink implements Sink {
   }
 }
 
+/** DEAD_LETTER_FIELDS strings: names and values. */
 function deadLetterFields(letter: DeadLetter): string[] {
   return [
     'table',
