@@ -17,9 +17,6 @@ RUN npm run build
 # --- runtime: production dependencies, dist/ and the example config ---
 FROM node:24-slim AS runtime
 ENV NODE_ENV=production
-# A smaller young generation: much less resident memory under a backlog for a little more CPU
-# (docs/operations.md, "Sizing").
-ENV NODE_OPTIONS=--max-semi-space-size=16
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force

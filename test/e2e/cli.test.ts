@@ -1,6 +1,7 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { RUN_NODE_FLAGS } from '../../src/node-flags.js';
 import { servicesMissing } from '../harness/services.js';
 import { waitFor } from '../harness/wait-for.js';
 import { createScenario, type Scenario } from '../integration/scenario.js';
@@ -31,6 +32,9 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('the built binary', () => 
     const s = scenario;
     worker = spawnCli(['run', '--config', s.configPath]);
     await waitFor(() => worker!.output().includes('replication started'), { timeoutMs: 30_000, message: 'worker did not start streaming' });
+    // The process started is the worker, restarted in place with the V8 settings of node-flags.ts.
+    const cmdline = readFileSync(`/proc/${worker.pid}/cmdline`, 'utf8').split('\0');
+    for (const flag of RUN_NODE_FLAGS) expect(cmdline).toContain(flag);
     await s.seed('user:1');
     const started = Date.now();
     await s.sql(`INSERT INTO users VALUES (1, 'a@x.io')`);

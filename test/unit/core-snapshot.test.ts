@@ -47,7 +47,7 @@ describe('isVisible', () => {
 
 describe('TransactionIds', () => {
   const change = (position: string) => ({ position }) as Change;
-  it('gives each taken transaction once, keeps the last for the next batch, and forgets transactions without changes', () => {
+  it('gives each taken transaction once, forgets it once taken, and forgets transactions without changes', () => {
     const ids = new TransactionIds();
     ids.begin(10, '0/A');
     ids.change();
@@ -58,11 +58,25 @@ describe('TransactionIds', () => {
     ids.change();
     expect(ids.size).toBe(2);
     expect(ids.take([change('0/A'), change('0/A'), change('0/C')])).toEqual([10, 12]);
-    // The batch ended inside 0/C: its id stays for the rest of its changes.
-    expect(ids.size).toBe(1);
+    // The batch ended inside 0/C, which was checked with it: the rest of its changes need no check.
+    expect(ids.size).toBe(0);
     ids.commit();
-    expect(ids.take([change('0/C')])).toEqual([12]);
+    expect(ids.take([change('0/C')])).toEqual([]);
+    ids.begin(13, '0/D');
+    ids.change();
     ids.clear();
+    expect(ids.size).toBe(0);
+  });
+
+  it('holds nothing after many batches: one id per transaction, each gone once taken', () => {
+    const ids = new TransactionIds();
+    for (let i = 0; i < 10_000; i++) {
+      const position = `0/${i.toString(16)}`;
+      ids.begin(i, position);
+      ids.change();
+      ids.commit();
+      expect(ids.take([change(position)])).toEqual([i]);
+    }
     expect(ids.size).toBe(0);
   });
 });

@@ -171,18 +171,20 @@ export class TransactionIds {
   }
 
   /**
-   * The ids of these changes' transactions. They are forgotten once taken, except the last one's: a
-   * batch can end inside a transaction whose other changes come with the next batch.
+   * The ids of these changes' transactions, forgotten once taken. A batch can end inside a
+   * transaction whose other changes come with the next batch: those need no second check, since
+   * the batch with its first changes is handed over only once the transaction is visible.
    */
   take(changes: readonly Change[]): number[] {
     const out: number[] = [];
     let previous: string | null = null;
     for (const change of changes) {
       if (change.position === previous) continue;
-      if (previous !== null) this.byPosition.delete(previous);
       previous = change.position;
-      const xid = this.byPosition.get(change.position);
-      if (xid !== undefined) out.push(xid);
+      const xid = this.byPosition.get(previous);
+      if (xid === undefined) continue;
+      out.push(xid);
+      this.byPosition.delete(previous);
     }
     return out;
   }
