@@ -25,7 +25,7 @@ export interface Taken<P> {
 }
 
 type Entry<P> =
-  | { change: Change; commitTimeMs: number }
+  | { change: Change; commitTimeMs: number; bytes: number }
   | { position: P; commitTimeMs: number }
   | { deadLetter: DeadLetter; commitTimeMs: number };
 
@@ -34,6 +34,7 @@ export class BatchQueue<P> {
   private entries: Array<Entry<P> | undefined> = [];
   private head = 0;
   private changeCount = 0;
+  private byteCount = 0;
   private firstArrivalMs = 0;
   private waiter: (() => void) | null = null;
   private wakeScheduled = false;
@@ -49,6 +50,11 @@ export class BatchQueue<P> {
     return this.changeCount;
   }
 
+  /** Bytes of the changes waiting to be taken, as the source measured them (its wire size). */
+  get bytes(): number {
+    return this.byteCount;
+  }
+
   get isEmpty(): boolean {
     return this.head >= this.entries.length;
   }
@@ -59,9 +65,11 @@ export class BatchQueue<P> {
     return e === undefined ? null : e.commitTimeMs;
   }
 
-  pushChange(change: Change, commitTimeMs: number): void {
-    this.push({ change, commitTimeMs });
+  /** `bytes`: the change's size as received, which bounds what a batch and the buffer hold. */
+  pushChange(change: Change, commitTimeMs: number, bytes = 0): void {
+    this.push({ change, commitTimeMs, bytes });
     this.changeCount++;
+    this.byteCount += bytes;
   }
 
   pushPosition(position: P, commitTimeMs: number): void {
@@ -77,6 +85,7 @@ export class BatchQueue<P> {
     this.entries = [];
     this.head = 0;
     this.changeCount = 0;
+    this.byteCount = 0;
   }
 
   /** Wakes a waiting take() with null (stopping), or with the error (the source failed for good). */
@@ -86,8 +95,11 @@ export class BatchQueue<P> {
     this.wake();
   }
 
-  /** Waits until something is queued, then takes at most `maxChanges` changes. Null once closed. */
-  async take(maxChanges: number): Promise<Taken<P> | null> {
+  /**
+   * Waits until something is queued, then takes at most `maxChanges` changes, and no more than
+   * `maxBytes` of them (one change at least, however large). Null once closed.
+   */
+  async take(maxChanges: number, maxBytes = Number.POSITIVE_INFINITY): Promise<Taken<P> | null> {
     for (;;) {
       if (this.closed) {
         if (this.closedReason !== null) throw this.closedReason;
@@ -95,8 +107,8 @@ export class BatchQueue<P> {
       }
       if (!this.isEmpty) {
         const waitMs = this.firstArrivalMs + this.options.maxWaitMs - this.now();
-        if (this.options.maxWaitMs <= 0 || this.changeCount >= maxChanges || waitMs <= 0) {
-          return this.takeNow(maxChanges);
+        if (this.options.maxWaitMs <= 0 || this.changeCount >= maxChanges || this.byteCount >= maxBytes || waitMs <= 0) {
+          return this.takeNow(maxChanges, maxBytes);
         }
         await this.waitForPush(waitMs);
         continue;
@@ -105,20 +117,22 @@ export class BatchQueue<P> {
     }
   }
 
-  private takeNow(maxChanges: number): Taken<P> {
+  private takeNow(maxChanges: number, maxBytes: number): Taken<P> {
     const changes: Change[] = [];
     const commitTimesMs: number[] = [];
     const positions: P[] = [];
     const deadLetters: DeadLetter[] = [];
     let oldest = Number.NaN;
+    let bytes = 0;
     let i = this.head;
     for (; i < this.entries.length; i++) {
       const entry = this.entries[i]!;
       const isChange = 'change' in entry;
-      if (isChange && changes.length >= maxChanges) break;
+      if (isChange && (changes.length >= maxChanges || (changes.length > 0 && bytes + entry.bytes > maxBytes))) break;
       this.entries[i] = undefined;
       if (isChange) {
         changes.push(entry.change);
+        bytes += entry.bytes;
       } else if ('position' in entry) {
         positions.push(entry.position);
         commitTimesMs.push(entry.commitTimeMs);
@@ -129,6 +143,7 @@ export class BatchQueue<P> {
     }
     this.head = i;
     this.changeCount -= changes.length;
+    this.byteCount -= bytes;
     if (this.head >= this.entries.length) {
       this.entries = [];
       this.head = 0;

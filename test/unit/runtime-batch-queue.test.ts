@@ -301,4 +301,30 @@ describe('BatchQueue: close', () => {
     q.close(new Error('gone'));
     await expect(q.take(10)).rejects.toThrow('gone');
   });
+
+  it('counts bytes and takes no more than maxBytes, but always one change, however large', async () => {
+    const q = new BatchQueue<string>({ maxWaitMs: 0 });
+    const c = (id: number) => ({ schema: 'public', table: 't', op: 'insert', before: null, after: { id: String(id) }, position: `0/${id}` }) as Change;
+    q.pushChange(c(1), 0, 400);
+    q.pushChange(c(2), 0, 400);
+    q.pushPosition('P2', 0);
+    q.pushChange(c(3), 0, 5_000);
+    q.pushChange(c(4), 0, 10);
+    q.pushPosition('P4', 0);
+    expect(q.bytes).toBe(5_810);
+    const first = await q.take(100, 1_000);
+    expect(first!.changes.map((x) => x.after!['id'])).toEqual(['1', '2']);
+    expect(first!.position).toBe('P2');
+    expect(q.bytes).toBe(5_010);
+    const second = await q.take(100, 1_000);
+    expect(second!.changes.map((x) => x.after!['id'])).toEqual(['3']);
+    expect(second!.position).toBeNull();
+    const third = await q.take(100, 1_000);
+    expect(third!.changes.map((x) => x.after!['id'])).toEqual(['4']);
+    expect(third!.position).toBe('P4');
+    expect(q.bytes).toBe(0);
+    q.pushChange(c(5), 0, 70);
+    q.clear();
+    expect(q.bytes).toBe(0);
+  });
 });

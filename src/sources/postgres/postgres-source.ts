@@ -28,6 +28,10 @@ export interface PostgresSourceOptions {
   maxWaitMs: number;
   /** Changes buffered before the socket is paused; keeps memory bounded under a 1M-row transaction. */
   highWaterChanges: number;
+  /** Bytes of changes (as received) buffered before the socket is paused: bounds memory for wide rows. */
+  highWaterBytes?: number;
+  /** Bytes of changes (as received) handed to the worker in one batch, one change at least. */
+  maxBatchBytes?: number;
   /** How often the slot's lag and retained WAL are read. */
   slotStatsIntervalMs?: number;
   /**
@@ -44,6 +48,14 @@ export interface PostgresSourceOptions {
   statusIntervalMs?: number;
   logger: Logger;
 }
+
+/**
+ * Memory bounds in bytes as received, for wide rows: a decoded change holds its values as strings,
+ * about the same size (twice for text outside Latin-1), plus a few hundred bytes of objects, which
+ * the bound in changes (highWaterChanges) covers.
+ */
+const DEFAULT_HIGH_WATER_BYTES = 16 * 2 ** 20;
+const DEFAULT_MAX_BATCH_BYTES = 8 * 2 ** 20;
 
 /** Internal to this source: what acknowledging a batch confirms. */
 interface PgPosition {
@@ -87,10 +99,14 @@ export class PostgresSource implements Source {
   private loop: Promise<void> | null = null;
   private readonly gate: VisibilityGate;
   private readonly xids = new TransactionIds();
+  /** Size of the XLogData message being decoded: each carries one pgoutput message. */
+  private payloadBytes = 0;
+  private readonly highWaterBytes: number;
 
   constructor(private readonly options: PostgresSourceOptions) {
     this.log = options.logger.child({ component: 'postgres-source', slot: options.slot });
     this.queue = new BatchQueue<PgPosition>({ maxWaitMs: options.maxWaitMs });
+    this.highWaterBytes = options.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES;
     this.heartbeat = heartbeat(options.url, options.heartbeatSeconds, this.log);
     this.monitor = new SlotMonitor(options.url, options.slot, options.slotStatsIntervalMs ?? 10_000, this.log);
     this.gate = new VisibilityGate({ url: options.url, mode: options.visibility ?? 'auto', logger: this.log, signal: this.intakeController.signal });
@@ -229,12 +245,13 @@ export class PostgresSource implements Source {
     if (msg === null) return;
     if (msg.kind === 'xlogdata') {
       this.received = maxLsn(this.received, msg.walStart);
+      this.payloadBytes = msg.payload.length;
       try {
         this.decoder.decode(msg.payload, this.decoded);
       } catch (err) {
         this.fail(classify(err));
       }
-      if (!this.paused && this.queue.size >= this.options.highWaterChanges) this.pause();
+      if (!this.paused && (this.queue.size >= this.options.highWaterChanges || this.queue.bytes >= this.highWaterBytes)) this.pause();
       return;
     }
     // Nothing pending anywhere: every transaction that committed before the server's position was
@@ -256,7 +273,7 @@ export class PostgresSource implements Source {
     begin: (xid: number, position: string) => this.xids.begin(xid, position),
     change: (change: Change, commitTimeMs: number) => {
       this.xids.change();
-      this.queue.pushChange(change, commitTimeMs);
+      this.queue.pushChange(change, commitTimeMs, this.payloadBytes);
     },
     commit: (endLsn: Lsn, commitTimeMs: number) => {
       this.xids.commit();
@@ -298,14 +315,14 @@ export class PostgresSource implements Source {
   }
 
   private resumeIfDrained(): void {
-    if (this.paused && this.queue.size <= this.options.highWaterChanges / 2) {
+    if (this.paused && this.queue.size <= this.options.highWaterChanges / 2 && this.queue.bytes <= this.highWaterBytes / 2) {
       this.paused = false;
       if (this.client !== null) connectionOf(this.client).stream.resume();
     }
   }
 
   async next(maxChanges: number): Promise<SourceBatch | null> {
-    const taken = await this.queue.take(maxChanges);
+    const taken = await this.queue.take(maxChanges, this.options.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES);
     this.resumeIfDrained();
     if (taken === null) return null;
     this.outstanding++;
