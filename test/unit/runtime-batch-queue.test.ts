@@ -304,7 +304,7 @@ describe('BatchQueue: close', () => {
 
   it('counts bytes and takes no more than maxBytes, but always one change, however large', async () => {
     const q = new BatchQueue<string>({ maxWaitMs: 0 });
-    const c = (id: number) => ({ schema: 'public', table: 't', op: 'insert', before: null, after: { id: String(id) }, position: `0/${id}` }) as Change;
+    const c = (id: number) => ({ schema: 'public', table: 't', op: 'insert', before: null, after: { id: String(id) }, position: `0/${id}` }) as unknown as Change;
     q.pushChange(c(1), 0, 400);
     q.pushChange(c(2), 0, 400);
     q.pushPosition('P2', 0);

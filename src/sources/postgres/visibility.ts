@@ -8,6 +8,13 @@ import { endClient, openClient } from './pg-connection.js';
 
 export type VisibilityMode = 'auto' | 'always' | 'off';
 
+/** Prepared once per connection; rows as arrays: it runs for every batch. */
+const SNAPSHOT_QUERY = {
+  name: 'cdc_invalidator_snapshot',
+  text: `SELECT pg_catalog.pg_current_snapshot()::text, pg_catalog.current_setting('synchronous_standby_names')`,
+  rowMode: 'array',
+} as const;
+
 /** Waits between snapshot reads while a transaction is still invisible: short, growing. */
 const FIRST_WAIT_MS = 0.5;
 const MAX_WAIT_MS = 10;
@@ -59,13 +66,8 @@ export class VisibilityGate {
         const client = await this.connect();
         // The setting and the snapshot in one round trip: a cached setting would let the commits
         // made just after synchronous standbys were configured through unchecked.
-        const row = (
-          await client.query<{ s: string; names: string }>(
-            `SELECT pg_catalog.pg_current_snapshot()::text AS s, current_setting('synchronous_standby_names') AS names`,
-          )
-        ).rows[0]!;
-        if (this.options.mode === 'auto' && !this.noteSetting(row.names)) return true;
-        const snap = row.s;
+        const [snap, names] = (await client.query<[string, string]>(SNAPSHOT_QUERY)).rows[0]!;
+        if (this.options.mode === 'auto' && !this.noteSetting(names)) return true;
         const snapshot = parseSnapshot(snap);
         if (xids.every((xid) => isVisible(snapshot, xid))) {
           if (started >= 0) {
