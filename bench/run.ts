@@ -21,12 +21,13 @@ import { PostgresServer } from '../test/harness/postgres.js';
 import { RedisServer } from '../test/harness/redis.js';
 import { formatSummary, summarise, type ProfileSummary } from './cpu-profile.js';
 import { liveFloor, liveWorker, prepareLive, type LiveRange, type LiveRun } from './live.js';
+import { bigTransaction, slowRedis } from './memory.js';
 import { percentile, round } from './percentiles.js';
 import { diffStats, procStats, type ProcStats } from './proc-stats.js';
 import type { ConsumeResult } from './replication-consumer.js';
 import { spawnWorker, type WorkerProcess } from './worker-process.js';
 
-const N = positiveInt('BENCH_CHANGES', 100_000);
+const N = positiveInt('BENCH_CHANGES', 150_000);
 const LATENCY_SAMPLES = positiveInt('BENCH_LATENCY_SAMPLES', 200);
 const PROFILE = process.env['BENCH_PROFILE'] === '1';
 const TIMEOUT_MS = positiveInt('BENCH_TIMEOUT_MS', 600_000);
@@ -34,10 +35,12 @@ const ORDER = (process.env['BENCH_ORDER'] || 'bca').split('');
 if (ORDER.length !== 3 || !['a', 'b', 'c'].every((x) => ORDER.includes(x))) {
   throw new Error(`BENCH_ORDER must be a permutation of abc, not ${JSON.stringify(process.env['BENCH_ORDER'])}`);
 }
-const PHASES = new Set((process.env['BENCH_PHASES'] || 'catchup,live').split(','));
+const ALL_PHASES = ['catchup', 'live', 'memory'];
+const PHASES = new Set((process.env['BENCH_PHASES'] || ALL_PHASES.join(',')).split(','));
 for (const phase of PHASES) {
-  if (!['catchup', 'live'].includes(phase)) throw new Error(`BENCH_PHASES: unknown phase ${JSON.stringify(phase)} (catchup, live)`);
+  if (!ALL_PHASES.includes(phase)) throw new Error(`BENCH_PHASES: unknown phase ${JSON.stringify(phase)} (${ALL_PHASES.join(', ')})`);
 }
+const BULK_ROWS = positiveInt('BENCH_BULK_ROWS', 1_000_000);
 const RATES = (process.env['BENCH_RATES'] || '1000,2000,5000').split(',').map((r) => {
   const n = Number(r);
   if (!Number.isInteger(n) || n <= 0) throw new Error(`BENCH_RATES must be positive integers, not ${JSON.stringify(r)}`);
@@ -47,7 +50,7 @@ const LIVE_SECONDS = positiveInt('BENCH_LIVE_SECONDS', 15);
 const RESULTS_DIR = fileURLToPath(new URL('../../results/', import.meta.url));
 
 const PUBLICATION = 'bench_pub';
-const SLOTS = { a: 'bench_a', b: 'bench_b', c: 'bench_c', profile: 'bench_profile', visOff: 'bench_vis_off', visAlways: 'bench_vis_always' } as const;
+const SLOTS = { a: 'bench_a', b: 'bench_b', c: 'bench_c', profile: 'bench_profile', visOff: 'bench_vis_off', visAlways: 'bench_vis_always', slow: 'bench_slow_redis', bulk: 'bench_bulk' } as const;
 
 function positiveInt(name: string, fallback: number): number {
   const text = process.env[name];
@@ -170,7 +173,7 @@ function workerConfig(dir: string, o: { url: string; slot: string; redisUrl: str
   mkdirSync(join(dir, 'mappings'), { recursive: true });
   writeFileSync(
     join(dir, 'mappings', 'items.yaml'),
-    'rules:\n  - table: public.items\n    invalidate: ["item:{id}"]\n    bump: ["items:version"]\n',
+    'rules:\n  - table: public.items\n    invalidate: ["item:{id}"]\n    bump: ["items:version"]\n  - table: public.bulk\n    invalidate: ["bulk:{id}"]\n',
   );
   const path = join(dir, `${o.slot}.yaml`);
   // Batch settings are left at their defaults on purpose.
@@ -185,6 +188,7 @@ function workerConfig(dir: string, o: { url: string; slot: string; redisUrl: str
       'redis:',
       `  url: "${o.redisUrl}"`,
       'mappings: ./mappings',
+      ...(process.env['BENCH_MAX_CHANGES'] ? ['batch:', `  maxChanges: ${process.env['BENCH_MAX_CHANGES']}`] : []),
       ...(o.visibility === undefined ? [] : ['consistency:', `  visibility: ${o.visibility}`]),
       '',
     ].join('\n'),
@@ -349,7 +353,7 @@ interface Services {
 async function catchUp(s: Services): Promise<{ results: Record<string, unknown>; lines: string[] }> {
   const { db, url, redis, redisUrl, dir, guard } = s;
   // After the publication (pgoutput reads it as of each change), before any load.
-  const slotNames = [SLOTS.a, SLOTS.b, SLOTS.c, SLOTS.visOff, SLOTS.visAlways, ...(PROFILE ? [SLOTS.profile] : [])];
+  const slotNames = [SLOTS.a, SLOTS.b, SLOTS.c, SLOTS.visOff, SLOTS.visAlways, ...(PROFILE ? [SLOTS.profile] : []), ...(PHASES.has('memory') ? [SLOTS.slow] : [])];
   const slotStart: Record<string, string> = {};
   for (const slot of slotNames) {
     const r = await db.query<{ lsn: string }>("SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')", [slot]);
@@ -548,6 +552,39 @@ function benchCommand(): string {
   return [...env, 'npm run bench'].join(' ');
 }
 
+/**
+ * Peak RSS where buffering could make the worker grow: a 1M-row transaction, and (when the catch-up
+ * phase left its backlog in bench_slow_redis) that backlog drained while Redis keeps pausing.
+ */
+async function memoryRuns(s: Services, endLsn: string | undefined): Promise<{ results: Record<string, unknown>; lines: string[] }> {
+  const setup = { db: s.db, redis: s.redis, guard: s.guard, say };
+  const results: Record<string, unknown> = {};
+  const lines = ['', 'memory: worker peak RSS (VmHWM)'];
+  say(`memory: a transaction of ${BULK_ROWS} rows`);
+  const bulk = await bigTransaction(setup, {
+    table: 'bulk',
+    rows: BULK_ROWS,
+    slot: SLOTS.bulk,
+    configPath: workerConfig(s.dir, { url: s.url, slot: SLOTS.bulk, redisUrl: s.redisUrl }),
+  });
+  results['bigTransaction'] = bulk;
+  lines.push(`  ${`one transaction of ${BULK_ROWS} rows`.padEnd(44)} ${`${bulk.peakRssMb} MB`.padStart(12)}   (${Math.round(bulk.changes / bulk.seconds)} changes/s)`);
+  if (endLsn !== undefined) {
+    say(`memory: the ${N}-change backlog while Redis pauses writes 300 ms of every 600 ms`);
+    const slow = await slowRedis(setup, {
+      slot: SLOTS.slow,
+      endLsn,
+      changes: N,
+      configPath: workerConfig(s.dir, { url: s.url, slot: SLOTS.slow, redisUrl: s.redisUrl }),
+      pauseMs: 300,
+      periodMs: 600,
+    });
+    results['slowRedis'] = slow;
+    lines.push(`  ${`${N} changes, Redis paused ${slow.pauses} times`.padEnd(44)} ${`${slow.peakRssMb} MB`.padStart(12)}   (${Math.round(slow.changes / slow.seconds)} changes/s)`);
+  }
+  return { results, lines };
+}
+
 /** Live latency at each fixed rate: the decode-only floor, then the worker, on fresh slots. */
 async function live(s: Services, ranges: RateRanges[], binDir: string): Promise<{ results: Record<string, unknown>; lines: string[] }> {
   await prepareLive(s.db);
@@ -622,7 +659,8 @@ async function main(): Promise<void> {
     const markerId = liveRanges.at(-1)!.worker.markerId;
     await db.query('CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL DEFAULT 0, t bigint)');
     await db.query('INSERT INTO items (id) SELECT generate_series(1, $1::int)', [markerId]);
-    await db.query(`CREATE PUBLICATION ${PUBLICATION} FOR TABLE items`);
+    await db.query('CREATE TABLE bulk (id int PRIMARY KEY, v int NOT NULL)');
+    await db.query(`CREATE PUBLICATION ${PUBLICATION} FOR TABLE items, bulk`);
     await db.query(`
       CREATE PROCEDURE bench_load(n int) LANGUAGE plpgsql AS $$
       BEGIN
@@ -643,6 +681,12 @@ async function main(): Promise<void> {
       const c = await catchUp(services);
       Object.assign(results, c.results);
       lines.push(...c.lines);
+    }
+    if (PHASES.has('memory')) {
+      const endLsn = (results['load'] as { endLsn: string } | undefined)?.endLsn;
+      const m = await memoryRuns(services, endLsn);
+      results['memory'] = m.results;
+      lines.push(...m.lines);
     }
     if (PHASES.has('live')) {
       const l = await live(services, liveRanges, postgres.binDir);

@@ -80,3 +80,27 @@ describe('TransactionIds', () => {
     expect(ids.size).toBe(0);
   });
 });
+
+describe('TransactionIds across batches', () => {
+  const change = (position: string) => ({ position }) as Change;
+  it('checks each transaction once when batches split transactions anywhere', () => {
+    const ids = new TransactionIds();
+    const stream: string[] = [];
+    // 300 transactions of 1 to 5 changes, every third one without a published change.
+    for (let t = 0; t < 300; t++) {
+      const position = `0/${(t + 1).toString(16)}`;
+      ids.begin(t, position);
+      if (t % 3 !== 2) {
+        for (let c = 0; c < (t % 5) + 1; c++) {
+          ids.change();
+          stream.push(position);
+        }
+      }
+      ids.commit();
+    }
+    const seen: number[] = [];
+    for (let i = 0; i < stream.length; i += 7) seen.push(...ids.take(stream.slice(i, i + 7).map(change)));
+    expect(seen).toEqual(Array.from({ length: 300 }, (_, t) => t).filter((t) => t % 3 !== 2));
+    expect(ids.size).toBe(0);
+  });
+});

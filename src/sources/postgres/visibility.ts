@@ -148,17 +148,21 @@ function serverGoingAway(err: unknown): boolean {
 }
 
 /**
- * The 32-bit transaction id of each transaction whose changes are buffered, by commit position (the
- * `position` its changes carry), until its changes are taken and checked.
+ * The 32-bit transaction id of each transaction whose changes are buffered, in the order they began
+ * (the order pgoutput sends them, and their changes are buffered in), until its changes are taken
+ * and checked. Arrays, not a map: this runs for every transaction of the stream.
  */
 export class TransactionIds {
-  private readonly byPosition = new Map<string, number>();
-  private current: string | null = null;
+  private positions: string[] = [];
+  private ids: number[] = [];
+  private head = 0;
+  private open = false;
   private currentHasChanges = false;
 
   begin(xid: number, position: string): void {
-    this.byPosition.set(position, xid);
-    this.current = position;
+    this.positions.push(position);
+    this.ids.push(xid);
+    this.open = true;
     this.currentHasChanges = false;
   }
 
@@ -168,8 +172,11 @@ export class TransactionIds {
 
   /** A transaction without a change of a published table (servers before 15 send those) has nothing to check. */
   commit(): void {
-    if (!this.currentHasChanges && this.current !== null) this.byPosition.delete(this.current);
-    this.current = null;
+    if (this.open && !this.currentHasChanges && this.positions.length > this.head) {
+      this.positions.pop();
+      this.ids.pop();
+    }
+    this.open = false;
   }
 
   /**
@@ -183,21 +190,36 @@ export class TransactionIds {
     for (const change of changes) {
       if (change.position === previous) continue;
       previous = change.position;
-      const xid = this.byPosition.get(previous);
-      if (xid === undefined) continue;
-      out.push(xid);
-      this.byPosition.delete(previous);
+      let at = this.head;
+      if (this.positions[at] !== previous) {
+        // The rest of a transaction taken before, whose id is gone; anything else is found further on.
+        at = this.positions.indexOf(previous, this.head);
+        if (at < 0) continue;
+      }
+      out.push(this.ids[at]!);
+      this.head = at + 1;
+    }
+    if (this.head === this.positions.length) {
+      this.positions = [];
+      this.ids = [];
+      this.head = 0;
+    } else if (this.head > 1_024 && this.head * 2 > this.positions.length) {
+      this.positions = this.positions.slice(this.head);
+      this.ids = this.ids.slice(this.head);
+      this.head = 0;
     }
     return out;
   }
 
   /** What was buffered is dropped (the stream restarts from the applied position). */
   clear(): void {
-    this.byPosition.clear();
-    this.current = null;
+    this.positions = [];
+    this.ids = [];
+    this.head = 0;
+    this.open = false;
   }
 
   get size(): number {
-    return this.byPosition.size;
+    return this.positions.length - this.head;
   }
 }
