@@ -23,6 +23,7 @@ import { formatSummary, summarise, type ProfileSummary } from './cpu-profile.js'
 import { liveFloor, liveWorker, prepareLive, type LiveRange, type LiveRun } from './live.js';
 import { bigTransaction, slowRedis } from './memory.js';
 import { percentile, round } from './percentiles.js';
+import { latencyPlot } from './plot.js';
 import { diffStats, procStats, type ProcStats } from './proc-stats.js';
 import type { ConsumeResult } from './replication-consumer.js';
 import { spawnWorker, type WorkerProcess } from './worker-process.js';
@@ -695,7 +696,13 @@ async function main(): Promise<void> {
     }
     mkdirSync(RESULTS_DIR, { recursive: true });
     writeFileSync(join(RESULTS_DIR, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
-    lines.push('', `results: ${join(RESULTS_DIR, 'latest.json')}`, '');
+    lines.push('', `results: ${join(RESULTS_DIR, 'latest.json')}`);
+    if (results['live'] !== undefined) {
+      const live = results['live'] as { seconds: number; runs: Parameters<typeof latencyPlot>[0] };
+      writeFileSync(join(RESULTS_DIR, 'latest-latency.svg'), latencyPlot(live.runs, `Live latency, ${live.seconds} s per rate, ${machine.cpus} CPUs`));
+      lines.push(`plot:    ${join(RESULTS_DIR, 'latest-latency.svg')}`);
+    }
+    lines.push('');
     process.stdout.write(lines.join('\n'));
   } finally {
     process.removeListener('SIGINT', onSignal);
