@@ -1,3 +1,4 @@
+import { scanSql } from '../lib/sql-lexer.js';
 import type { Operation } from './change.js';
 import { OPERATIONS } from './change.js';
 import { parseTemplate, TemplateSyntaxError, type Template } from './template.js';
@@ -280,11 +281,11 @@ function compileLookups(
 ): Map<string, CompiledLookup> {
   const out = new Map<string, CompiledLookup>();
   for (const [alias, spec] of Object.entries(specs ?? {})) {
-    const bare = stripSqlLiterals(spec.sql);
-    if (/;\s*\S/.test(bare)) {
+    const scan = scanSql(spec.sql);
+    if (scan.semicolons.some((at) => at < scan.end)) {
       problem([alias, 'sql'], 'a lookup is one SELECT statement: remove everything after the ";"');
     }
-    const placeholders = new Set([...bare.matchAll(/\$(\d+)/g)].map((m) => Number(m[1])));
+    const placeholders = new Set(scan.placeholders.map((p) => p.index));
     const highest = Math.max(0, ...placeholders);
     if (highest !== spec.params.length) {
       problem(
@@ -300,9 +301,4 @@ function compileLookups(
     out.set(alias, { alias, ...spec });
   }
   return out;
-}
-
-/** The SQL with quoted strings, quoted identifiers and comments blanked, so `'$1'` is not a placeholder. */
-function stripSqlLiterals(sql: string): string {
-  return sql.replace(/'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|\/\*[\s\S]*?\*\//g, ' ');
 }

@@ -134,6 +134,10 @@ describe('lookup compile problems', () => {
     [{ ...AUTHOR, sql: 'SELECT 1 WHERE $2 = 1', params: ['a', 'b'] }, /never uses \$1/],
     [{ ...AUTHOR, sql: "SELECT '$1' AS x", params: ['a'] }, /uses no placeholder but params lists 1 column/],
     [{ ...AUTHOR, sql: 'SELECT name FROM users WHERE id = $1; DELETE FROM users', params: ['a'] }, /one SELECT statement/],
+    [{ ...AUTHOR, sql: 'SELECT $$ $1 $$ AS x', params: ['a'] }, /uses no placeholder but params lists 1 column/],
+    [{ ...AUTHOR, sql: "SELECT E'\\' $2' AS x WHERE $1 = 1", params: ['a', 'b'] }, /uses placeholders up to \$1 but params lists 2 columns/],
+    [{ ...AUTHOR, sql: 'SELECT x$2 FROM t WHERE id = $1', params: ['a', 'b'] }, /uses placeholders up to \$1 but params lists 2 columns/],
+    [{ ...AUTHOR, sql: "SELECT 1 WHERE x = $1; -- ';' and more\n", params: ['a'] }, /^$/],
   ])('%o', (lookup, message) => {
     const { problems } = compile({ lookup: { author: lookup }, invalidate: ['k:{author.x}'] });
     expect(problems.map((p) => p.message).join('\n')).toMatch(message);
