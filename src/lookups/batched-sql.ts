@@ -6,7 +6,7 @@ import { scanSql } from '../lib/sql-lexer.js';
  * array (one element per list), unnest() turns the arrays back into one row per list, and the
  * lookup's own SQL runs once per such row as a LATERAL subquery, its `$k` now a column of that row:
  *
- *   SELECT set, rows.* FROM unnest($1::integer[], …) WITH ORDINALITY AS params (p1, …, set)
+ *   SELECT set, rows.* FROM ROWS FROM (unnest($1::integer[]), …) WITH ORDINALITY AS params (p1, …, set)
  *   CROSS JOIN LATERAL (SELECT lookup.*, row_number() OVER () AS row FROM (<sql>) AS lookup) AS rows
  *   ORDER BY set, row
  *
@@ -57,12 +57,13 @@ export function batchedLookupSql(
     from = p.end;
   }
   body += sql.slice(from, scan.end);
-  const arrays = types.map((t, i) => `$${i + 1}::${t.arrayType}`).join(', ');
+  // ROWS FROM, the spelled-out form of unnest(a, b, …), which takes only an unqualified unnest.
+  const arrays = types.map((t, i) => `pg_catalog.unnest($${i + 1}::${t.arrayType})`).join(', ');
   const columns = types.map((_, i) => `p${i + 1}`).join(', ');
   return {
     sql:
       `SELECT ${PARAMS}.${SET}, ${ROWS}.*\n` +
-      `FROM pg_catalog.unnest(${arrays}) WITH ORDINALITY AS ${PARAMS} (${columns}, ${SET})\n` +
+      `FROM ROWS FROM (${arrays}) WITH ORDINALITY AS ${PARAMS} (${columns}, ${SET})\n` +
       `CROSS JOIN LATERAL (SELECT ${LOOKUP}.*, pg_catalog.row_number() OVER () AS ${ROW} FROM (\n` +
       // The newline ends a -- comment the query may end with before the closing parenthesis.
       `${body}\n` +

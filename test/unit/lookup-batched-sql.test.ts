@@ -21,7 +21,7 @@ describe('batchedLookupSql', () => {
     expect(built).toEqual({
       sql: [
         'SELECT "cdc-invalidator params"."cdc-invalidator set", "cdc-invalidator rows".*',
-        'FROM pg_catalog.unnest($1::integer[], $2::text[]) WITH ORDINALITY AS "cdc-invalidator params" (p1, p2, "cdc-invalidator set")',
+        'FROM ROWS FROM (pg_catalog.unnest($1::integer[]), pg_catalog.unnest($2::text[])) WITH ORDINALITY AS "cdc-invalidator params" (p1, p2, "cdc-invalidator set")',
         'CROSS JOIN LATERAL (SELECT "cdc-invalidator lookup".*, pg_catalog.row_number() OVER () AS "cdc-invalidator row" FROM (',
         `SELECT name FROM users WHERE id = ${P(1)} AND org = ${P(2)}`,
         ') AS "cdc-invalidator lookup") AS "cdc-invalidator rows"',
