@@ -1,6 +1,6 @@
 import type { Change, DeadLetter, Evaluation, KeyOperation, Row, SkipReason, Value } from './change.js';
 import { escapeGlob } from './glob.js';
-import { lookupParams, lookupRequestId, NO_LOOKUP_RESULTS, planLookups, type LookupRequest, type LookupResults } from './lookup.js';
+import { lookupParams, lookupRowId, NO_LOOKUP_RESULTS, planLookups, type LookupRequest, type LookupResults } from './lookup.js';
 import { ACTION_KINDS, type CompiledActions, type CompiledRule, type RuleSet } from './rules.js';
 import { renderTemplate, renderWithLookups, type LookupRowsFor } from './template.js';
 
@@ -86,7 +86,9 @@ function renderActions(
   for (const kind of ACTION_KINDS) {
     const escape = kind === 'patterns' ? escapeGlob : undefined;
     for (const template of actions[kind]) {
+      // An update's old and new rows often render the same keys: each goes once.
       let previous: string | null = null;
+      let previousKeys: string[] | null = null;
       for (const { row, isNew } of rows) {
         if (template.lookups.length === 0) {
           // The common case, kept free of allocations beyond the key itself.
@@ -101,7 +103,8 @@ function renderActions(
         }
         const r = renderWithLookups(template, row, (alias) => lookupRows(rule, alias, row, lookups), escape);
         if (r.kind === 'keys') {
-          for (const key of r.keys) ops.push(operation(kind, key, version));
+          if (previousKeys === null || !sameKeys(previousKeys, r.keys)) for (const key of r.keys) ops.push(operation(kind, key, version));
+          previousKeys = r.keys;
         } else if (missing === null) {
           missing =
             r.kind === 'unknown'
@@ -112,6 +115,12 @@ function renderActions(
     }
   }
   return missing;
+}
+
+function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function operation(kind: (typeof ACTION_KINDS)[number], text: string, version: bigint | null): KeyOperation {
@@ -129,9 +138,12 @@ function operation(kind: (typeof ACTION_KINDS)[number], text: string, version: b
 
 function lookupRows(rule: CompiledRule, alias: string, row: Row, lookups: LookupResults): LookupRowsFor {
   const lookup = rule.lookups.get(alias)!;
-  const p = lookupParams(lookup, row);
-  if (!('params' in p)) return { kind: 'unknown', column: p.unknown };
-  const result = lookups.get(lookupRequestId(lookup, p.params));
+  const id = lookupRowId(lookup, row);
+  if (id === undefined) {
+    const p = lookupParams(lookup, row);
+    return { kind: 'unknown', column: 'unknown' in p ? p.unknown : '' };
+  }
+  const result = lookups.get(id);
   if (result === undefined) return { kind: 'failed', message: 'the lookup was not run' };
   return result.ok ? { kind: 'rows', rows: result.rows } : { kind: 'failed', message: result.message };
 }

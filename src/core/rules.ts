@@ -44,6 +44,11 @@ export const ACTION_KINDS = ['invalidate', 'bump', 'tags', 'patterns'] as const;
 /** A lookup of a rule: run once per distinct parameter list within a batch. */
 export interface CompiledLookup extends LookupSpec {
   alias: string;
+  /**
+   * Short, and the same for every lookup with this SQL, whichever rule declares it: request ids
+   * start with it (lookupRequestId), so identical lookups share their requests.
+   */
+  key: string;
 }
 
 export interface CompiledRule {
@@ -131,6 +136,7 @@ export function compileRules(mappings: MappingSpec[]): { rules: RuleSet; problem
   const byTable = new Map<string, CompiledRule[]>();
   const tables: Array<readonly [string, string]> = [];
   const problems: CompileProblem[] = [];
+  const lookupKeys = new Map<string, string>();
 
   for (const mapping of mappings) {
     mapping.rules.forEach((spec, index) => {
@@ -144,7 +150,7 @@ export function compileRules(mappings: MappingSpec[]): { rules: RuleSet; problem
         return;
       }
 
-      const lookups = compileLookups(spec.lookup, (path, message, severity) =>
+      const lookups = compileLookups(spec.lookup, lookupKeys, (path, message, severity) =>
         problems.push({ file: mapping.file, path: at('lookup', ...path), message, ...(severity ? { severity } : {}) }),
       );
       const aliases = new Set(lookups.keys());
@@ -277,6 +283,7 @@ export function ruleColumns(rule: CompiledRule): string[] {
  */
 function compileLookups(
   specs: Record<string, LookupSpec> | undefined,
+  keys: Map<string, string>,
   problem: (path: (string | number)[], message: string, severity?: 'warning') => void,
 ): Map<string, CompiledLookup> {
   const out = new Map<string, CompiledLookup>();
@@ -298,7 +305,12 @@ function compileLookups(
         if (!placeholders.has(n)) problem([alias, 'sql'], `the query never uses $${n} (params[${n - 1}] "${spec.params[n - 1]}")`);
       }
     }
-    out.set(alias, { alias, ...spec });
+    let key = keys.get(spec.sql);
+    if (key === undefined) {
+      key = String(keys.size);
+      keys.set(spec.sql, key);
+    }
+    out.set(alias, { alias, ...spec, key });
   }
   return out;
 }
