@@ -6,7 +6,7 @@ import { scanSql } from '../lib/sql-lexer.js';
  * array (one element per list), unnest() turns the arrays back into one row per list, and the
  * lookup's own SQL runs once per such row as a LATERAL subquery, its `$k` now a column of that row:
  *
- *   SELECT set, rows.* FROM ROWS FROM (unnest($1::integer[]), …) WITH ORDINALITY AS params (p1, …, set)
+ *   SELECT set, rows.* FROM ROWS FROM (unnest($1::pg_catalog._int4), …) WITH ORDINALITY AS params (p1, …, set)
  *   CROSS JOIN LATERAL (SELECT lookup.*, row_number() OVER () AS row FROM (<sql>) AS lookup) AS rows
  *   ORDER BY set, row
  *
@@ -25,7 +25,7 @@ const ROW = '"cdc-invalidator row"';
 
 /** One parameter as the server inferred it in the lookup's SQL. */
 export interface ParameterType {
-  /** The array type's name as format_type() gives it: `integer[]`, `timestamp with time zone[]`. */
+  /** The array type's name, as SQL: `pg_catalog._int4`, `public."_My Type"`. */
   arrayType: string;
   /** The element type's array delimiter (pg_type.typdelim): `,` for all but a few, like box's `;`. */
   delimiter: string;

@@ -10,10 +10,11 @@ const PROBE = 'cdc_invalidator_lookup_probe';
 /**
  * The parameter types the server infers for a statement, as PREPARE without a type list infers
  * them: exactly what it infers for the lookup's own query, whose parameters are sent untyped.
- * pg_prepared_statements has them; PREPARE is allowed in the pool's read-only sessions.
+ * pg_prepared_statements has them; PREPARE is allowed in the pool's read-only sessions. Array types
+ * are named with their schema (pg_catalog._int4), so that no search_path can make the name another's.
  */
 const PARAMETER_TYPES = `
-  SELECT format_type(a.oid, NULL) AS array_type, e.typdelim AS delimiter,
+  SELECT quote_ident(an.nspname) || '.' || quote_ident(a.typname) AS array_type, e.typdelim AS delimiter,
          e.typarray = 0 OR EXISTS (SELECT 1 FROM pg_catalog.pg_type x WHERE x.typarray = e.oid) AS unbatchable,
          current_setting('standard_conforming_strings') AS scs
   FROM pg_catalog.pg_prepared_statements s
@@ -21,6 +22,7 @@ const PARAMETER_TYPES = `
   -- A parameter the server could not type is sent as text.
   JOIN pg_catalog.pg_type e ON e.oid = CASE WHEN t.oid = 'pg_catalog.unknown'::regtype THEN 'pg_catalog.text'::regtype ELSE t.oid END
   LEFT JOIN pg_catalog.pg_type a ON a.oid = e.typarray
+  LEFT JOIN pg_catalog.pg_namespace an ON an.oid = a.typnamespace
   WHERE s.name = $1
   ORDER BY t.ord`;
 

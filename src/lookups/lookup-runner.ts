@@ -100,7 +100,8 @@ export class PostgresLookupRunner implements LookupRunner {
 
   private async runGroup(group: readonly LookupRequest[], results: Map<string, LookupResult>): Promise<void> {
     const plan = group.length === 1 ? null : await this.planFor(group[0]!.sql, group[0]!.timeoutMs);
-    if (plan === null || !plan.batched) {
+    // A parameter count the server does not see is left to the server to report, request by request.
+    if (plan === null || !plan.batched || group.some((r) => r.params.length !== plan.types.length)) {
       await this.runEach(group, results);
       return;
     }

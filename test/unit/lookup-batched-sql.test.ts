@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { arrayLiteral, batchedLookupSql, splitBatchedRows, textRows, type ParameterType } from '../../src/lookups/batched-sql.js';
 
-const INT: ParameterType = { arrayType: 'integer[]', delimiter: ',' };
-const TEXT: ParameterType = { arrayType: 'text[]', delimiter: ',' };
+const INT: ParameterType = { arrayType: 'pg_catalog._int4', delimiter: ',' };
+const TEXT: ParameterType = { arrayType: 'pg_catalog._text', delimiter: ',' };
 const ON = { standardConformingStrings: true };
 
 /** The rewritten user SQL alone: what sits between the LATERAL's parentheses. */
@@ -21,7 +21,7 @@ describe('batchedLookupSql', () => {
     expect(built).toEqual({
       sql: [
         'SELECT "cdc-invalidator params"."cdc-invalidator set", "cdc-invalidator rows".*',
-        'FROM ROWS FROM (pg_catalog.unnest($1::integer[]), pg_catalog.unnest($2::text[])) WITH ORDINALITY AS "cdc-invalidator params" (p1, p2, "cdc-invalidator set")',
+        'FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog._int4), pg_catalog.unnest($2::pg_catalog._text)) WITH ORDINALITY AS "cdc-invalidator params" (p1, p2, "cdc-invalidator set")',
         'CROSS JOIN LATERAL (SELECT "cdc-invalidator lookup".*, pg_catalog.row_number() OVER () AS "cdc-invalidator row" FROM (',
         `SELECT name FROM users WHERE id = ${P(1)} AND org = ${P(2)}`,
         ') AS "cdc-invalidator lookup") AS "cdc-invalidator rows"',
