@@ -258,20 +258,26 @@ describe.skipIf(servicesMissing('postgres'))('lookup runner: one statement per l
     expect(rowsOf(results, reqs[12]!)).toEqual([{ n: '43', all_active: 'false' }]);
   });
 
-  it('SQL shapes: a parameter used twice, $10 next to $1, $1 in literals and comments, a trailing ";"', async () => {
+  it('SQL shapes: a parameter used twice, $10 next to $1, $1 in literals and comments, a trailing ";", LIMIT, a CTE, a function in FROM', async () => {
     const r = newRunner();
     const ten = (k: number) => Array.from({ length: 10 }, (_, i) => String(k * 100 + i + 1));
     const reqs = [
       ...requests('SELECT id FROM people WHERE id = $1 OR org = $1 ORDER BY id LIMIT 3', [['4'], ['9'], ['0']]),
       ...requests('SELECT $1::int AS a, $10::text AS j, $2 || $3 || $4 || $5 || $6 || $7 || $8 || $9 AS mid', [ten(1), ten(2)]),
       ...requests("SELECT '$1' AS lit, $$ $1 $$ AS dollar, E'\\'$1' AS e, name AS \"$1\" /* $1 */ FROM people -- $1\nWHERE id = $1;", [['5'], ['6']]),
+      ...requests('SELECT name FROM people ORDER BY id LIMIT $1', [['2'], ['0']]),
+      ...requests('WITH p AS (SELECT * FROM people WHERE id = $1) SELECT b.name FROM p JOIN people b ON b.id = p.id + 1', [['1'], ['500']]),
+      ...requests('SELECT g FROM generate_series(1, $1) AS g', [['3'], [null]]),
     ];
     const results = await r.run(reqs);
-    expect(r.statements).toEqual({ single: 0, batched: 3 });
+    expect(r.statements).toEqual({ single: 0, batched: 6 });
     expect(results).toEqual(await alone(reqs));
     expect(rowsOf(results, reqs[0]!)).toEqual([{ id: '4' }, { id: '24' }, { id: '34' }]);
     expect(rowsOf(results, reqs[3]!)).toEqual([{ a: '101', j: '110', mid: '102103104105106107108109' }]);
     expect(rowsOf(results, reqs[5]!)).toEqual([{ lit: '$1', dollar: ' $1 ', e: "'$1", $1: 'p5' }]);
+    expect(rowsOf(results, reqs[7]!)).toEqual([{ name: 'p1' }, { name: 'p2' }]);
+    expect(rowsOf(results, reqs[9]!)).toEqual([{ name: 'p2' }]);
+    expect(rowsOf(results, reqs[11]!)).toEqual([{ g: '1' }, { g: '2' }, { g: '3' }]);
   });
 
   it('a value that fails its cast fails its own request only, with the message it gets alone', async () => {
