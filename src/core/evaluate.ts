@@ -1,8 +1,8 @@
 import type { Change, DeadLetter, Evaluation, KeyOperation, Row, SkipReason, Value } from './change.js';
 import { escapeGlob } from './glob.js';
-import { lookupParams, lookupRowId, NO_LOOKUP_RESULTS, planLookups, type LookupRequest, type LookupResults } from './lookup.js';
+import { lookupParams, lookupRowId, NO_LOOKUP_RESULTS, planLookups, sameValues, type LookupRequest, type LookupResults } from './lookup.js';
 import { ACTION_KINDS, type CompiledActions, type CompiledRule, type RuleSet } from './rules.js';
-import { renderTemplate, renderWithLookups, type LookupRowsFor } from './template.js';
+import { renderTemplate, renderWithLookups, type LookupRowsFor, type Template } from './template.js';
 
 /**
  * The heart of the worker: this change plus these rules gives these key operations. Pure: no I/O,
@@ -101,6 +101,8 @@ function renderActions(
           }
           continue;
         }
+        // The new row agreeing with the old on all the template reads renders the old row's keys again.
+        if (previousKeys !== null && sameInputs(rule, template, rows[0]!.row, row)) continue;
         const r = renderWithLookups(template, row, (alias) => lookupRows(rule, alias, row, lookups), escape);
         if (r.kind === 'keys') {
           if (previousKeys === null || !sameKeys(previousKeys, r.keys)) for (const key of r.keys) ops.push(operation(kind, key, version));
@@ -115,6 +117,13 @@ function renderActions(
     }
   }
   return missing;
+}
+
+/** Whether two rows give a lookup template the same values: its own columns, and its lookups' parameters. */
+function sameInputs(rule: CompiledRule, template: Template, a: Row, b: Row): boolean {
+  if (!sameValues(template.columns, a, b)) return false;
+  for (const alias of template.lookups) if (!sameValues(rule.lookups.get(alias)!.params, a, b)) return false;
+  return true;
 }
 
 function sameKeys(a: readonly string[], b: readonly string[]): boolean {

@@ -74,8 +74,10 @@ export function planLookups(
   for (const rule of rules) {
     if (rule.lookups.size === 0 || !applies(rule, change)) continue;
     for (const lookup of rule.lookups.values()) {
-      if (change.before !== null) planLookup(lookup, change.before, into);
-      if (change.after !== null) planLookup(lookup, change.after, into);
+      const { before, after } = change;
+      if (before !== null) planLookup(lookup, before, into);
+      // Most updates leave a lookup's parameters as they were: nothing more to plan.
+      if (after !== null && (before === null || !sameValues(lookup.params, before, after))) planLookup(lookup, after, into);
     }
   }
 }
@@ -85,4 +87,13 @@ function planLookup(lookup: CompiledLookup, row: Row, into: Map<string, LookupRe
   if (id === undefined || into.has(id)) return;
   const p = lookupParams(lookup, row);
   if ('params' in p) into.set(id, { id, sql: lookup.sql, params: p.params, timeoutMs: lookup.timeoutMs, retries: lookup.retries });
+}
+
+/** Whether two rows hold the same known value in each of the columns. */
+export function sameValues(columns: readonly string[], a: Row, b: Row): boolean {
+  for (const column of columns) {
+    const x = Object.hasOwn(a, column) ? a[column] : undefined;
+    if (x === undefined || x !== (Object.hasOwn(b, column) ? b[column] : undefined)) return false;
+  }
+  return true;
 }

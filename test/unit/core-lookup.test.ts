@@ -85,6 +85,20 @@ describe('lookups', () => {
     ]);
   });
 
+  it('an update whose parameters stay but whose template column changes renders both rows', () => {
+    const r = compile({ lookup: { author: AUTHOR }, invalidate: ['x:{content}:{author.name}'] }).rules;
+    const { requests, evaluation } = run(
+      r,
+      change('update', { id: '10', user_id: '1', content: 'a' }, { id: '10', user_id: '1', content: 'b' }),
+      (p) => ({ ok: true, rows: users[p[0] as string] ?? [] }),
+    );
+    expect(requests).toHaveLength(1);
+    expect(evaluation.operations).toEqual([
+      { action: 'delete', key: 'x:a:Ann' },
+      { action: 'delete', key: 'x:b:Ann' },
+    ]);
+  });
+
   it('request ids tell every parameter list apart, and identical SQL in two rules shares them', () => {
     const two = compileRules([
       {
