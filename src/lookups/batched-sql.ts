@@ -77,9 +77,17 @@ export function batchedLookupSql(
  * that its text reaches the type's input function as it would as a parameter of its own.
  */
 export function arrayLiteral(values: readonly Value[], delimiter: string): string {
-  const elements = values.map((v) => (v === null ? 'NULL' : `"${v.replace(/[\\"]/g, '\\$&')}"`));
-  return `{${elements.join(delimiter)}}`;
+  let literal = '{';
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (i > 0) literal += delimiter;
+    literal += v === null ? 'NULL' : `"${NEEDS_ESCAPE.test(v) ? v.replace(ESCAPED, '\\$&') : v}"`;
+  }
+  return `${literal}}`;
 }
+
+const NEEDS_ESCAPE = /[\\"]/;
+const ESCAPED = /[\\"]/g;
 
 /** A result column as node-postgres describes it. */
 export interface ResultField {

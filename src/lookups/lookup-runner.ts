@@ -87,14 +87,16 @@ export class PostgresLookupRunner implements LookupRunner {
 
   async run(requests: readonly LookupRequest[]): Promise<LookupResults> {
     const results = new Map<string, LookupResult>();
-    const groups = new Map<string, LookupRequest[]>();
+    // By SQL, then timeout: the SQL strings are the compiled lookups' own, whose hashes are kept.
+    const groups = new Map<string, Map<number, LookupRequest[]>>();
     for (const request of requests) {
-      const key = `${request.timeoutMs}\u0000${request.sql}`;
-      const group = groups.get(key);
-      if (group === undefined) groups.set(key, [request]);
+      let byTimeout = groups.get(request.sql);
+      if (byTimeout === undefined) groups.set(request.sql, (byTimeout = new Map()));
+      const group = byTimeout.get(request.timeoutMs);
+      if (group === undefined) byTimeout.set(request.timeoutMs, [request]);
       else group.push(request);
     }
-    await Promise.all([...groups.values()].map((group) => this.runGroup(group, results)));
+    await Promise.all([...groups.values()].flatMap((byTimeout) => [...byTimeout.values()].map((group) => this.runGroup(group, results))));
     return results;
   }
 
