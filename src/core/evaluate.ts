@@ -1,8 +1,8 @@
 import type { Change, DeadLetter, Evaluation, KeyOperation, Row, SkipReason, Value } from './change.js';
 import { escapeGlob } from './glob.js';
-import { lookupParams, lookupRequestId, NO_LOOKUP_RESULTS, planLookups, type LookupRequest, type LookupResults } from './lookup.js';
+import { lookupParams, lookupRowId, NO_LOOKUP_RESULTS, planLookups, sameValues, type LookupRequest, type LookupResults } from './lookup.js';
 import { ACTION_KINDS, type CompiledActions, type CompiledRule, type RuleSet } from './rules.js';
-import { renderTemplate, renderWithLookups, type LookupRowsFor } from './template.js';
+import { renderTemplate, renderWithLookups, type LookupRowsFor, type Template } from './template.js';
 
 /**
  * The heart of the worker: this change plus these rules gives these key operations. Pure: no I/O,
@@ -86,7 +86,9 @@ function renderActions(
   for (const kind of ACTION_KINDS) {
     const escape = kind === 'patterns' ? escapeGlob : undefined;
     for (const template of actions[kind]) {
+      // An update's old and new rows often render the same keys: each goes once.
       let previous: string | null = null;
+      let previousKeys: string[] | null = null;
       for (const { row, isNew } of rows) {
         if (template.lookups.length === 0) {
           // The common case, kept free of allocations beyond the key itself.
@@ -99,9 +101,12 @@ function renderActions(
           }
           continue;
         }
+        // The new row agreeing with the old on all the template reads renders the old row's keys again.
+        if (previousKeys !== null && sameInputs(rule, template, rows[0]!.row, row)) continue;
         const r = renderWithLookups(template, row, (alias) => lookupRows(rule, alias, row, lookups), escape);
         if (r.kind === 'keys') {
-          for (const key of r.keys) ops.push(operation(kind, key, version));
+          if (previousKeys === null || !sameKeys(previousKeys, r.keys)) for (const key of r.keys) ops.push(operation(kind, key, version));
+          previousKeys = r.keys;
         } else if (missing === null) {
           missing =
             r.kind === 'unknown'
@@ -112,6 +117,19 @@ function renderActions(
     }
   }
   return missing;
+}
+
+/** Whether two rows give a lookup template the same values: its own columns, and its lookups' parameters. */
+function sameInputs(rule: CompiledRule, template: Template, a: Row, b: Row): boolean {
+  if (!sameValues(template.columns, a, b)) return false;
+  for (const alias of template.lookups) if (!sameValues(rule.lookups.get(alias)!.params, a, b)) return false;
+  return true;
+}
+
+function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function operation(kind: (typeof ACTION_KINDS)[number], text: string, version: bigint | null): KeyOperation {
@@ -129,9 +147,12 @@ function operation(kind: (typeof ACTION_KINDS)[number], text: string, version: b
 
 function lookupRows(rule: CompiledRule, alias: string, row: Row, lookups: LookupResults): LookupRowsFor {
   const lookup = rule.lookups.get(alias)!;
-  const p = lookupParams(lookup, row);
-  if (!('params' in p)) return { kind: 'unknown', column: p.unknown };
-  const result = lookups.get(lookupRequestId(lookup, p.params));
+  const id = lookupRowId(lookup, row);
+  if (id === undefined) {
+    const p = lookupParams(lookup, row);
+    return { kind: 'unknown', column: 'unknown' in p ? p.unknown : '' };
+  }
+  const result = lookups.get(id);
   if (result === undefined) return { kind: 'failed', message: 'the lookup was not run' };
   return result.ok ? { kind: 'rows', rows: result.rows } : { kind: 'failed', message: result.message };
 }

@@ -32,8 +32,32 @@ export function lookupParams(lookup: CompiledLookup, row: Row): { params: Value[
   return { params };
 }
 
+/**
+ * Built for every changed row a lookup applies to, twice (to plan, then to render): kept short and
+ * cheap. The lookup's key is digits; the separator after it tells the forms apart, so that no two
+ * parameter lists share an id: one value as is (NULL marked apart from any text), else JSON.
+ */
 export function lookupRequestId(lookup: CompiledLookup, params: readonly Value[]): string {
-  return `${lookup.sql}\u0000${JSON.stringify(params)}`;
+  if (params.length === 1) {
+    const value = params[0]!;
+    return value === null ? `${lookup.key}\u0001` : `${lookup.key}\u0000${value}`;
+  }
+  return `${lookup.key}\u0002${JSON.stringify(params)}`;
+}
+
+/**
+ * lookupRequestId(lookup, lookupParams(lookup, row)), without the lists in between for the usual
+ * single parameter; undefined when a parameter's value is unknown (lookupParams says which).
+ */
+export function lookupRowId(lookup: CompiledLookup, row: Row): string | undefined {
+  if (lookup.params.length === 1) {
+    const column = lookup.params[0]!;
+    const value = Object.hasOwn(row, column) ? row[column] : undefined;
+    if (value === undefined) return undefined;
+    return value === null ? `${lookup.key}\u0001` : `${lookup.key}\u0000${value}`;
+  }
+  const p = lookupParams(lookup, row);
+  return 'params' in p ? lookupRequestId(lookup, p.params) : undefined;
 }
 
 /**
@@ -50,15 +74,26 @@ export function planLookups(
   for (const rule of rules) {
     if (rule.lookups.size === 0 || !applies(rule, change)) continue;
     for (const lookup of rule.lookups.values()) {
-      for (const row of [change.before, change.after]) {
-        if (row === null) continue;
-        const p = lookupParams(lookup, row);
-        if (!('params' in p)) continue;
-        const id = lookupRequestId(lookup, p.params);
-        if (!into.has(id)) {
-          into.set(id, { id, sql: lookup.sql, params: p.params, timeoutMs: lookup.timeoutMs, retries: lookup.retries });
-        }
-      }
+      const { before, after } = change;
+      if (before !== null) planLookup(lookup, before, into);
+      // Most updates leave a lookup's parameters as they were: nothing more to plan.
+      if (after !== null && (before === null || !sameValues(lookup.params, before, after))) planLookup(lookup, after, into);
     }
   }
+}
+
+function planLookup(lookup: CompiledLookup, row: Row, into: Map<string, LookupRequest>): void {
+  const id = lookupRowId(lookup, row);
+  if (id === undefined || into.has(id)) return;
+  const p = lookupParams(lookup, row);
+  if ('params' in p) into.set(id, { id, sql: lookup.sql, params: p.params, timeoutMs: lookup.timeoutMs, retries: lookup.retries });
+}
+
+/** Whether two rows hold the same known value in each of the columns. */
+export function sameValues(columns: readonly string[], a: Row, b: Row): boolean {
+  for (const column of columns) {
+    const x = Object.hasOwn(a, column) ? a[column] : undefined;
+    if (x === undefined || x !== (Object.hasOwn(b, column) ? b[column] : undefined)) return false;
+  }
+  return true;
 }

@@ -1,3 +1,4 @@
+import { scanSql } from '../lib/sql-lexer.js';
 import type { Operation } from './change.js';
 import { OPERATIONS } from './change.js';
 import { parseTemplate, TemplateSyntaxError, type Template } from './template.js';
@@ -43,6 +44,11 @@ export const ACTION_KINDS = ['invalidate', 'bump', 'tags', 'patterns'] as const;
 /** A lookup of a rule: run once per distinct parameter list within a batch. */
 export interface CompiledLookup extends LookupSpec {
   alias: string;
+  /**
+   * Short, and the same for every lookup with this SQL, whichever rule declares it: request ids
+   * start with it (lookupRequestId), so identical lookups share their requests.
+   */
+  key: string;
 }
 
 export interface CompiledRule {
@@ -130,6 +136,7 @@ export function compileRules(mappings: MappingSpec[]): { rules: RuleSet; problem
   const byTable = new Map<string, CompiledRule[]>();
   const tables: Array<readonly [string, string]> = [];
   const problems: CompileProblem[] = [];
+  const lookupKeys = new Map<string, string>();
 
   for (const mapping of mappings) {
     mapping.rules.forEach((spec, index) => {
@@ -143,7 +150,7 @@ export function compileRules(mappings: MappingSpec[]): { rules: RuleSet; problem
         return;
       }
 
-      const lookups = compileLookups(spec.lookup, (path, message, severity) =>
+      const lookups = compileLookups(spec.lookup, lookupKeys, (path, message, severity) =>
         problems.push({ file: mapping.file, path: at('lookup', ...path), message, ...(severity ? { severity } : {}) }),
       );
       const aliases = new Set(lookups.keys());
@@ -276,15 +283,16 @@ export function ruleColumns(rule: CompiledRule): string[] {
  */
 function compileLookups(
   specs: Record<string, LookupSpec> | undefined,
+  keys: Map<string, string>,
   problem: (path: (string | number)[], message: string, severity?: 'warning') => void,
 ): Map<string, CompiledLookup> {
   const out = new Map<string, CompiledLookup>();
   for (const [alias, spec] of Object.entries(specs ?? {})) {
-    const bare = stripSqlLiterals(spec.sql);
-    if (/;\s*\S/.test(bare)) {
+    const scan = scanSql(spec.sql);
+    if (scan.semicolons.some((at) => at < scan.end)) {
       problem([alias, 'sql'], 'a lookup is one SELECT statement: remove everything after the ";"');
     }
-    const placeholders = new Set([...bare.matchAll(/\$(\d+)/g)].map((m) => Number(m[1])));
+    const placeholders = new Set(scan.placeholders.map((p) => p.index));
     const highest = Math.max(0, ...placeholders);
     if (highest !== spec.params.length) {
       problem(
@@ -297,12 +305,12 @@ function compileLookups(
         if (!placeholders.has(n)) problem([alias, 'sql'], `the query never uses $${n} (params[${n - 1}] "${spec.params[n - 1]}")`);
       }
     }
-    out.set(alias, { alias, ...spec });
+    let key = keys.get(spec.sql);
+    if (key === undefined) {
+      key = String(keys.size);
+      keys.set(spec.sql, key);
+    }
+    out.set(alias, { alias, ...spec, key });
   }
   return out;
-}
-
-/** The SQL with quoted strings, quoted identifiers and comments blanked, so `'$1'` is not a placeholder. */
-function stripSqlLiterals(sql: string): string {
-  return sql.replace(/'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|\/\*[\s\S]*?\*\//g, ' ');
 }

@@ -157,6 +157,21 @@ export function renderWithLookups(
     if (r.kind === 'unknown') return r;
     return { kind: 'keys', keys: r.kind === 'key' ? [r.key] : [] };
   }
+  const keys: string[] = [];
+  if (template.lookups.length === 1) {
+    // The common case, one lookup: its rows in turn, without the maps of the general case.
+    const alias = template.lookups[0]!;
+    const result = lookup(alias);
+    if (result.kind === 'unknown') return result;
+    if (result.kind === 'failed') return { kind: 'failed', alias, message: result.message };
+    let current: Row = result.rows[0]!;
+    const chosen = () => current;
+    for (current of result.rows) {
+      const stop = renderCombination(template, row, chosen, keys, escape);
+      if (stop !== null) return stop;
+    }
+    return { kind: 'keys', keys };
+  }
   const rowsByAlias = new Map<string, readonly Row[]>();
   for (const alias of template.lookups) {
     const result = lookup(alias);
@@ -165,32 +180,10 @@ export function renderWithLookups(
     rowsByAlias.set(alias, result.rows);
   }
   const chosen = new Map<string, Row>();
+  const chosenRow = (alias: string) => chosen.get(alias)!;
   // Expand alias by alias: each lookup's rows multiply the keys rendered so far.
-  const keys: string[] = [];
   const expand = (aliasIndex: number): RenderedMany | null => {
-    if (aliasIndex === template.lookups.length) {
-      let key = '';
-      for (const part of template.parts) {
-        let value: string | null | undefined;
-        if (part.kind === 'text') {
-          key += part.text;
-          continue;
-        } else if (part.kind === 'column') {
-          value = Object.hasOwn(row, part.name) ? row[part.name] : undefined;
-          if (value === undefined) return { kind: 'unknown', column: part.name };
-        } else {
-          const r = chosen.get(part.alias)!;
-          value = Object.hasOwn(r, part.column) ? r[part.column] : undefined;
-          if (value === undefined) {
-            return { kind: 'failed', alias: part.alias, message: `lookup "${part.alias}" returned no column "${part.column}"` };
-          }
-        }
-        if (value === null) return null;
-        key += escape === undefined ? value : escape(value);
-      }
-      keys.push(key);
-      return null;
-    }
+    if (aliasIndex === template.lookups.length) return renderCombination(template, row, chosenRow, keys, escape);
     const alias = template.lookups[aliasIndex]!;
     for (const r of rowsByAlias.get(alias)!) {
       chosen.set(alias, r);
@@ -201,4 +194,38 @@ export function renderWithLookups(
   };
   const stop = expand(0);
   return stop ?? { kind: 'keys', keys };
+}
+
+/**
+ * Renders the key of one combination of result rows (`chosen` gives each lookup's) into `keys`,
+ * none when a value is NULL. Returns why rendering stops, or null to go on.
+ */
+function renderCombination(
+  template: Template,
+  row: Row,
+  chosen: (alias: string) => Row,
+  keys: string[],
+  escape: ((value: string) => string) | undefined,
+): RenderedMany | null {
+  let key = '';
+  for (const part of template.parts) {
+    let value: string | null | undefined;
+    if (part.kind === 'text') {
+      key += part.text;
+      continue;
+    } else if (part.kind === 'column') {
+      value = Object.hasOwn(row, part.name) ? row[part.name] : undefined;
+      if (value === undefined) return { kind: 'unknown', column: part.name };
+    } else {
+      const r = chosen(part.alias);
+      value = Object.hasOwn(r, part.column) ? r[part.column] : undefined;
+      if (value === undefined) {
+        return { kind: 'failed', alias: part.alias, message: `lookup "${part.alias}" returned no column "${part.column}"` };
+      }
+    }
+    if (value === null) return null;
+    key += escape === undefined ? value : escape(value);
+  }
+  keys.push(key);
+  return null;
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Change, Row } from '../../src/core/change.js';
 import { emptyEvaluation, evaluate, lookupsFor } from '../../src/core/evaluate.js';
-import type { LookupRequest, LookupResult } from '../../src/core/lookup.js';
+import { lookupRequestId, type LookupRequest, type LookupResult } from '../../src/core/lookup.js';
 import { compileRules, type RuleSpec } from '../../src/core/rules.js';
 
 const AUTHOR = { sql: 'SELECT name, email FROM users WHERE id = $1', params: ['user_id'], timeoutMs: 1000, retries: 0 };
@@ -73,6 +73,61 @@ describe('lookups', () => {
     expect(requests).toHaveLength(1);
   });
 
+  it('an update whose old and new rows render the same lookup keys gives each key once', () => {
+    const { evaluation } = run(
+      rules,
+      change('update', { id: '10', user_id: '1', content: 'a' }, { id: '10', user_id: '1', content: 'b' }),
+      (p) => ({ ok: true, rows: users[p[0] as string] ?? [] }),
+    );
+    expect(evaluation.operations).toEqual([
+      { action: 'delete', key: 'comment:10' },
+      { action: 'delete', key: 'comments:name=Ann:email=a@x.io' },
+    ]);
+  });
+
+  it('an update whose parameters stay but whose template column changes renders both rows', () => {
+    const r = compile({ lookup: { author: AUTHOR }, invalidate: ['x:{content}:{author.name}'] }).rules;
+    const { requests, evaluation } = run(
+      r,
+      change('update', { id: '10', user_id: '1', content: 'a' }, { id: '10', user_id: '1', content: 'b' }),
+      (p) => ({ ok: true, rows: users[p[0] as string] ?? [] }),
+    );
+    expect(requests).toHaveLength(1);
+    expect(evaluation.operations).toEqual([
+      { action: 'delete', key: 'x:a:Ann' },
+      { action: 'delete', key: 'x:b:Ann' },
+    ]);
+  });
+
+  it('request ids tell every parameter list apart, and identical SQL in two rules shares them', () => {
+    const two = compileRules([
+      {
+        file: 'm.yaml',
+        rules: [
+          { table: 'comments', lookup: { a: AUTHOR }, invalidate: ['x:{a.name}'] },
+          { table: 'comments', lookup: { b: AUTHOR, c: { ...AUTHOR, sql: 'SELECT 1 AS name WHERE $1 = $2', params: ['x', 'y'] } }, invalidate: ['y:{b.name}', 'z:{c.name}'] },
+        ],
+      },
+    ]).rules;
+    const [first, second] = two.byTable.get('public.comments')!;
+    const a = first!.lookups.get('a')!;
+    const b = second!.lookups.get('b')!;
+    const c = second!.lookups.get('c')!;
+    expect(lookupRequestId(a, ['1'])).toBe(lookupRequestId(b, ['1']));
+    const ids = [
+      lookupRequestId(a, [null]),
+      lookupRequestId(a, ['null']),
+      lookupRequestId(a, ['']),
+      lookupRequestId(a, ['1']),
+      lookupRequestId(c, ['1', '2']),
+      lookupRequestId(c, ['1,2', null]),
+      lookupRequestId(c, ['1', null]),
+      lookupRequestId(c, [null, '1']),
+      lookupRequestId(c, ['"1"', '1']),
+    ];
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
   it('zero rows render nothing; several rows one key each; a NULL result column renders no key', () => {
     const multi = compile({
       lookup: { f: { sql: 'SELECT follower_id AS id FROM follows WHERE user_id = $1', params: ['user_id'], timeoutMs: 1000, retries: 0 } },
@@ -134,6 +189,10 @@ describe('lookup compile problems', () => {
     [{ ...AUTHOR, sql: 'SELECT 1 WHERE $2 = 1', params: ['a', 'b'] }, /never uses \$1/],
     [{ ...AUTHOR, sql: "SELECT '$1' AS x", params: ['a'] }, /uses no placeholder but params lists 1 column/],
     [{ ...AUTHOR, sql: 'SELECT name FROM users WHERE id = $1; DELETE FROM users', params: ['a'] }, /one SELECT statement/],
+    [{ ...AUTHOR, sql: 'SELECT $$ $1 $$ AS x', params: ['a'] }, /uses no placeholder but params lists 1 column/],
+    [{ ...AUTHOR, sql: "SELECT E'\\' $2' AS x WHERE $1 = 1", params: ['a', 'b'] }, /uses placeholders up to \$1 but params lists 2 columns/],
+    [{ ...AUTHOR, sql: 'SELECT x$2 FROM t WHERE id = $1', params: ['a', 'b'] }, /uses placeholders up to \$1 but params lists 2 columns/],
+    [{ ...AUTHOR, sql: "SELECT 1 WHERE x = $1; -- ';' and more\n", params: ['a'] }, /^$/],
   ])('%o', (lookup, message) => {
     const { problems } = compile({ lookup: { author: lookup }, invalidate: ['k:{author.x}'] });
     expect(problems.map((p) => p.message).join('\n')).toMatch(message);

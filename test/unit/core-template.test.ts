@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Row } from '../../src/core/change.js';
-import { parseTemplate, renderTemplate, TemplateSyntaxError, type TemplatePart } from '../../src/core/template.js';
+import { parseTemplate, renderTemplate, renderWithLookups, TemplateSyntaxError, type LookupRowsFor, type TemplatePart } from '../../src/core/template.js';
 
 describe('parseTemplate', () => {
   const valid: Array<{ source: string; parts: TemplatePart[]; columns: string[] }> = [
@@ -187,5 +187,29 @@ describe('renderTemplate', () => {
   it('a NULL value means no key, even when a later value is unknown', () => {
     // No cache entry can be addressed by a NULL, so there is nothing to fall back for.
     expect(renderTemplate(parseTemplate('{a}:{b}'), { a: null })).toEqual({ kind: 'null' });
+  });
+});
+
+describe('renderWithLookups', () => {
+  const ALIASES = new Set(['a', 'b']);
+  const results: Record<string, LookupRowsFor> = {
+    a: { kind: 'rows', rows: [{ x: '1' }, { x: null }, { x: '3' }] },
+    b: { kind: 'rows', rows: [{ y: 'p' }, { y: 'q' }] },
+    none: { kind: 'rows', rows: [] },
+    broken: { kind: 'failed', message: 'boom' },
+  };
+  const render = (source: string, row: Row, answers: Record<string, string> = {}) =>
+    renderWithLookups(parseTemplate(source, ALIASES), row, (alias) => results[answers[alias] ?? alias]!);
+
+  it.each<[string, string, Row, Record<string, string>, unknown]>([
+    ['one lookup: a key per row, none for a NULL', 'k:{id}:{a.x}', { id: '7' }, {}, { kind: 'keys', keys: ['k:7:1', 'k:7:3'] }],
+    ['two lookups: a key per combination', '{a.x}-{b.y}', {}, {}, { kind: 'keys', keys: ['1-p', '1-q', '3-p', '3-q'] }],
+    ['zero rows: no key, and no column is read', '{missing}:{a.x}', {}, { a: 'none' }, { kind: 'keys', keys: [] }],
+    ['an unknown row column', 'k:{missing}:{a.x}', {}, {}, { kind: 'unknown', column: 'missing' }],
+    ['a result without the column', 'k:{a.z}', {}, {}, { kind: 'failed', alias: 'a', message: 'lookup "a" returned no column "z"' }],
+    ['the second of two lookups failed', '{a.x}-{b.y}', {}, { b: 'broken' }, { kind: 'failed', alias: 'b', message: 'boom' }],
+    ['a failed lookup', 'k:{a.x}', {}, { a: 'broken' }, { kind: 'failed', alias: 'a', message: 'boom' }],
+  ])('%s', (_, source, row, answers, expected) => {
+    expect(render(source, row, answers)).toEqual(expected);
   });
 });
