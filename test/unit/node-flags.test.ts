@@ -14,10 +14,12 @@ describe('nodeFlagsToAdd', () => {
     expect(nodeFlagsToAdd(['run'], [], { [NODE_FLAGS_ENV]: 'off' })).toEqual([]);
   });
 
-  it("respects the user's own setting, from the command line or NODE_OPTIONS, in either spelling", () => {
-    expect(nodeFlagsToAdd(['run'], ['--max-semi-space-size=32'], {})).toEqual([]);
-    expect(nodeFlagsToAdd(['run'], ['--max_semi_space_size=8'], {})).toEqual([]);
-    expect(nodeFlagsToAdd(['run'], [], { NODE_OPTIONS: '--max-old-space-size=320  --max-semi-space-size=16' })).toEqual([]);
+  it("respects the user's own settings, from the command line or NODE_OPTIONS, in either spelling, flag by flag", () => {
+    const others = (flag: string) => RUN_NODE_FLAGS.filter((f) => !f.startsWith(flag));
+    expect(nodeFlagsToAdd(['run'], ['--max-semi-space-size=32'], {})).toEqual(others('--max-semi-space-size='));
+    expect(nodeFlagsToAdd(['run'], ['--max_semi_space_size=8'], {})).toEqual(others('--max-semi-space-size='));
+    expect(nodeFlagsToAdd(['run'], [], { NODE_OPTIONS: '--max-old-space-size=320  --max-semi-space-size=16' })).toEqual(others('--max-semi-space-size='));
+    expect(nodeFlagsToAdd(['run'], ['--heap_growing_percent=10', '--max-semi-space-size=4'], {})).toEqual([]);
     // Other flags are kept and do not count.
     expect(nodeFlagsToAdd(['run'], ['--cpu-prof'], { NODE_OPTIONS: '--max-old-space-size=320' })).toEqual(RUN_NODE_FLAGS);
   });
