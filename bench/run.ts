@@ -24,9 +24,10 @@ import { liveFloor, liveWorker, prepareLive, type LiveRange, type LiveRun } from
 import { bigTransaction, slowRedis } from './memory.js';
 import { percentile, round } from './percentiles.js';
 import { latencyPlot } from './plot.js';
+import { runLookupBench } from './lookup-bench.js';
 import { diffStats, procStats, type ProcStats } from './proc-stats.js';
 import type { ConsumeResult } from './replication-consumer.js';
-import { spawnWorker, type WorkerProcess } from './worker-process.js';
+import { CLI, spawnWorker, type WorkerProcess } from './worker-process.js';
 
 const N = positiveInt('BENCH_CHANGES', 150_000);
 const LATENCY_SAMPLES = positiveInt('BENCH_LATENCY_SAMPLES', 200);
@@ -36,7 +37,7 @@ const ORDER = (process.env['BENCH_ORDER'] || 'bca').split('');
 if (ORDER.length !== 3 || !['a', 'b', 'c'].every((x) => ORDER.includes(x))) {
   throw new Error(`BENCH_ORDER must be a permutation of abc, not ${JSON.stringify(process.env['BENCH_ORDER'])}`);
 }
-const ALL_PHASES = ['catchup', 'live', 'memory'];
+const ALL_PHASES = ['catchup', 'live', 'memory', 'lookup'];
 const PHASES = new Set((process.env['BENCH_PHASES'] || ALL_PHASES.join(',')).split(','));
 for (const phase of PHASES) {
   if (!ALL_PHASES.includes(phase)) throw new Error(`BENCH_PHASES: unknown phase ${JSON.stringify(phase)} (${ALL_PHASES.join(', ')})`);
@@ -189,6 +190,9 @@ function workerConfig(dir: string, o: { url: string; slot: string; redisUrl: str
       'redis:',
       `  url: "${o.redisUrl}"`,
       'mappings: ./mappings',
+      // Any free port: a bench must not collide with a worker already running on the machine.
+      'http:',
+      '  port: 0',
       ...(process.env['BENCH_MAX_CHANGES'] ? ['batch:', `  maxChanges: ${process.env['BENCH_MAX_CHANGES']}`] : []),
       ...(o.visibility === undefined ? [] : ['consistency:', `  visibility: ${o.visibility}`]),
       '',
@@ -482,7 +486,6 @@ async function catchUp(s: Services): Promise<{ results: Record<string, unknown>;
     ...(profile === undefined ? {} : { profile: { changesPerSecondUnderProfiler: Math.round(profiledRate ?? 0), ...profile } }),
   };
 
-  const row = (label: string, value: string) => `  ${label.padEnd(44)} ${value.padStart(12)}`;
   const lat = a.latency!;
   const lines = [
       '',
@@ -544,6 +547,8 @@ function liveRangesAfter(after: number): RateRanges[] {
   for (const r of ranges) r.floor.markerId = r.worker.markerId = next;
   return ranges;
 }
+
+const row = (label: string, value: string) => `  ${label.padEnd(44)} ${value.padStart(12)}`;
 
 /** The command line that produced a result file, with the settings that differ from the defaults. */
 function benchCommand(): string {
@@ -688,6 +693,27 @@ async function main(): Promise<void> {
       const m = await memoryRuns(services, endLsn);
       results['memory'] = m.results;
       lines.push(...m.lines);
+    }
+    if (PHASES.has('lookup')) {
+      say(`lookup: catch-up of ${N} changes with a lookup rule (1,000 distinct parameters), own servers`);
+      const l = await runLookupBench({
+        changes: N,
+        distinctParams: 1_000,
+        timeoutMs: TIMEOUT_MS,
+        workers: [
+          { name: 'worker', cli: CLI },
+          { name: 'worker without lookup', cli: CLI, lookup: false },
+        ],
+        say: (text) => say(`  ${text}`),
+      });
+      const round0 = l.rounds[0]!;
+      results['lookup'] = { changes: l.changes, distinctParams: l.distinctParams, decodeOnly: round0.decodeOnly, workers: round0.workers };
+      lines.push(
+        '',
+        `lookup: catch-up of ${l.changes} changes, each key needing a lookup (${l.distinctParams} distinct parameters)`,
+        row('decode only (ceiling)', `${round0.decodeOnly.changesPerSecond} changes/s`),
+        ...round0.workers.map((w) => row(w.name, `${w.changesPerSecond} changes/s`) + `   ${w.overDecodeOnly.toFixed(2)} of decode only`),
+      );
     }
     if (PHASES.has('live')) {
       const l = await live(services, liveRanges, postgres.binDir);
