@@ -1,12 +1,12 @@
 // Live latency at a fixed commit rate: pgbench commits single-row UPDATEs at a steady rate
 // (-R, Poisson arrivals), each stamping its row with the time it ran (`t`, µs since the epoch), and
-// a consumer that has caught up turns each commit into its effect:
+// two consumers that have caught up turn each commit into its effect, at the same time:
 //   floor:  the project's decoder with nothing behind it (bench/consumer-main.js live) notes when
 //           each change arrives: the least any consumer of that WAL could achieve.
 //   worker: `node dist/cli.js run` deletes item:{id}; a keyspace subscriber notes when each key is
 //           deleted.
-// Latency is from `t` to that moment, per commit. Each run gets a slot of its own, created just
-// before it, and its own range of row ids, so no run sees another's commits.
+// Latency is from `t` to that moment, per commit. Each consumer has a slot of its own, created just
+// before the run; each rate has its own range of row ids, so no run sees another's commits.
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -103,88 +103,95 @@ async function withSlot<T>(db: pg.Client, slot: string, body: () => Promise<T>):
   }
 }
 
-/** The floor: decode-only consumer, in a fresh process, noting when each change arrives. */
-export async function liveFloor(s: LiveSetup, range: LiveRange, rate: number, seconds: number): Promise<LiveRun> {
-  const slot = `bench_live_floor_${rate}`;
-  return withSlot(s.db, slot, async () => {
-    const child = promisify(execFile)(process.execPath, [CONSUMER, 'live', s.url, slot, s.publication, String(range.markerId)], {
-      timeout: (seconds + 120) * 1000,
-    });
-    // Started once its walsender is there.
-    await waitUntil(async () => (await s.db.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active', [slot])).rowCount === 1, 30_000);
-    await sleep(500);
-    const ran = await load(s, range, rate, seconds);
-    await s.db.query('UPDATE items SET v = v + 1 WHERE id = $1', [range.markerId]);
-    const { stdout } = await child;
-    const latencyMs = JSON.parse(stdout.trim().split('\n').at(-1) ?? '') as LatencySummary;
-    return { rate, achievedRate: round(ran.commits / ran.seconds), commits: ran.commits, missing: ran.commits - latencyMs.samples, latencyMs };
-  });
-}
-
-/** The worker as users start it, deleting item:{id}; latency to the key's deletion in Redis. */
-export async function liveWorker(s: LiveSetup, range: LiveRange, rate: number, seconds: number): Promise<LiveRun> {
-  const slot = `bench_live_worker_${rate}`;
-  return withSlot(s.db, slot, async () => {
-    await s.redis.flushdb();
-    for (let start = range.firstId; start < range.firstId + range.capacity; start += 1_000) {
-      const args: string[] = [];
-      for (let id = start; id < Math.min(range.firstId + range.capacity, start + 1_000); id++) args.push(`item:${id}`, 'cached');
-      await s.redis.mset(...args);
-    }
-    await s.redis.set(`item:${range.markerId}`, 'cached');
-    const deletedAt = new Map<string, number>();
-    const sub = new Redis(s.redisUrl, { lazyConnect: true });
-    sub.on('error', () => undefined);
-    await sub.connect();
-    const prefix = '__keyspace@0__:item:';
-    let markerSeen!: () => void;
-    const markerDeleted = new Promise<void>((resolve) => {
-      markerSeen = resolve;
-    });
-    const markerKey = String(range.markerId);
-    sub.on('pmessage', (_pattern: string, channel: string, message: string) => {
-      const at = nowUs();
-      if (message !== 'del' && message !== 'unlink') return;
-      const id = channel.slice(prefix.length);
-      if (id === markerKey) markerSeen();
-      else if (!deletedAt.has(id)) deletedAt.set(id, at);
-    });
-    await sub.psubscribe(`${prefix}*`);
-    const worker = spawnWorker(s.workerConfig(slot));
-    s.guard.track(worker.pid);
-    try {
-      const exitedEarly = worker.exited.then((code) => {
-        throw new Error(`worker exited (${code}) during the live run:\n${worker.outputTail()}`);
-      });
-      exitedEarly.catch(() => undefined);
-      await Promise.race([worker.replicationStarted, exitedEarly]);
-      await sleep(1_000);
-      const ran = await load(s, range, rate, seconds);
-      await s.db.query('UPDATE items SET v = v + 1 WHERE id = $1', [range.markerId]);
-      await Promise.race([markerDeleted, exitedEarly, sleep(60_000).then(() => Promise.reject(new Error('the marker key was not deleted within 60 s')))]);
-      const peak = worker.memory();
-      const times = await commitTimes(s.db, range);
-      const latencies: number[] = [];
-      let missing = 0;
-      for (const [id, t] of times) {
-        const at = deletedAt.get(id);
-        if (at === undefined) missing++;
-        else latencies.push((at - t) / 1000);
+/**
+ * One rate: the decode-only floor and the worker, each on a slot of its own created just before,
+ * consume the same commits at the same time, so that both see the same machine. The floor runs in a
+ * process of its own; its CPU is small next to the worker's.
+ */
+export async function liveRun(s: LiveSetup, range: LiveRange, rate: number, seconds: number): Promise<{ floor: LiveRun; worker: LiveRun }> {
+  const floorSlot = `bench_live_floor_${rate}`;
+  const workerSlot = `bench_live_worker_${rate}`;
+  return withSlot(s.db, floorSlot, () =>
+    withSlot(s.db, workerSlot, async () => {
+      await s.redis.flushdb();
+      for (let start = range.firstId; start < range.firstId + range.capacity; start += 1_000) {
+        const args: string[] = [];
+        for (let id = start; id < Math.min(range.firstId + range.capacity, start + 1_000); id++) args.push(`item:${id}`, 'cached');
+        await s.redis.mset(...args);
       }
-      return {
-        rate,
-        achievedRate: round(ran.commits / ran.seconds),
-        commits: ran.commits,
-        missing,
-        latencyMs: summariseMs(latencies),
-        peakRssMb: round((peak?.peakKb ?? Number.NaN) / 1024, 1),
-      };
-    } finally {
-      sub.disconnect();
-      await worker.stop(10_000);
-      s.guard.track(undefined);
-    }
-  });
+      await s.redis.set(`item:${range.markerId}`, 'cached');
+      const deletedAt = new Map<string, number>();
+      const sub = new Redis(s.redisUrl, { lazyConnect: true });
+      sub.on('error', () => undefined);
+      await sub.connect();
+      const prefix = '__keyspace@0__:item:';
+      let markerSeen!: () => void;
+      const markerDeleted = new Promise<void>((resolve) => {
+        markerSeen = resolve;
+      });
+      const markerKey = String(range.markerId);
+      sub.on('pmessage', (_pattern: string, channel: string, message: string) => {
+        const at = nowUs();
+        if (message !== 'del' && message !== 'unlink') return;
+        const id = channel.slice(prefix.length);
+        if (id === markerKey) markerSeen();
+        else if (!deletedAt.has(id)) deletedAt.set(id, at);
+      });
+      await sub.psubscribe(`${prefix}*`);
+      const floorChild = promisify(execFile)(process.execPath, [CONSUMER, 'live', s.url, floorSlot, s.publication, String(range.markerId)], {
+        timeout: (seconds + 120) * 1000,
+      });
+      floorChild.catch(() => undefined);
+      const worker = spawnWorker(s.workerConfig(workerSlot));
+      s.guard.track(worker.pid);
+      try {
+        const exitedEarly = worker.exited.then((code) => {
+          throw new Error(`worker exited (${code}) during the live run:\n${worker.outputTail()}`);
+        });
+        exitedEarly.catch(() => undefined);
+        await Promise.race([worker.replicationStarted, exitedEarly]);
+        await waitUntil(async () => (await s.db.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active', [floorSlot])).rowCount === 1, 30_000);
+        await sleep(1_000);
+        const ran = await load(s, range, rate, seconds);
+        await s.db.query('UPDATE items SET v = v + 1 WHERE id = $1', [range.markerId]);
+        await Promise.race([markerDeleted, exitedEarly, sleep(60_000).then(() => Promise.reject(new Error('the marker key was not deleted within 60 s')))]);
+        const peak = worker.memory();
+        const { stdout } = await floorChild;
+        const floorLatency = JSON.parse(stdout.trim().split('\n').at(-1) ?? '') as LatencySummary;
+        const times = await commitTimes(s.db, range);
+        const latencies: number[] = [];
+        const samples: Array<[number, number]> = [];
+        let missing = 0;
+        for (const [id, t] of times) {
+          const at = deletedAt.get(id);
+          if (at === undefined) missing++;
+          else {
+            latencies.push((at - t) / 1000);
+            samples.push([t, (at - t) / 1000]);
+          }
+        }
+        // BENCH_LIVE_SAMPLES_DIR: each commit's time (µs since the epoch) and latency (ms), to see when the tail happens.
+        const dumpDir = process.env['BENCH_LIVE_SAMPLES_DIR'];
+        if (dumpDir) writeFileSync(join(dumpDir, `live-worker-${rate}.json`), JSON.stringify(samples.sort((x, y) => x[0] - y[0])));
+        const achievedRate = round(ran.commits / ran.seconds);
+        return {
+          floor: { rate, achievedRate, commits: ran.commits, missing: ran.commits - floorLatency.samples, latencyMs: floorLatency },
+          worker: {
+            rate,
+            achievedRate,
+            commits: ran.commits,
+            missing,
+            latencyMs: summariseMs(latencies),
+            peakRssMb: round((peak?.peakKb ?? Number.NaN) / 1024, 1),
+          },
+        };
+      } finally {
+        sub.disconnect();
+        await worker.stop(10_000);
+        s.guard.track(undefined);
+      }
+    }),
+  );
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

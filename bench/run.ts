@@ -20,7 +20,7 @@ import { OrphanGuard } from '../test/harness/orphan-guard.js';
 import { PostgresServer } from '../test/harness/postgres.js';
 import { RedisServer } from '../test/harness/redis.js';
 import { formatSummary, summarise, type ProfileSummary } from './cpu-profile.js';
-import { liveFloor, liveWorker, prepareLive, type LiveRange, type LiveRun } from './live.js';
+import { liveRun, prepareLive, type LiveRange, type LiveRun } from './live.js';
 import { bigTransaction, slowRedis } from './memory.js';
 import { percentile, round } from './percentiles.js';
 import { latencyPlot } from './plot.js';
@@ -529,11 +529,10 @@ async function catchUp(s: Services): Promise<{ results: Record<string, unknown>;
 
 interface RateRanges {
   rate: number;
-  floor: LiveRange;
-  worker: LiveRange;
+  range: LiveRange;
 }
 
-/** A range of rows for each live run (floor and worker at each rate), from `after + 1` on. */
+/** A range of rows for each rate's live run, from `after + 1` on. */
 function liveRangesAfter(after: number): RateRanges[] {
   let next = after + 1;
   const take = (rate: number): LiveRange => {
@@ -543,8 +542,8 @@ function liveRangesAfter(after: number): RateRanges[] {
     next += capacity;
     return range;
   };
-  const ranges = RATES.map((rate) => ({ rate, floor: take(rate), worker: take(rate) }));
-  for (const r of ranges) r.floor.markerId = r.worker.markerId = next;
+  const ranges = RATES.map((rate) => ({ rate, range: take(rate) }));
+  for (const r of ranges) r.range.markerId = next;
   return ranges;
 }
 
@@ -608,11 +607,9 @@ async function live(s: Services, ranges: RateRanges[], binDir: string): Promise<
   };
   const runs: Array<{ rate: number; floor: LiveRun; worker: LiveRun }> = [];
   for (const r of ranges) {
-    say(`live at ${r.rate} commits/s for ${LIVE_SECONDS} s: decode-only floor`);
-    const floor = await liveFloor(setup, r.floor, r.rate, LIVE_SECONDS);
+    say(`live at ${r.rate} commits/s for ${LIVE_SECONDS} s: the worker and the decode-only floor on the same commits`);
+    const { floor, worker } = await liveRun(setup, r.range, r.rate, LIVE_SECONDS);
     say(`  floor: ${JSON.stringify(floor.latencyMs)}`);
-    say(`live at ${r.rate} commits/s for ${LIVE_SECONDS} s: the worker`);
-    const worker = await liveWorker(setup, r.worker, r.rate, LIVE_SECONDS);
     say(`  worker: ${JSON.stringify(worker.latencyMs)}, peak RSS ${worker.peakRssMb} MB`);
     if (worker.missing !== 0 || floor.missing !== 0) throw new Error(`live at ${r.rate}/s: ${worker.missing} commits never deleted their key, ${floor.missing} never reached the floor consumer`);
     runs.push({ rate: r.rate, floor, worker });
@@ -662,7 +659,7 @@ async function main(): Promise<void> {
 
     // Rows 1..N: the catch-up backlog; then the idle latency samples; then the live runs' ranges.
     const liveRanges = liveRangesAfter(N + 3 * LATENCY_SAMPLES);
-    const markerId = liveRanges.at(-1)!.worker.markerId;
+    const markerId = liveRanges.at(-1)!.range.markerId;
     await db.query('CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL DEFAULT 0, t bigint)');
     await db.query('INSERT INTO items (id) SELECT generate_series(1, $1::int)', [markerId]);
     await db.query('CREATE TABLE bulk (id int PRIMARY KEY, v int NOT NULL)');
