@@ -58,6 +58,10 @@ describe('reading a message with exact numbers where the decoder reads', () => {
     ['-0.0', '{"x":-0.0}', { x: n('-0.0') }],
     ['0 beside a -0', '{"x":0,"y":-0}', { x: n('0'), y: n('-0') }],
     ['2^53 beside 2^53 + 1', '{"a":9007199254740992,"b":9007199254740993}', { a: n('9007199254740992'), b: n('9007199254740993') }],
+    ['a safe integer beside the same value with a fraction', '{"a":5,"b":5.0}', { a: n('5'), b: n('5.0') }],
+    ['a safe integer beside the same value with an exponent', '{"a":500,"b":5e2,"c":5E+2}', { a: n('500'), b: n('5e2'), c: n('5E+2') }],
+    ['safe integers beside an unrelated float', '{"a":7,"b":0.25,"c":9007199254740991}', { a: n('7'), b: n('0.25'), c: n('9007199254740991') }],
+    ['0 beside 0.0', '{"a":0,"b":0.0,"c":0e1}', { a: n('0'), b: n('0.0'), c: n('0e1') }],
     ['whitespace before numbers', '{ "a" : 9007199254740993 , "b" :\n\t1.50, "c": [ 1.0 ] }', { a: n('9007199254740993'), b: n('1.50'), c: [n('1.0')] }],
     ['a big integer inside a string stays a string', '{"s":"12345678901234567890","t":":9007199254740993","id":7}', { s: '12345678901234567890', t: ':9007199254740993', id: n('7') }],
     [

@@ -6,15 +6,17 @@ import { JsonNumber, parseJsonExact, type FieldType } from './values.js';
  * typical message, the same bytes in every message of a table) and a reviver called for every
  * value. So:
  *
- * - `{"schema":S,"payload":P}` is split on its first `,"payload":`. When S and P each parse on
- *   their own, the message is exactly the object { schema: S, payload: P } (a valid JSON text
- *   cannot be read two ways); otherwise the whole message is parsed. What the decoder needs of S is
- *   kept per distinct S, compared byte for byte, so a table's schema is parsed once.
+ * - `{"schema":S,"payload":P}` is split between S and P: at the end of a schema seen before
+ *   (compared byte for byte), else at the first `,"payload":`. When S and P each parse on their
+ *   own, the message is exactly the object { schema: S, payload: P } (a valid JSON text cannot be
+ *   read two ways); otherwise the whole message is parsed. What the decoder needs of S is kept per
+ *   distinct S, so a table's schema is parsed once.
  * - P is parsed by JSON.parse, and the numbers the decoder reads (exactPayload) are given their
- *   source text back: a number whose text is what String() gives for its double is exact, and a
- *   scan of the text lists the doubles of the number tokens that are not so (more than 15 digits,
- *   a fraction or exponent, -0). A number read whose double is on that list takes the exact parse
- *   of P instead: rare (an int8 past 2^53 in a row, a float written "1.50"), and always right.
+ *   source text back: a number whose text is what String() gives for its double is exact. A safe
+ *   integer is, when no number token of P has a fraction or an exponent; otherwise a scan of P
+ *   lists the doubles of the number tokens that are not so (more than 15 digits, a fraction or
+ *   exponent, -0). A number read whose double is on that list takes the exact parse of P instead:
+ *   rare (an int8 past 2^53 in a row, a float written "1.50"), and always right.
  */
 
 /** What the envelope's schema says that the decoder uses. */
@@ -40,25 +42,31 @@ const SCHEMAS_KEPT = 64;
 
 /** Schemas already parsed, most recently used first, each with its bytes as they appear in a message. */
 class SchemaCache {
+  /** Each schema's bytes with the separator after them, as they start a message. */
   private entries: { bytes: Buffer; info: SchemaInfo }[] = [];
 
-  find(message: Buffer, start: number, end: number): SchemaInfo | undefined {
-    const length = end - start;
+  /**
+   * The schema a message starts with (its bytes from `start`, then `,"payload":`), and where it
+   * ends; undefined when none known. Saves searching for the separator through the schema.
+   */
+  find(message: Buffer, start: number): { info: SchemaInfo; end: number } | undefined {
     for (let i = 0; i < this.entries.length; i++) {
       const entry = this.entries[i]!;
-      if (entry.bytes.length !== length || message.compare(entry.bytes, 0, length, start, end) !== 0) continue;
+      const end = start + entry.bytes.length;
+      if (end > message.length || message.compare(entry.bytes, 0, entry.bytes.length, start, end) !== 0) continue;
       if (i > 0) {
         this.entries.splice(i, 1);
         this.entries.unshift(entry);
       }
-      return entry.info;
+      return { info: entry.info, end: end - SEPARATOR.length };
     }
     return undefined;
   }
 
+  /** The schema at [start, end) of the message, followed by the separator. */
   add(message: Buffer, start: number, end: number, info: SchemaInfo): void {
     // A copy: the message is a slice of a whole fetch response, which must not be kept alive.
-    this.entries.unshift({ bytes: Buffer.from(message.subarray(start, end)), info });
+    this.entries.unshift({ bytes: Buffer.from(message.subarray(start, end + SEPARATOR.length)), info });
     if (this.entries.length > SCHEMAS_KEPT) this.entries.pop();
   }
 }
@@ -101,16 +109,15 @@ export function keyFields(key: Buffer): string[] {
 function splitEnvelope(value: Buffer): { schema: SchemaInfo; payloadText: string } | undefined {
   const end = value.length - 1;
   if (end < HEAD.length + SEPARATOR.length || value[end] !== CLOSE || value.compare(HEAD, 0, HEAD.length, 0, HEAD.length) !== 0) return undefined;
+  const known = schemas.find(value, HEAD.length);
+  if (known !== undefined) return { schema: known.info, payloadText: value.toString('utf8', known.end + SEPARATOR.length, end) };
   const at = value.indexOf(SEPARATOR, HEAD.length);
   if (at < 0) return undefined;
-  let schema = schemas.find(value, HEAD.length, at);
-  if (schema === undefined) {
-    // The first `,"payload":` may be inside S (a nested key of that name): S then does not parse.
-    const parsed = parseOrUndefined(value.toString('utf8', HEAD.length, at));
-    if (!isObject(parsed)) return undefined;
-    schema = schemaInfo(parsed);
-    schemas.add(value, HEAD.length, at, schema);
-  }
+  // The first `,"payload":` may be inside S (a nested key of that name): S then does not parse.
+  const parsed = parseOrUndefined(value.toString('utf8', HEAD.length, at));
+  if (!isObject(parsed)) return undefined;
+  const schema = schemaInfo(parsed);
+  schemas.add(value, HEAD.length, at, schema);
   return { schema, payloadText: value.toString('utf8', at + SEPARATOR.length, end) };
 }
 
@@ -160,6 +167,9 @@ function fieldType(column: Record<string, unknown>): FieldType {
  */
 const SUSPECT_NUMBER = /[:,[][ \t\n\r]*(?=-?\d{16}|-?\d+[.eE]|-0)(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)/g;
 
+/** A number token with a fraction or an exponent (or something in a string that looks like one). */
+const FRACTION_OR_EXPONENT = /[:,[][ \t\n\r]*-?\d+[.eE]/;
+
 /** The doubles of the number tokens of `text` whose text String() does not give back; null when none. */
 export function inexactNumbers(text: string): Set<number> | null {
   let found: Set<number> | null = null;
@@ -172,6 +182,27 @@ export function inexactNumbers(text: string): Set<number> | null {
   return found;
 }
 
+/** The source text of numbers JSON.parse read from `text`, as far as their double tells it. */
+class NumberTexts {
+  private fractions: boolean | undefined;
+  private inexact: Set<number> | null | undefined;
+
+  constructor(private readonly text: string) {}
+
+  /** The text `n` was read from, or undefined when another text could have given the same double. */
+  textOf(n: number): string | undefined {
+    // The usual case, settled without the scan: a safe integer is written as its digits (more
+    // digits would not round to a safe integer), unless a token with a fraction or an exponent
+    // ("5.0", "5e0") could be the one; -0 is never written "0".
+    if (Number.isSafeInteger(n) && !Object.is(n, -0)) {
+      this.fractions ??= FRACTION_OR_EXPONENT.test(this.text);
+      if (!this.fractions) return String(n);
+    }
+    this.inexact ??= inexactNumbers(this.text);
+    return this.inexact?.has(n) ? undefined : String(n);
+  }
+}
+
 /**
  * The numbers of a JSON.parse'd payload that the event decoder reads, made JsonNumbers with their
  * source text, in place: every number under `before` and `after`, `source.lsn`, `source.ts_ms` and
@@ -181,27 +212,28 @@ export function inexactNumbers(text: string): Set<number> | null {
  */
 export function exactPayload(payload: unknown, text: string): unknown {
   if (!isObject(payload)) return payload;
-  const inexact = inexactNumbers(text);
-  if (!exactMember(payload, 'before', inexact) || !exactMember(payload, 'after', inexact) || !exactMember(payload, 'ts_ms', inexact, false)) return undefined;
+  const texts = new NumberTexts(text);
+  if (!exactMember(payload, 'before', texts) || !exactMember(payload, 'after', texts) || !exactMember(payload, 'ts_ms', texts, false)) return undefined;
   const source = payload['source'];
-  if (isObject(source) && (!exactMember(source, 'lsn', inexact, false) || !exactMember(source, 'ts_ms', inexact, false))) return undefined;
+  if (isObject(source) && (!exactMember(source, 'lsn', texts, false) || !exactMember(source, 'ts_ms', texts, false))) return undefined;
   return payload;
 }
 
 /** Replaces `container[key]` by its exact form (deep unless told otherwise); false when it has none. */
-function exactMember(container: Record<string, unknown> | unknown[], key: string | number, inexact: Set<number> | null, deep = true): boolean {
+function exactMember(container: Record<string, unknown> | unknown[], key: string | number, texts: NumberTexts, deep = true): boolean {
   const value = (container as Record<string | number, unknown>)[key];
   if (typeof value === 'number') {
-    if (inexact?.has(value)) return false;
-    setMember(container, key, new JsonNumber(String(value)));
+    const text = texts.textOf(value);
+    if (text === undefined) return false;
+    setMember(container, key, new JsonNumber(text));
     return true;
   }
   if (!deep || typeof value !== 'object' || value === null) return true;
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) if (!exactMember(value, i, inexact)) return false;
+    for (let i = 0; i < value.length; i++) if (!exactMember(value, i, texts)) return false;
     return true;
   }
-  for (const k in value) if (!exactMember(value as Record<string, unknown>, k, inexact)) return false;
+  for (const k in value) if (!exactMember(value as Record<string, unknown>, k, texts)) return false;
   return true;
 }
 
