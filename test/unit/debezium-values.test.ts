@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatDecimal } from '../../src/sources/debezium/decimal.js';
-import { formatFloat, formatTimestamp } from '../../src/sources/debezium/temporal.js';
+import { formatDate, formatFloat, formatTimestamp } from '../../src/sources/debezium/temporal.js';
 import { columnType, parseJsonExact, textValue, type ColumnType, type FieldType } from '../../src/sources/debezium/values.js';
 
 const DECIMAL = 'org.apache.kafka.connect.data.Decimal';
@@ -111,6 +111,16 @@ describe('debezium values to PostgreSQL text', () => {
     [1000001n, '1970-01-01 00:00:01.000001'],
   ])('formatTimestamp(%s) = %s', (micros, text) => {
     expect(formatTimestamp(micros)).toBe(text);
+  });
+
+  it('formatDate writes what Date#toISOString writes, across 0001-01-01 to 9999-12-31', () => {
+    const iso = (days: number) => new Date(days * 86_400_000).toISOString().slice(0, 10);
+    // Every 7th day, and around the ends, the epoch and the leap days of 1900, 2000 and 2024.
+    const days = [-719_162, -719_161, -1, 0, 1, -25_509, -25_508, 11_016, 11_017, 19_782, 19_783, 2_932_895, 2_932_896];
+    for (let d = -719_162; d <= 2_932_896; d += 7) days.push(d);
+    for (const d of days) expect(formatDate(BigInt(d))).toBe(iso(d));
+    expect(formatDate(-719_163n)).toBeUndefined();
+    expect(formatDate(2_932_897n)).toBeUndefined();
   });
 
   it.each([

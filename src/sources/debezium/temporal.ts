@@ -17,7 +17,23 @@ export function formatTimestamp(micros: bigint): string | undefined {
 export function formatDate(days: bigint): string | undefined {
   // 0001-01-01 and 9999-12-31: outside them PostgreSQL writes "BC" or a five-digit year.
   if (days < -719_162n || days > 2_932_896n) return undefined;
-  return new Date(Number(days) * 86_400_000).toISOString().slice(0, 10);
+  // The proleptic Gregorian date, as Date#toISOString gives it (every day of the range checked),
+  // without a Date: H. Hinnant's civil_from_days, counting from 0000-03-01 so that a leap day
+  // ends each 4-, 100- and 400-year cycle.
+  const z = Number(days) + 719_468;
+  const era = Math.floor(z / 146_097);
+  const dayOfEra = z - era * 146_097;
+  const yearOfEra = Math.floor((dayOfEra - Math.floor(dayOfEra / 1_460) + Math.floor(dayOfEra / 36_524) - Math.floor(dayOfEra / 146_096)) / 365);
+  const dayOfYear = dayOfEra - (365 * yearOfEra + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100));
+  const shiftedMonth = Math.floor((5 * dayOfYear + 2) / 153);
+  const day = dayOfYear - Math.floor((153 * shiftedMonth + 2) / 5) + 1;
+  const month = shiftedMonth < 10 ? shiftedMonth + 3 : shiftedMonth - 9;
+  const year = era * 400 + yearOfEra + (month <= 2 ? 1 : 0);
+  return `${String(year).padStart(4, '0')}-${twoDigits(month)}-${twoDigits(day)}`;
+}
+
+function twoDigits(n: number): string {
+  return n < 10 ? `0${n}` : String(n);
 }
 
 /** µs since midnight to `time` text; undefined outside a day (24:00:00 included, as PostgreSQL allows). */
