@@ -146,8 +146,8 @@ function notAChange(payload: Record<string, unknown>, topic: string, schemaName:
 function rowOf(value: Record<string, unknown> | null, fields: ReadonlyMap<string, FieldType>, columns: ReadonlyMap<string, ColumnType> | undefined): Row | null {
   if (value === null) return null;
   const row: Record<string, string | null | undefined> = Object.create(null);
-  for (const [column, v] of Object.entries(value)) {
-    const text = textValue(v, fields.get(column), columns?.get(column));
+  for (const column of Object.keys(value)) {
+    const text = textValue(value[column], fields.get(column), columns?.get(column));
     if (text !== undefined) row[column] = text;
   }
   return row;
