@@ -34,7 +34,7 @@ export interface DebeziumBenchOptions {
    * a warm or a cold broker. Default 2.
    */
   rounds?: number;
-  /** Adds one more worker run under `node --cpu-prof`, its profile written here and summarised. */
+  /** Adds one more run of each consumer under `node --cpu-prof`, profiles written under this dir and summarised. */
   cpuProfileDir?: string;
   /** Give up on a consumer after this long. Default 600,000. */
   timeoutMs?: number;
@@ -73,7 +73,8 @@ export interface DebeziumBenchResult {
   worker: { runs: WorkerRun[]; medianEventsPerSecond: number; peakRssMb: number };
   /** worker / noop, of the medians. */
   ratio: number;
-  profile?: ProfileSummary;
+  /** With cpuProfileDir: where each one's CPU time went, from one more run of each under --cpu-prof. */
+  profile?: { worker?: ProfileSummary; noop?: ProfileSummary };
   machine: { cpus: number; cpuModel: string; node: string };
 }
 
@@ -128,13 +129,20 @@ export async function runDebeziumBench(opts: DebeziumBenchOptions): Promise<Debe
       }
     }
 
-    let profile: ProfileSummary | undefined;
+    let profile: DebeziumBenchResult['profile'];
     if (opts.cpuProfileDir !== undefined) {
-      mkdirSync(opts.cpuProfileDir, { recursive: true });
-      say(`worker under --cpu-prof (${opts.cpuProfileDir})`);
-      await runWorker({ configPath: configFor('bench-worker-profile'), groupId: 'bench-worker-profile', broker, redis, n, timeoutMs, guard, cpuProfileDir: opts.cpuProfileDir });
-      const file = newestProfile(opts.cpuProfileDir);
-      if (file !== undefined) profile = summarise(file);
+      say(`worker and noop consumer under --cpu-prof (${opts.cpuProfileDir})`);
+      const workerDir = join(opts.cpuProfileDir, 'worker');
+      const noopDir = join(opts.cpuProfileDir, 'noop');
+      for (const d of [workerDir, noopDir]) mkdirSync(d, { recursive: true });
+      await runWorker({ configPath: configFor('bench-worker-profile'), groupId: 'bench-worker-profile', broker, redis, n, timeoutMs, guard, cpuProfileDir: workerDir });
+      await runNoop({ broker: broker.bootstrap(), topic, groupId: 'bench-noop-profile', n, timeoutMs, guard, cpuProfileDir: noopDir });
+      const workerFile = newestProfile(workerDir);
+      const noopFile = newestProfile(noopDir);
+      profile = {
+        ...(workerFile === undefined ? {} : { worker: summarise(workerFile) }),
+        ...(noopFile === undefined ? {} : { noop: summarise(noopFile) }),
+      };
     }
 
     const noopMedian = median(noopRuns.map((x) => x.eventsPerSecond));
@@ -160,7 +168,17 @@ export async function runDebeziumBench(opts: DebeziumBenchOptions): Promise<Debe
   }
 }
 
-/** N events, one per id 1..N, keyed by primary key (the default partitioner spreads the keys). */
+/** Kafka Connect's producer default batch.size: a record batch holds about this many bytes of one partition. */
+const CONNECT_BATCH_BYTES = 16_384;
+/** Produce requests in flight at once while filling the topic. */
+const SENDS_IN_FLIGHT = 16;
+
+/**
+ * N events, one per id 1..N, keyed by primary key (the default partitioner spreads the keys). As
+ * Kafka Connect's producer writes them: record batches of about 16 KB per partition, not one
+ * batch of everything a request carries, so a fetch returns what a consumer of a real Debezium
+ * topic gets (a 1 MB partition fetch of big batches would end in a large partial one, read twice).
+ */
 async function produce(broker: KafkaBroker, topic: string, n: number, partitions: number): Promise<{ seconds: number; bytes: DebeziumBenchResult['eventBytes'] }> {
   const kafka = broker.client('bench-producer');
   const admin = kafka.admin();
@@ -174,23 +192,28 @@ async function produce(broker: KafkaBroker, topic: string, n: number, partitions
   await producer.connect();
   const writer = new OrdersEventWriter(TOPIC_PREFIX, 'app');
   const commitMs = Date.UTC(2024, 2, 1, 9, 0, 0);
+  const perSend = Math.max(1, Math.floor((CONNECT_BATCH_BYTES * partitions) / 3_300));
   let min = Infinity;
   let max = 0;
   let total = 0;
+  let nextId = 1;
   const started = performance.now();
-  try {
-    for (let from = 1; from <= n; from += 500) {
+  const sendSome = async (): Promise<void> => {
+    while (nextId <= n) {
       const messages: { key: string; value: string }[] = [];
-      for (let id = from; id <= Math.min(n, from + 499); id++) {
-        const value = writer.value(opFor(id), orderFor(id), commitMs + id);
+      for (; nextId <= n && messages.length < perSend; nextId++) {
+        const value = writer.value(opFor(nextId), orderFor(nextId), commitMs + nextId);
         const bytes = Buffer.byteLength(value);
         min = Math.min(min, bytes);
         max = Math.max(max, bytes);
         total += bytes;
-        messages.push({ key: writer.key(id), value });
+        messages.push({ key: writer.key(nextId), value });
       }
       await producer.send({ topic, messages, acks: -1 });
     }
+  };
+  try {
+    await Promise.all(Array.from({ length: SENDS_IN_FLIGHT }, sendSome));
   } finally {
     await producer.disconnect();
   }
@@ -223,8 +246,9 @@ function writeWorkerConfig(dir: string, o: { groupId: string; topic: string; bro
   return path;
 }
 
-async function runNoop(o: { broker: string; topic: string; groupId: string; n: number; timeoutMs: number; guard: OrphanGuard }): Promise<NoopConsumerResult> {
-  const child = promisify(execFile)(process.execPath, [NOOP, o.broker, o.topic, o.groupId, String(o.n)], {
+async function runNoop(o: { broker: string; topic: string; groupId: string; n: number; timeoutMs: number; guard: OrphanGuard; cpuProfileDir?: string }): Promise<NoopConsumerResult> {
+  const profiling = o.cpuProfileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', o.cpuProfileDir];
+  const child = promisify(execFile)(process.execPath, [...profiling, NOOP, o.broker, o.topic, o.groupId, String(o.n)], {
     timeout: o.timeoutMs + 10_000,
     env: { ...process.env, BENCH_TIMEOUT_MS: String(o.timeoutMs) },
   });
