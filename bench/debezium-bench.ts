@@ -30,8 +30,8 @@ export interface DebeziumBenchOptions {
   partitions: number;
   say: (s: string) => void;
   /**
-   * Rounds of (noop, worker); odd rounds run the worker first, so that neither always goes first on
-   * a warm or a cold broker. Default 2.
+   * Rounds of (noop, worker); every second round runs the worker first, so that neither always runs
+   * first after the other. Default 3: on a shared machine one run in a few is slowed by others.
    */
   rounds?: number;
   /** Adds one more run of each consumer under `node --cpu-prof`, profiles written under this dir and summarised. */
@@ -93,7 +93,7 @@ function median(values: number[]): number {
 
 export async function runDebeziumBench(opts: DebeziumBenchOptions): Promise<DebeziumBenchResult> {
   const { events: n, partitions, say } = opts;
-  const rounds = opts.rounds ?? 2;
+  const rounds = opts.rounds ?? 3;
   const timeoutMs = opts.timeoutMs ?? 600_000;
   if (!Number.isInteger(n) || n < 2) throw new Error(`events must be an integer of at least 2, not ${n}`);
   const dir = mkdtempSync(join(tmpdir(), 'cdc-bench-dbz-'));
@@ -119,11 +119,11 @@ export async function runDebeziumBench(opts: DebeziumBenchOptions): Promise<Debe
         order.push(`${step}#${r + 1}`);
         if (step === 'noop') {
           const run = await runNoop({ broker: broker.bootstrap(), topic, groupId: `bench-noop-${r}`, n, timeoutMs, guard });
-          noopRuns.push({ round: r + 1, ...run });
+          noopRuns.push({ round: r + 1, ...run, seconds: round(run.seconds, 3), eventsPerSecond: Math.round(run.eventsPerSecond), secondsFromJoin: round(run.secondsFromJoin, 3) });
           say(`noop #${r + 1}: ${Math.round(run.eventsPerSecond)} events/s`);
         } else {
           const run = await runWorker({ configPath: configFor(`bench-worker-${r}`), groupId: `bench-worker-${r}`, broker, redis, n, timeoutMs, guard });
-          workerRuns.push({ round: r + 1, ...run });
+          workerRuns.push({ round: r + 1, ...run, eventsPerSecond: Math.round(run.eventsPerSecond) });
           say(`worker #${r + 1}: ${Math.round(run.eventsPerSecond)} events/s, peak RSS ${run.peakRssMb} MB`);
         }
       }
@@ -310,6 +310,11 @@ async function runWorker(o: {
     const peak = worker.memory();
     const exitCode = await worker.stop();
     const seconds = (doneAt - first!.at) / 1000;
+    // Everything was applied; after a graceful stop, everything applied is committed too.
+    const committedOffsets = await committed(o.broker, o.groupId);
+    if (exitCode !== 0 || committedOffsets !== o.n) {
+      throw new Error(`worker exited with ${exitCode} having committed ${committedOffsets} of ${o.n} offsets:\n${worker.outputTail()}`);
+    }
     return {
       events: first!.left,
       seconds: round(seconds, 3),
@@ -318,7 +323,7 @@ async function runWorker(o: {
       secondsFromSpawn: round((doneAt - spawnedAt) / 1000, 3),
       cpuSeconds: cpuAtEnd !== undefined && first!.cpu !== undefined ? round(cpuAtEnd - first!.cpu, 2) : null,
       peakRssMb: round((peak?.peakKb ?? Number.NaN) / 1024, 1),
-      committedOffsets: await committed(o.broker, o.groupId),
+      committedOffsets,
       exitCode,
     };
   } finally {
