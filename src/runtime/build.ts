@@ -69,6 +69,8 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
               ? new PostgresCatalog({ url: config.source.url, tables: rules.tables, logger: log })
               : new DeclaredIdentities(config.source.tableIdentities ?? {}, rules.tables, log),
           maxWaitMs: config.batch.maxWaitMs,
+          // As for the Postgres source: the next batches decoded while one is applied, memory bounded.
+          highWaterChanges: Math.max(5_000, config.batch.maxChanges * 2),
           logger: log,
         });
   sink = new RedisSink({

@@ -49,18 +49,21 @@ export class WorkerStats {
     m.applyDuration.observe(applySeconds);
     for (const commitMs of batch.commitTimesMs) m.endToEnd.observe(Math.max(0, (nowMs - commitMs) / 1000));
 
-    // Counted per run of changes to the same table and operation (the common shape of a batch),
-    // not per change: label lookups are the expensive part of a counter.
-    let run: { schema: string; table: string; op: string; count: number } | null = null;
+    // Counted per table and operation for the whole batch, not per change: label lookups are the
+    // expensive part of a counter, and a batch mixing inserts, updates and deletes is common.
+    const counts = new Map<string, Map<string, Map<string, number>>>();
     for (const change of batch.changes) {
-      if (run !== null && run.schema === change.schema && run.table === change.table && run.op === change.op) {
-        run.count++;
-        continue;
-      }
-      if (run !== null) m.changes.inc({ table: `${run.schema}.${run.table}`, op: run.op }, run.count);
-      run = { schema: change.schema, table: change.table, op: change.op, count: 1 };
+      let tables = counts.get(change.schema);
+      if (tables === undefined) counts.set(change.schema, (tables = new Map()));
+      let ops = tables.get(change.table);
+      if (ops === undefined) tables.set(change.table, (ops = new Map()));
+      ops.set(change.op, (ops.get(change.op) ?? 0) + 1);
     }
-    if (run !== null) m.changes.inc({ table: `${run.schema}.${run.table}`, op: run.op }, run.count);
+    for (const [schema, tables] of counts) {
+      for (const [table, ops] of tables) {
+        for (const [op, count] of ops) m.changes.inc({ table: `${schema}.${table}`, op }, count);
+      }
+    }
     const byAction = { delete: 0, bump: 0, tag: 0, pattern: 0 };
     for (const op of evaluation.operations) byAction[op.action]++;
     this.keysDeleted += byAction.delete;

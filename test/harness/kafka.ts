@@ -23,7 +23,6 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
 import pg from 'pg';
-import { afterAll } from 'vitest';
 import { freePort } from './free-port.js';
 import { OrphanGuard } from './orphan-guard.js';
 import {
@@ -37,7 +36,7 @@ import {
   ServerProcess,
   type ExitStatus,
 } from './server-process.js';
-import { isCI } from './services.js';
+import { isCI } from './ci.js';
 import { AbortWaitError, waitFor } from './wait-for.js';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -916,4 +915,9 @@ async function destroyShared(): Promise<void> {
   }
 }
 
-afterAll(destroyShared, 120_000);
+// Registered when a test file imports this module (see services.ts). Outside vitest (bench/debezium-bench.ts)
+// there is no suite to attach it to: there the caller starts and destroys its own broker.
+if (process.env.VITEST !== undefined) {
+  const { afterAll } = await import('vitest');
+  afterAll(destroyShared, 120_000);
+}

@@ -3,17 +3,14 @@
 // a file never share a database, slot, publication or key prefix.
 import { randomBytes } from 'node:crypto';
 import { afterAll } from 'vitest';
+import { isCI } from './ci.js';
 import { findPostgresBinDir, missingPostgresMessage } from './postgres-binaries.js';
 import { PostgresServer, type PostgresServerOptions } from './postgres.js';
 import { findRedisServer, missingRedisMessage, RedisServer } from './redis.js';
 
 export type ServiceKind = 'postgres' | 'redis';
 
-/** CI=true (or any value but "false"/"0"): nothing may be skipped for want of a service. */
-export function isCI(): boolean {
-  const value = process.env.CI;
-  return value !== undefined && value !== '' && value !== 'false' && value !== '0';
-}
+export { isCI } from './ci.js';
 
 /**
  * Why tests needing these services cannot run here, or false when they can. Always false under CI, so

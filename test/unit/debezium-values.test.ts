@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { formatDecimal } from '../../src/sources/debezium/decimal.js';
-import { formatFloat, formatTimestamp } from '../../src/sources/debezium/temporal.js';
+import { decimalFromBase64, formatDecimal, unscaledOf } from '../../src/sources/debezium/decimal.js';
+import { formatDate, formatFloat, formatTime, formatTimestamp } from '../../src/sources/debezium/temporal.js';
 import { columnType, parseJsonExact, textValue, type ColumnType, type FieldType } from '../../src/sources/debezium/values.js';
 
 const DECIMAL = 'org.apache.kafka.connect.data.Decimal';
@@ -111,6 +111,58 @@ describe('debezium values to PostgreSQL text', () => {
     [1000001n, '1970-01-01 00:00:01.000001'],
   ])('formatTimestamp(%s) = %s', (micros, text) => {
     expect(formatTimestamp(micros)).toBe(text);
+  });
+
+  it('formatTimestamp and formatTime match their BigInt definitions, on both sides of 2^53 µs', () => {
+    const DAY = 86_400_000_000n;
+    const floorDiv = (a: bigint, b: bigint) => (a % b !== 0n && a < 0n !== b < 0n ? a / b - 1n : a / b);
+    const time = (us: bigint) => {
+      const s = us / 1_000_000n;
+      const fraction = us % 1_000_000n;
+      const two = (n: bigint) => String(n).padStart(2, '0');
+      return `${two(s / 3600n)}:${two((s % 3600n) / 60n)}:${two(s % 60n)}${fraction === 0n ? '' : `.${String(fraction).padStart(6, '0').replace(/0+$/, '')}`}`;
+    };
+    const reference = (us: bigint) => {
+      const days = floorDiv(us, DAY);
+      const date = formatDate(days);
+      return date === undefined ? undefined : `${date} ${time(us - days * DAY)}`;
+    };
+    const safe = BigInt(Number.MAX_SAFE_INTEGER);
+    const values = [0n, 1n, -1n, DAY, DAY - 1n, -DAY, -DAY + 1n, -DAY - 1n, safe, safe + 1n, -safe, -safe - 1n, 1709251199500000n, -62135596800000000n, -62135596800000001n];
+    let seed = 42;
+    const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
+    for (let i = 0; i < 20_000; i++) {
+      const magnitude = BigInt(Math.floor(random() * 2 ** 31)) * BigInt(Math.floor(random() * 2 ** 23)) + BigInt(Math.floor(random() * 1_000_000));
+      values.push(random() < 0.3 ? -magnitude : magnitude, magnitude - (magnitude % 1_000_000n), magnitude - (magnitude % 10_000n));
+    }
+    expect(values.filter((us) => formatTimestamp(us) !== reference(us))).toEqual([]);
+    for (const us of [0n, 1n, 10n, 500_000n, 999_999n, 1_000_000n, 45_296_000_001n, DAY - 1n, DAY]) expect(formatTime(us)).toBe(time(us));
+    expect(formatTime(-1n)).toBeUndefined();
+    expect(formatTime(DAY + 1n)).toBeUndefined();
+  });
+
+  it('decimalFromBase64 of up to 6 bytes matches the BigInt decoding', () => {
+    const reference = (text: string, scale: number) => formatDecimal(unscaledOf(Buffer.from(text, 'base64')), scale);
+    const texts = ['', 'AA==', 'AQ==', '/w==', 'gA==', 'AIA=', 'f/8=', 'gAA=', 'AdTA', 'DUg=', '/2o=', 'AB==', 'AP/=', 'f////w==', 'gAAAAA==', '////////', 'gAAAAAAA', 'f///////', 'AQID'];
+    let seed = 7;
+    for (let i = 0; i < 5_000; i++) {
+      const bytes = Buffer.alloc(i % 7);
+      for (let j = 0; j < bytes.length; j++) bytes[j] = (seed = (seed * 69_069 + 1) % 2 ** 32) >>> 24;
+      texts.push(bytes.toString('base64'));
+    }
+    const wrong = [0, 1, 2, 5, 9, 20].flatMap((scale) => texts.filter((text) => decimalFromBase64(text, scale) !== reference(text, scale)).map((text) => `${text} at ${scale}`));
+    expect(wrong).toEqual([]);
+    expect(decimalFromBase64('AdTA', -2)).toBe('12000000');
+  });
+
+  it('formatDate writes what Date#toISOString writes, across 0001-01-01 to 9999-12-31', () => {
+    const iso = (days: number) => new Date(days * 86_400_000).toISOString().slice(0, 10);
+    // Every 7th day, and around the ends, the epoch and the leap days of 1900, 2000 and 2024.
+    const days = [-719_162, -719_161, -1, 0, 1, -25_509, -25_508, 11_016, 11_017, 19_782, 19_783, 2_932_895, 2_932_896];
+    for (let d = -719_162; d <= 2_932_896; d += 7) days.push(d);
+    expect(days.filter((d) => formatDate(BigInt(d)) !== iso(d))).toEqual([]);
+    expect(formatDate(-719_163n)).toBeUndefined();
+    expect(formatDate(2_932_897n)).toBeUndefined();
   });
 
   it.each([

@@ -1,11 +1,12 @@
-import { Kafka, logLevel, type Consumer, type EachBatchPayload } from 'kafkajs';
+import { Kafka, logLevel, type Batch, type Consumer, type EachBatchPayload } from 'kafkajs';
 import { SourceUnavailableError, toError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { Backoff, sleep } from '../../runtime/backoff.js';
 import { BatchQueue } from '../../runtime/batch-queue.js';
 import type { Source, SourceBatch, SourceStatus } from '../source.js';
-import { decodeDebeziumRecord, toChange, type Decoded } from './event-parser.js';
+import { FetchedBatches, type KafkaPosition } from './fetched-batches.js';
 import type { TableCatalog } from './identity.js';
+import { OffsetCommits } from './offset-commits.js';
 
 export interface DebeziumSourceOptions {
   brokers: string[];
@@ -18,47 +19,51 @@ export interface DebeziumSourceOptions {
   /** Replica identities (and column types) of the tables, from the database or the config. */
   tables: TableCatalog;
   maxWaitMs: number;
+  /** Changes buffered before fetching stops until the worker has taken half of them. */
+  highWaterChanges: number;
   logger: Logger;
 }
 
-/** How long a stop waits for the Kafka consumer to leave its group. */
+/** How long a stop waits for the Kafka consumer to leave its group, and for the last offset commit. */
 const DISCONNECT_TIMEOUT_MS = 10_000;
-
-/** A partition's place in what the worker has been handed: the next offset to commit. */
-interface KafkaPosition {
-  topic: string;
-  partition: number;
-  /** Offset of the last message of the Kafka batch, plus one: what a commit says. */
-  next: string;
-}
+/** How often a handler held back by a full buffer heartbeats, so the group keeps its partition. */
+const HEARTBEAT_WHILE_HELD_MS = 2_000;
 
 /**
  * Debezium change events from Kafka, through kafkajs (kept behind this adapter: kafkajs is no
  * longer maintained, and another client would replace only this file).
  *
- * Delivery: each fetched batch of a partition is handed to the worker whole, and its handler waits
- * until the worker has applied it; only then is `offset + 1` committed. The handler never throws
- * (a throwing handler eventually crashes the kafkajs consumer); it keeps heartbeating while it
- * waits, and when the partition is taken away by a rebalance it gives up without committing, so
- * the new owner replays the batch (duplicates, never gaps).
+ * Delivery: each fetched batch of a partition is handed to a decoding stage (FetchedBatches)
+ * that queues it for the worker whole, in fetch order, and kafkajs is told to fetch on from after
+ * it (resolveOffset: its fetch position, not a commit), so the next batches are fetched while
+ * this one is decoded and the one before is applied. `offset + 1` is committed only once the
+ * worker has acknowledged the batch, by one commit request covering every partition acknowledged
+ * since the last. When the worker falls `highWaterChanges` behind, the handler holds kafkajs' next
+ * fetch (heartbeating) until it has caught up by half. The handler never throws (a throwing
+ * handler eventually crashes the kafkajs consumer). Batches fetched before a rebalance are applied
+ * but never committed: kafkajs fetches from the last commit again after it, and the new owner of a
+ * partition replays them (duplicates, never gaps).
  */
 export class DebeziumSource implements Source {
   private readonly queue: BatchQueue<KafkaPosition>;
   private readonly log: Logger;
   private readonly kafka: Kafka;
+  private readonly commits: OffsetCommits<KafkaPosition>;
+  private readonly fetched: FetchedBatches;
   private consumer: Consumer | null = null;
   private connected = false;
   private stopping = false;
-  /**
-   * Waiters per "topic/partition/next offset": resolved with true when the worker acknowledges the
-   * batch, with false when the source closes first (then nothing is committed).
-   */
-  private readonly applied = new Map<string, (applied: boolean) => void>();
+  /** Group joins seen: a batch is committed only in the generation it was fetched in. */
+  private generation = 0;
+  /** Handlers held while the buffer is full, woken when the worker takes from it or the source stops. */
+  private roomWaiters: Array<() => void> = [];
   private readonly committed = new Map<string, string>();
 
   constructor(private readonly options: DebeziumSourceOptions) {
     this.log = options.logger.child({ component: 'debezium-source', groupId: options.groupId });
     this.queue = new BatchQueue<KafkaPosition>({ maxWaitMs: options.maxWaitMs });
+    this.commits = new OffsetCommits((positions) => this.commit(positions));
+    this.fetched = new FetchedBatches({ queue: this.queue, tables: options.tables, snapshotInvalidates: options.snapshotInvalidates, log: this.log });
     this.kafka = new Kafka({
       clientId: options.clientId,
       brokers: options.brokers,
@@ -79,6 +84,7 @@ export class DebeziumSource implements Source {
     await this.options.tables.start();
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
       this.connected = true;
+      this.generation++;
       this.log.info({ assignment: e.payload.memberAssignment }, 'joined consumer group');
     });
     consumer.on(consumer.events.DISCONNECT, () => {
@@ -116,79 +122,69 @@ export class DebeziumSource implements Source {
 
   private async onBatch({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload): Promise<void> {
     if (batch.messages.length === 0 || this.stopping) return;
-    const nowMs = Date.now();
-    const decoded: Decoded[] = batch.messages.map((message) =>
-      decodeDebeziumRecord(
-        { topic: batch.topic, partition: batch.partition, offset: message.offset, key: message.key, value: message.value },
-        { snapshotInvalidates: this.options.snapshotInvalidates },
-      ),
-    );
-    try {
-      const events = decoded.flatMap((d) => (d.kind === 'event' ? [d.event] : []));
-      if (events.length > 0) await this.options.tables.prepare(events, heartbeat);
-    } catch (err) {
-      // The source is closing, or a rebalance took the partition while the catalog could not be
-      // read: nothing is committed, and the batch is replayed.
-      this.log.info({ err: toError(err), topic: batch.topic, partition: batch.partition }, 'batch abandoned while reading replica identities');
-      return;
-    }
-    if (this.stopping) return;
-    batch.messages.forEach((message, i) => {
-      const parsed = decoded[i]!;
-      if (parsed.kind === 'event') {
-        const change = toChange(parsed.event, this.options.tables.info(parsed.event));
-        this.queue.pushChange(change, parsed.event.commitTimeMs ?? Number(message.timestamp));
-      } else if (parsed.kind === 'malformed') {
-        this.log.error({ topic: batch.topic, partition: batch.partition, offset: message.offset, reason: parsed.reason }, 'malformed event');
-        this.queue.pushDeadLetter(
-          {
-            schema: '',
-            table: batch.topic,
-            op: 'insert',
-            position: `${batch.topic}[${batch.partition}]@${message.offset}`,
-            reason: 'malformed_event',
-            detail: parsed.reason,
-            key: null,
-          },
-          nowMs,
-        );
-      }
+    this.fetched.add({
+      topic: batch.topic,
+      partition: batch.partition,
+      messages: batch.messages,
+      generation: this.generation,
+      // A rebalance during a catalog read: the batch is still queued, and not committed.
+      keepAlive: () => heartbeat().catch(() => undefined),
     });
-    const last = batch.messages[batch.messages.length - 1]!.offset;
-    const position: KafkaPosition = { topic: batch.topic, partition: batch.partition, next: (BigInt(last) + 1n).toString() };
-    const waitKey = `${position.topic}/${position.partition}/${position.next}`;
-    const outcome = new Promise<boolean>((resolve) => this.applied.set(waitKey, resolve));
-    this.queue.pushPosition(position, nowMs);
+    resolveOffset(batch.messages[batch.messages.length - 1]!.offset);
+    await this.holdWhileFull(batch, heartbeat, isRunning, isStale);
+  }
 
-    // Wait for the worker, heartbeating so the group keeps the partition with this member.
-    for (;;) {
-      const done = await Promise.race([outcome.then((applied) => (applied ? 'applied' : 'abandoned')), sleep(2_000).then(() => 'waiting')]);
-      if (done === 'abandoned') return;
-      if (done === 'applied') break;
-      if (!isRunning() || isStale()) {
-        this.applied.delete(waitKey);
-        return;
-      }
+  /** Changes queued for the worker and messages fetched but not decoded yet. */
+  private get buffered(): number {
+    return this.queue.size + this.fetched.size;
+  }
+
+  /**
+   * Holds kafkajs' next fetch while the worker has `highWaterChanges` or more waiting, until it
+   * has taken half of them, heartbeating so the group keeps the partition with this member.
+   */
+  private async holdWhileFull(batch: Batch, heartbeat: () => Promise<void>, isRunning: () => boolean, isStale: () => boolean): Promise<void> {
+    if (this.buffered < this.options.highWaterChanges) return;
+    while (!this.stopping && this.buffered > this.options.highWaterChanges / 2) {
+      const room = new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+      const gaveUp = new AbortController();
+      await Promise.race([room, sleep(HEARTBEAT_WHILE_HELD_MS, gaveUp.signal)]);
+      gaveUp.abort();
+      if (this.stopping || this.buffered <= this.options.highWaterChanges / 2) return;
+      if (!isRunning() || isStale()) return;
       try {
         await heartbeat();
       } catch (err) {
-        // A rebalance took the partition: the new owner replays from the last commit.
-        this.log.info({ err: toError(err), topic: batch.topic, partition: batch.partition }, 'partition revoked while applying');
-        this.applied.delete(waitKey);
+        // A rebalance: what is queued is applied, not committed, and fetched again by the owner.
+        this.log.info({ err: toError(err), topic: batch.topic, partition: batch.partition }, 'rebalance while the buffer is full');
         return;
       }
     }
-    resolveOffset(last);
+  }
+
+  private wakeHeldHandlers(): void {
+    const waiters = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  /** Commits positions of the current generation (a batch fetched before a rebalance is not committed). */
+  private async commit(positions: KafkaPosition[]): Promise<void> {
+    const current = positions.filter((p) => p.generation === this.generation);
+    const consumer = this.consumer;
+    if (current.length === 0 || consumer === null) return;
     try {
-      await this.consumer!.commitOffsets([{ topic: position.topic, partition: position.partition, offset: position.next }]);
-      this.committed.set(`${position.topic}[${position.partition}]`, position.next);
+      await consumer.commitOffsets(current.map((p) => ({ topic: p.topic, partition: p.partition, offset: p.next })));
     } catch (err) {
-      this.log.warn({ err: toError(err), topic: batch.topic, partition: batch.partition }, 'offset commit failed; the batch will be replayed');
+      this.log.warn({ err: toError(err), partitions: current.map((p) => `${p.topic}[${p.partition}]`) }, 'offset commit failed; it is sent again with the next one');
+      throw err;
     }
+    for (const p of current) this.committed.set(`${p.topic}[${p.partition}]`, p.next);
   }
 
   async next(maxChanges: number): Promise<SourceBatch | null> {
     const taken = await this.queue.take(maxChanges);
+    if (this.buffered <= this.options.highWaterChanges / 2) this.wakeHeldHandlers();
     if (taken === null) return null;
     return {
       changes: taken.changes,
@@ -201,22 +197,24 @@ export class DebeziumSource implements Source {
 
   async acknowledge(batch: SourceBatch): Promise<void> {
     for (const p of batch.position as KafkaPosition[]) {
-      const key = `${p.topic}/${p.partition}/${p.next}`;
-      this.applied.get(key)?.(true);
-      this.applied.delete(key);
+      if (p.generation === this.generation) this.commits.add(p);
     }
   }
 
   stopIntake(): void {
     this.stopping = true;
+    this.fetched.close();
     this.queue.close();
+    this.wakeHeldHandlers();
   }
 
   async close(): Promise<void> {
     this.stopIntake();
-    // Batches never applied are not committed: the next consumer replays them.
-    for (const abandon of this.applied.values()) abandon(false);
-    this.applied.clear();
+    // What the worker acknowledged is committed before the consumer stops (kafkajs drops commits
+    // from then on); batches never applied are not, and the next consumer replays them.
+    if (!(await this.commits.flush(DISCONNECT_TIMEOUT_MS))) {
+      this.log.warn({ timeoutMs: DISCONNECT_TIMEOUT_MS }, 'last offset commit not done; the next consumer replays from the previous one');
+    }
     const consumer = this.consumer;
     this.consumer = null;
     if (consumer !== null) {
@@ -244,7 +242,7 @@ export class DebeziumSource implements Source {
       received: null,
       applied: committed === '' ? null : committed,
       confirmed: committed === '' ? null : committed,
-      buffered: this.queue.size,
+      buffered: this.buffered,
       oldestBufferedCommitTimeMs: this.queue.oldestCommitTimeMs(),
       lagBytes: null,
       details: { kind: 'debezium', groupId: this.options.groupId, topics: this.options.topics ?? this.options.topicPattern },

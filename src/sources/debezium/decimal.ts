@@ -31,7 +31,34 @@ export function formatDecimal(unscaled: bigint, scale: number): string {
 /** A base64 `Decimal` value with its scale; undefined when the text is not base64. */
 export function decimalFromBase64(text: string, scale: number): string | undefined {
   if (!BASE64.test(text) || !Number.isInteger(scale)) return undefined;
+  // Up to 6 bytes (8 base64 characters), the common case of prices and amounts, a double holds
+  // the unscaled value exactly: decoded without a Buffer or a BigInt.
+  if (text.length <= 8 && scale >= 0) return formatSmallDecimal(smallUnscaledOf(text), scale);
   return formatDecimal(unscaledOf(Buffer.from(text, 'base64')), scale);
+}
+
+const BASE64_DIGITS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+
+/** unscaledOf for the base64 of at most 6 bytes (the text already checked against BASE64). */
+function smallUnscaledOf(text: string): number {
+  let bits = 0;
+  let value = 0;
+  for (let i = 0; i < text.length && text[i] !== '='; i++) {
+    value = value * 64 + BASE64_DIGITS.indexOf(text[i]!);
+    bits += 6;
+  }
+  // The bits after the last whole byte are padding, dropped as Buffer.from drops them.
+  const bytes = Math.floor(bits / 8);
+  value = Math.floor(value / 2 ** (bits - bytes * 8));
+  const range = 2 ** (bytes * 8);
+  return bytes > 0 && value >= range / 2 ? value - range : value;
+}
+
+/** formatDecimal for a safe integer and a scale of 0 or more. */
+function formatSmallDecimal(unscaled: number, scale: number): string {
+  if (scale === 0) return String(unscaled);
+  const digits = String(Math.abs(unscaled)).padStart(scale + 1, '0');
+  return `${unscaled < 0 ? '-' : ''}${digits.slice(0, -scale)}.${digits.slice(-scale)}`;
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { Change, Operation, Row } from '../../core/change.js';
 import { keyColumnsOf, oldRowOf, type EventTable, type TableInfo } from './identity.js';
-import { JsonNumber, parseJsonExact, textValue, type ColumnType, type FieldType } from './values.js';
+import { keyFields, readMessage, type MessageJson } from './message-json.js';
+import { JsonNumber, textValue, type ColumnType, type FieldType } from './values.js';
 
 export interface KafkaRecord {
   topic: string;
@@ -53,15 +54,15 @@ const HEARTBEAT_SCHEMA = 'io.debezium.connector.common.Heartbeat';
  */
 export function decodeDebeziumRecord(record: KafkaRecord, options: { snapshotInvalidates: boolean }): Decoded {
   if (record.value === null || record.value.length === 0) return { kind: 'skip', why: 'tombstone' };
-  let json: unknown;
+  let message: MessageJson;
   try {
-    json = parseJsonExact(record.value.toString('utf8'));
+    message = readMessage(record.value);
   } catch (err) {
     return { kind: 'malformed', reason: `value is not JSON: ${(err as Error).message}` };
   }
-  const { payload, fields, schemaName } = unwrap(json);
+  const { payload, schema } = message;
   if (!isObject(payload)) return { kind: 'malformed', reason: 'value is not a JSON object' };
-  const other = notAChange(payload, record.topic, schemaName);
+  const other = notAChange(payload, record.topic, schema.name);
   if (other !== undefined) return { kind: 'skip', why: other };
   const op = typeof payload['op'] === 'string' ? OPS[payload['op']] : undefined;
   if (op === undefined) return { kind: 'malformed', reason: `not a Debezium event: unknown or missing "op": ${JSON.stringify(String(payload['op']))}` };
@@ -89,8 +90,8 @@ export function decodeDebeziumRecord(record: KafkaRecord, options: { snapshotInv
       op: operation,
       before: operation === 'update' || operation === 'delete' ? before : null,
       after: operation === 'insert' || operation === 'update' ? after : null,
-      fields,
-      messageKey: messageKeyOf(record.key),
+      fields: schema.fields,
+      messageKey: record.key === null || record.key.length === 0 ? [] : keyFields(record.key),
       commitTimeMs: source['ts_ms'] instanceof JsonNumber ? Number(source['ts_ms'].text) : null,
       position: `${record.topic}[${record.partition}]@${record.offset}`,
     },
@@ -142,50 +143,14 @@ function notAChange(payload: Record<string, unknown>, topic: string, schemaName:
   return undefined;
 }
 
-function unwrap(json: unknown): { payload: unknown; fields: Map<string, FieldType>; schemaName: string | undefined } {
-  const fields = new Map<string, FieldType>();
-  if (!isObject(json) || !('payload' in json) || !isObject(json['schema'])) return { payload: json, fields, schemaName: undefined };
-  const schema = json['schema'];
-  const schemaFields = schema['fields'];
-  if (Array.isArray(schemaFields)) {
-    for (const f of schemaFields) {
-      if (!isObject(f) || (f['field'] !== 'after' && f['field'] !== 'before') || !Array.isArray(f['fields'])) continue;
-      for (const column of f['fields']) {
-        if (isObject(column) && typeof column['field'] === 'string') fields.set(column['field'], fieldType(column));
-      }
-    }
-  }
-  return { payload: json['payload'], fields, schemaName: typeof schema['name'] === 'string' ? schema['name'] : undefined };
-}
-
-function fieldType(column: Record<string, unknown>): FieldType {
-  const parameters = column['parameters'];
-  const scale = isObject(parameters) && typeof parameters['scale'] === 'string' && /^-?\d+$/.test(parameters['scale']) ? Number(parameters['scale']) : undefined;
-  return {
-    ...(typeof column['type'] === 'string' ? { type: column['type'] } : {}),
-    ...(typeof column['name'] === 'string' ? { name: column['name'] } : {}),
-    ...(scale !== undefined ? { scale } : {}),
-  };
-}
-
 function rowOf(value: Record<string, unknown> | null, fields: ReadonlyMap<string, FieldType>, columns: ReadonlyMap<string, ColumnType> | undefined): Row | null {
   if (value === null) return null;
   const row: Record<string, string | null | undefined> = Object.create(null);
-  for (const [column, v] of Object.entries(value)) {
-    const text = textValue(v, fields.get(column), columns?.get(column));
+  for (const column of Object.keys(value)) {
+    const text = textValue(value[column], fields.get(column), columns?.get(column));
     if (text !== undefined) row[column] = text;
   }
   return row;
-}
-
-function messageKeyOf(key: Buffer | null): string[] {
-  if (key === null || key.length === 0) return [];
-  try {
-    const { payload } = unwrap(parseJsonExact(key.toString('utf8')));
-    return isObject(payload) ? Object.keys(payload) : [];
-  } catch {
-    return [];
-  }
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -85,6 +85,8 @@ export type IdentityDeclaration = 'full' | 'default' | 'nothing' | { index: stri
 export class DeclaredIdentities implements TableCatalog {
   private readonly declared = new Map<string, IdentityDeclaration>();
   private readonly fallback: IdentityDeclaration | undefined;
+  /** Each table's answer, made once: the declarations do not change while running. */
+  private readonly infos = new Map<string, TableInfo>();
 
   constructor(
     declarations: Readonly<Record<string, IdentityDeclaration>>,
@@ -111,13 +113,13 @@ export class DeclaredIdentities implements TableCatalog {
   async prepare(): Promise<void> {}
 
   info(event: EventTable): TableInfo {
-    const declaration = this.declarationOf(event.schema, event.table);
-    if (declaration === undefined) return { identity: { kind: 'message-key' } };
-    if (declaration === 'full') return { identity: { kind: 'full' } };
-    if (declaration === 'nothing') return { identity: { kind: 'columns', columns: [] } };
-    // DEFAULT is the primary key, which is what Debezium's message key holds.
-    if (declaration === 'default') return { identity: { kind: 'message-key' } };
-    return { identity: { kind: 'columns', columns: declaration.index } };
+    const key = tableKey(event.schema, event.table);
+    let info = this.infos.get(key);
+    if (info === undefined) {
+      info = infoOf(this.declarationOf(event.schema, event.table));
+      this.infos.set(key, info);
+    }
+    return info;
   }
 
   async close(): Promise<void> {}
@@ -125,4 +127,13 @@ export class DeclaredIdentities implements TableCatalog {
   private declarationOf(schema: string, table: string): IdentityDeclaration | undefined {
     return this.declared.get(tableKey(schema, table)) ?? this.fallback;
   }
+}
+
+function infoOf(declaration: IdentityDeclaration | undefined): TableInfo {
+  if (declaration === undefined) return { identity: { kind: 'message-key' } };
+  if (declaration === 'full') return { identity: { kind: 'full' } };
+  if (declaration === 'nothing') return { identity: { kind: 'columns', columns: [] } };
+  // DEFAULT is the primary key, which is what Debezium's message key holds.
+  if (declaration === 'default') return { identity: { kind: 'message-key' } };
+  return { identity: { kind: 'columns', columns: declaration.index } };
 }

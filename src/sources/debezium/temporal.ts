@@ -6,30 +6,73 @@
  */
 
 const MICROS_PER_DAY = 86_400_000_000n;
+const MICROS_PER_DAY_NUMBER = 86_400_000_000;
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 /** µs since the epoch to `timestamp` text (fraction without trailing zeros). */
 export function formatTimestamp(micros: bigint): string | undefined {
+  if (micros >= -MAX_SAFE && micros <= MAX_SAFE) {
+    // Up to the year 2255 either way: doubles hold these integers, and % (exact) and the division
+    // of a multiple of a day keep them.
+    const us = Number(micros);
+    const ofDay = ((us % MICROS_PER_DAY_NUMBER) + MICROS_PER_DAY_NUMBER) % MICROS_PER_DAY_NUMBER;
+    const date = dateText((us - ofDay) / MICROS_PER_DAY_NUMBER);
+    return date === undefined ? undefined : `${date} ${timeText(ofDay)}`;
+  }
   const date = formatDate(floorDiv(micros, MICROS_PER_DAY));
   return date === undefined ? undefined : `${date} ${formatTime(micros - floorDiv(micros, MICROS_PER_DAY) * MICROS_PER_DAY)}`;
 }
 
 /** Days since the epoch to `date` text. */
 export function formatDate(days: bigint): string | undefined {
+  return days < -719_162n || days > 2_932_896n ? undefined : dateText(Number(days));
+}
+
+function dateText(days: number): string | undefined {
   // 0001-01-01 and 9999-12-31: outside them PostgreSQL writes "BC" or a five-digit year.
-  if (days < -719_162n || days > 2_932_896n) return undefined;
-  return new Date(Number(days) * 86_400_000).toISOString().slice(0, 10);
+  if (days < -719_162 || days > 2_932_896) return undefined;
+  // The proleptic Gregorian date, as Date#toISOString gives it (every day of the range checked),
+  // without a Date: H. Hinnant's civil_from_days, counting from 0000-03-01 so that a leap day
+  // ends each 4-, 100- and 400-year cycle.
+  const z = days + 719_468;
+  const era = Math.floor(z / 146_097);
+  const dayOfEra = z - era * 146_097;
+  const yearOfEra = Math.floor((dayOfEra - Math.floor(dayOfEra / 1_460) + Math.floor(dayOfEra / 36_524) - Math.floor(dayOfEra / 146_096)) / 365);
+  const dayOfYear = dayOfEra - (365 * yearOfEra + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100));
+  const shiftedMonth = Math.floor((5 * dayOfYear + 2) / 153);
+  const day = dayOfYear - Math.floor((153 * shiftedMonth + 2) / 5) + 1;
+  const month = shiftedMonth < 10 ? shiftedMonth + 3 : shiftedMonth - 9;
+  const year = era * 400 + yearOfEra + (month <= 2 ? 1 : 0);
+  return `${String(year).padStart(4, '0')}-${twoDigits(month)}-${twoDigits(day)}`;
+}
+
+function twoDigits(n: number): string {
+  return n < 10 ? `0${n}` : String(n);
 }
 
 /** µs since midnight to `time` text; undefined outside a day (24:00:00 included, as PostgreSQL allows). */
 export function formatTime(microsOfDay: bigint): string | undefined {
   if (microsOfDay < 0n || microsOfDay > MICROS_PER_DAY) return undefined;
-  const totalSeconds = microsOfDay / 1_000_000n;
-  const fraction = microsOfDay % 1_000_000n;
-  const h = String(totalSeconds / 3600n).padStart(2, '0');
-  const m = String((totalSeconds % 3600n) / 60n).padStart(2, '0');
-  const s = String(totalSeconds % 60n).padStart(2, '0');
-  const f = fraction === 0n ? '' : `.${String(fraction).padStart(6, '0').replace(/0+$/, '')}`;
-  return `${h}:${m}:${s}${f}`;
+  return timeText(Number(microsOfDay));
+}
+
+/**
+ * µs in [0, 24:00:00] to `time` text. The quotients of these integers are far enough from the
+ * next integer for Math.floor of a double division to be exact.
+ */
+function timeText(microsOfDay: number): string {
+  const totalSeconds = Math.floor(microsOfDay / 1_000_000);
+  let fraction = microsOfDay - totalSeconds * 1_000_000;
+  const h = Math.floor(totalSeconds / 3600);
+  const m = Math.floor((totalSeconds - h * 3600) / 60);
+  const s = totalSeconds - h * 3600 - m * 60;
+  let f = '';
+  if (fraction !== 0) {
+    let width = 6;
+    for (; fraction % 10 === 0; width--) fraction /= 10;
+    f = `.${String(fraction).padStart(width, '0')}`;
+  }
+  return `${twoDigits(h)}:${twoDigits(m)}:${twoDigits(s)}${f}`;
 }
 
 /**
