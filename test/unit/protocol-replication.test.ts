@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseLsn } from '../../src/core/lsn.js';
-import { microsToMs, parseCopyData, standbyStatusUpdate } from '../../src/sources/postgres/protocol.js';
+import { parseCopyData, pgTimeToMs, standbyStatusUpdate } from '../../src/sources/postgres/protocol.js';
 
 // PostgreSQL docs, "Streaming Replication Protocol":
 //   XLogData (B):   Byte1('w') Int64 walStart  Int64 walEnd  Int64 sendTime  Byten payload
@@ -100,12 +100,23 @@ describe('standbyStatusUpdate', () => {
   });
 });
 
-describe('microsToMs', () => {
+describe('pgTimeToMs', () => {
+  const PG_EPOCH_MS = 946_684_800_000;
+  const at = (us: bigint) => {
+    const buf = Buffer.alloc(12);
+    buf.writeBigInt64BE(us, 2);
+    return pgTimeToMs(buf, 2);
+  };
   it.each([
-    { us: 0n, ms: 0 },
-    { us: 1_999n, ms: 1 },
-    { us: 1_715_949_045_678_123n, ms: 1_715_949_045_678 },
-  ])('$us µs -> $ms ms', ({ us, ms }) => {
-    expect(microsToMs(us)).toBe(ms);
+    { us: 0n, ms: PG_EPOCH_MS },
+    { us: 1_999n, ms: PG_EPOCH_MS + 1 },
+    // 2024-05-17T12:30:45.678123Z
+    { us: 1_715_949_045_678_123n - 946_684_800_000_000n, ms: 1_715_949_045_678 },
+    // Before 2000: negative on the wire.
+    { us: -1_000n, ms: PG_EPOCH_MS - 1 },
+    // 2200-01-01, well past 2^32 ms.
+    { us: 7_258_118_400_000_000n - 946_684_800_000_000n, ms: 7_258_118_400_000 },
+  ])('$us µs after 2000-01-01 -> $ms ms after 1970', ({ us, ms }) => {
+    expect(at(us)).toBe(ms);
   });
 });

@@ -2,7 +2,7 @@ import { PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
 import type { Change, Row } from '../../core/change.js';
 import { formatLsn, lsnFromBigInt, type Lsn } from '../../core/lsn.js';
 import { DecodeError, toError } from '../../errors.js';
-import { microsToMs } from './protocol.js';
+import { pgTimeToMs } from './protocol.js';
 import type { MappedTable } from './setup.js';
 
 /** Where decoded changes go: in commit order, each transaction closed by its commit position. */
@@ -46,6 +46,10 @@ export class PgoutputDecoder {
   }
 
   decode(payload: Buffer, sink: DecodedSink): void {
+    // BEGIN and COMMIT, one each per transaction, are read here from their fixed layout: the
+    // library would format their LSNs as text and their times as BigInts, all unused.
+    if (payload[0] === 0x42 /* B */ && payload.length >= 21) return this.begin(payload, sink);
+    if (payload[0] === 0x43 /* C */ && payload.length >= 26) return this.commit(payload, sink);
     let msg: Pgoutput.Message;
     try {
       msg = this.plugin.parse(payload);
@@ -53,18 +57,9 @@ export class PgoutputDecoder {
       throw new DecodeError(`cannot decode pgoutput message: ${toError(err).message}`, err);
     }
     switch (msg.tag) {
-      case 'begin': {
-        if (msg.commitLsn === null) throw new DecodeError('BEGIN without a commit LSN');
-        // Read from the bytes (tag, then the final LSN) rather than re-parsing the library's text.
-        const commitLsn = lsnFromBigInt(payload.readBigUInt64BE(1));
-        this.txn = {
-          version: commitLsn,
-          position: formatLsn(commitLsn),
-          commitTimeMs: microsToMs(msg.commitTime as bigint),
-        };
-        sink.begin?.(msg.xid, this.txn.position);
-        return;
-      }
+      case 'begin':
+      case 'commit':
+        throw new DecodeError(`${msg.tag.toUpperCase()} message too short (${payload.length} bytes)`);
       case 'relation':
         // Relation messages arrive before the first change of a table on each connection and
         // after every schema change; the parser reads column parsers from this object.
@@ -84,19 +79,28 @@ export class PgoutputDecoder {
           this.emit(sink, relation, 'truncate', null, null);
         }
         return;
-      case 'commit': {
-        const txn = this.requireTxn('COMMIT');
-        this.txn = null;
-        if (msg.commitEndLsn === null) throw new DecodeError('COMMIT without an end LSN');
-        // Tag, flags, commit LSN, then the end LSN.
-        sink.commit(lsnFromBigInt(payload.readBigUInt64BE(10)), txn.commitTimeMs);
-        return;
-      }
       case 'origin':
       case 'type':
       case 'message':
         return;
     }
+  }
+
+  /** 'B', final (commit) LSN, commit time (µs since 2000-01-01), xid. */
+  private begin(payload: Buffer, sink: DecodedSink): void {
+    const commitLsn = lsnFromBigInt(payload.readBigUInt64BE(1));
+    if (commitLsn === 0n) throw new DecodeError('BEGIN without a commit LSN');
+    this.txn = { version: commitLsn, position: formatLsn(commitLsn), commitTimeMs: pgTimeToMs(payload, 9) };
+    sink.begin?.(payload.readUInt32BE(17), this.txn.position);
+  }
+
+  /** 'C', flags, commit LSN, end LSN, commit time. */
+  private commit(payload: Buffer, sink: DecodedSink): void {
+    const txn = this.requireTxn('COMMIT');
+    this.txn = null;
+    const endLsn = lsnFromBigInt(payload.readBigUInt64BE(10));
+    if (endLsn === 0n) throw new DecodeError('COMMIT without an end LSN');
+    sink.commit(endLsn, txn.commitTimeMs);
   }
 
   /**

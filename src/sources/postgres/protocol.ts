@@ -57,7 +57,11 @@ export function standbyStatusUpdate(written: Lsn, flushed: Lsn, nowMs: number, r
   return buf;
 }
 
-/** pgoutput timestamps (already shifted to the Unix epoch by the parser, in µs) to ms. */
-export function microsToMs(us: bigint): number {
-  return Number(us / 1000n);
+/**
+ * A protocol timestamp (int64 µs since 2000-01-01) at `offset`, in whole ms since the Unix epoch,
+ * without BigInts: µs since 1970 stay below 2^53 until the year 2255.
+ */
+export function pgTimeToMs(buf: Buffer, offset: number): number {
+  const us = buf.readInt32BE(offset) * 2 ** 32 + buf.readUInt32BE(offset + 4) + Number(PG_EPOCH_OFFSET_US);
+  return Math.floor(us / 1000);
 }
