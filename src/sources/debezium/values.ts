@@ -125,12 +125,15 @@ function fromConnectType(value: unknown, type: string, column: ColumnType | unde
   switch (type) {
     case 'bytes':
       return typeof value === 'string' && isBase64(value) ? `\\x${Buffer.from(value, 'base64').toString('hex')}` : undefined;
+    // Kafka Connect's FLOAT64 and FLOAT32, which the JSON converter's envelope calls double and float.
     case 'float64':
+    case 'double':
     case 'float32':
+    case 'float':
       if (!(value instanceof JsonNumber)) return undefined;
       // decimal.handling.mode=double: exact only when the column's precision says few enough digits.
       if (numeric) return doubleAsNumeric(value.text, column!);
-      return formatFloat(value.text, type === 'float64' ? 64 : 32);
+      return formatFloat(value.text, type === 'float64' || type === 'double' ? 64 : 32);
     case 'string':
       // decimal.handling.mode=string writes PostgreSQL's own text, display scale included.
       if (numeric && !isPlainDecimal(value as string)) return undefined;
