@@ -24,6 +24,15 @@ export interface Taken<P> {
   commitTimesMs: number[];
 }
 
+/**
+ * Memory bounds in bytes as received, for wide rows: a decoded change holds its values as strings,
+ * about the same size (twice for text outside Latin-1), plus a few hundred bytes of objects, which
+ * a source's bound in changes covers. A source stops reading at HIGH_WATER_BYTES buffered and hands
+ * the worker at most MAX_BATCH_BYTES at a time.
+ */
+export const HIGH_WATER_BYTES = 16 * 2 ** 20;
+export const MAX_BATCH_BYTES = 8 * 2 ** 20;
+
 type Entry<P> =
   | { change: Change; commitTimeMs: number; bytes: number }
   | { position: P; commitTimeMs: number }

@@ -2,7 +2,7 @@ import { Kafka, logLevel, type Batch, type Consumer, type EachBatchPayload } fro
 import { SourceUnavailableError, toError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { Backoff, sleep } from '../../runtime/backoff.js';
-import { BatchQueue } from '../../runtime/batch-queue.js';
+import { BatchQueue, HIGH_WATER_BYTES, MAX_BATCH_BYTES } from '../../runtime/batch-queue.js';
 import type { Source, SourceBatch, SourceStatus } from '../source.js';
 import { FetchedBatches, type KafkaPosition } from './fetched-batches.js';
 import type { TableCatalog } from './identity.js';
@@ -139,18 +139,28 @@ export class DebeziumSource implements Source {
     return this.queue.size + this.fetched.size;
   }
 
+  /** `highWaterChanges` buffered, or HIGH_WATER_BYTES of queued messages: the next fetch waits. */
+  private get full(): boolean {
+    return this.buffered >= this.options.highWaterChanges || this.queue.bytes >= HIGH_WATER_BYTES;
+  }
+
+  /** Half of both bounds taken by the worker: fetching resumes. */
+  private get drained(): boolean {
+    return this.buffered <= this.options.highWaterChanges / 2 && this.queue.bytes <= HIGH_WATER_BYTES / 2;
+  }
+
   /**
    * Holds kafkajs' next fetch while the worker has `highWaterChanges` or more waiting, until it
    * has taken half of them, heartbeating so the group keeps the partition with this member.
    */
   private async holdWhileFull(batch: Batch, heartbeat: () => Promise<void>, isRunning: () => boolean, isStale: () => boolean): Promise<void> {
-    if (this.buffered < this.options.highWaterChanges) return;
-    while (!this.stopping && this.buffered > this.options.highWaterChanges / 2) {
+    if (!this.full) return;
+    while (!this.stopping && !this.drained) {
       const room = new Promise<void>((resolve) => this.roomWaiters.push(resolve));
       const gaveUp = new AbortController();
       await Promise.race([room, sleep(HEARTBEAT_WHILE_HELD_MS, gaveUp.signal)]);
       gaveUp.abort();
-      if (this.stopping || this.buffered <= this.options.highWaterChanges / 2) return;
+      if (this.stopping || this.drained) return;
       if (!isRunning() || isStale()) return;
       try {
         await heartbeat();
@@ -183,8 +193,8 @@ export class DebeziumSource implements Source {
   }
 
   async next(maxChanges: number): Promise<SourceBatch | null> {
-    const taken = await this.queue.take(maxChanges);
-    if (this.buffered <= this.options.highWaterChanges / 2) this.wakeHeldHandlers();
+    const taken = await this.queue.take(maxChanges, MAX_BATCH_BYTES);
+    if (this.drained) this.wakeHeldHandlers();
     if (taken === null) return null;
     return {
       changes: taken.changes,

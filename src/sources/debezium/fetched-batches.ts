@@ -117,7 +117,7 @@ export class FetchedBatches {
       const d = decoded[i]!;
       const m = batch.messages[i]!;
       if (d.kind === 'event') {
-        queue.pushChange(toChange(d.event, tables.info(d.event)), d.event.commitTimeMs ?? Number(m.timestamp));
+        queue.pushChange(toChange(d.event, tables.info(d.event)), d.event.commitTimeMs ?? Number(m.timestamp), m.value?.length ?? 0);
       } else if (d.kind === 'malformed') {
         this.options.log.error({ topic: batch.topic, partition: batch.partition, offset: m.offset, reason: d.reason }, 'malformed event');
         queue.pushDeadLetter(

@@ -5,7 +5,7 @@ import { formatLsn, maxLsn, ZERO_LSN, type Lsn } from '../../core/lsn.js';
 import { InvalidatorError, SlotInUseError, SlotLostError, SourceUnavailableError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { Backoff, sleep } from '../../runtime/backoff.js';
-import { BatchQueue } from '../../runtime/batch-queue.js';
+import { BatchQueue, HIGH_WATER_BYTES, MAX_BATCH_BYTES } from '../../runtime/batch-queue.js';
 import type { Source, SourceBatch, SourceStatus } from '../source.js';
 import { PgoutputDecoder } from './decoder.js';
 import { heartbeat } from './heartbeat.js';
@@ -48,14 +48,6 @@ export interface PostgresSourceOptions {
   statusIntervalMs?: number;
   logger: Logger;
 }
-
-/**
- * Memory bounds in bytes as received, for wide rows: a decoded change holds its values as strings,
- * about the same size (twice for text outside Latin-1), plus a few hundred bytes of objects, which
- * the bound in changes (highWaterChanges) covers.
- */
-const DEFAULT_HIGH_WATER_BYTES = 16 * 2 ** 20;
-const DEFAULT_MAX_BATCH_BYTES = 8 * 2 ** 20;
 
 /** Internal to this source: what acknowledging a batch confirms. */
 interface PgPosition {
@@ -106,7 +98,7 @@ export class PostgresSource implements Source {
   constructor(private readonly options: PostgresSourceOptions) {
     this.log = options.logger.child({ component: 'postgres-source', slot: options.slot });
     this.queue = new BatchQueue<PgPosition>({ maxWaitMs: options.maxWaitMs });
-    this.highWaterBytes = options.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES;
+    this.highWaterBytes = options.highWaterBytes ?? HIGH_WATER_BYTES;
     this.heartbeat = heartbeat(options.url, options.heartbeatSeconds, this.log);
     this.monitor = new SlotMonitor(options.url, options.slot, options.slotStatsIntervalMs ?? 10_000, this.log);
     this.gate = new VisibilityGate({ url: options.url, mode: options.visibility ?? 'auto', logger: this.log, signal: this.intakeController.signal });
@@ -322,7 +314,7 @@ export class PostgresSource implements Source {
   }
 
   async next(maxChanges: number): Promise<SourceBatch | null> {
-    const taken = await this.queue.take(maxChanges, this.options.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES);
+    const taken = await this.queue.take(maxChanges, this.options.maxBatchBytes ?? MAX_BATCH_BYTES);
     this.resumeIfDrained();
     if (taken === null) return null;
     this.outstanding++;
