@@ -25,6 +25,7 @@ import { bigTransaction, slowRedis } from './memory.js';
 import { percentile, round } from './percentiles.js';
 import { latencyPlot } from './plot.js';
 import { runLookupBench } from './lookup-bench.js';
+import { runDebeziumBench } from './debezium-bench.js';
 import { diffStats, procStats, type ProcStats } from './proc-stats.js';
 import type { ConsumeResult } from './replication-consumer.js';
 import { CLI, spawnWorker, type WorkerProcess } from './worker-process.js';
@@ -37,7 +38,7 @@ const ORDER = (process.env['BENCH_ORDER'] || 'bca').split('');
 if (ORDER.length !== 3 || !['a', 'b', 'c'].every((x) => ORDER.includes(x))) {
   throw new Error(`BENCH_ORDER must be a permutation of abc, not ${JSON.stringify(process.env['BENCH_ORDER'])}`);
 }
-const ALL_PHASES = ['catchup', 'live', 'memory', 'lookup'];
+const ALL_PHASES = ['catchup', 'live', 'memory', 'lookup', 'debezium'];
 const PHASES = new Set((process.env['BENCH_PHASES'] || ALL_PHASES.join(',')).split(','));
 for (const phase of PHASES) {
   if (!ALL_PHASES.includes(phase)) throw new Error(`BENCH_PHASES: unknown phase ${JSON.stringify(phase)} (${ALL_PHASES.join(', ')})`);
@@ -710,6 +711,20 @@ async function main(): Promise<void> {
         `lookup: catch-up of ${l.changes} changes, each key needing a lookup (${l.distinctParams} distinct parameters)`,
         row('decode only (ceiling)', `${round0.decodeOnly.changesPerSecond} changes/s`),
         ...round0.workers.map((w) => row(w.name, `${w.changesPerSecond} changes/s`) + `   ${w.overDecodeOnly.toFixed(2)} of decode only`),
+      );
+    }
+    if (PHASES.has('debezium')) {
+      const events = positiveInt('BENCH_DEBEZIUM_EVENTS', 50_000);
+      say(`debezium: ${events} events on 3 partitions, the worker against a no-op kafkajs consumer, own broker and Redis`);
+      const d = await runDebeziumBench({ events, partitions: 3, timeoutMs: TIMEOUT_MS, say: (text) => say(`  ${text}`) });
+      results['debezium'] = d;
+      lines.push(
+        '',
+        `debezium: ${d.events} events (${d.eventBytes.mean} bytes on average, schema envelope) on ${d.partitions} partitions, median of ${d.noop.runs.length} runs each`,
+        row('no-op kafkajs consumer (JSON.parse)', `${d.noop.medianEventsPerSecond} events/s`),
+        row('cdc-invalidator (dist/cli.js run)', `${d.worker.medianEventsPerSecond} events/s`),
+        row('worker / no-op', d.ratio.toFixed(3)),
+        row('worker peak RSS (VmHWM)', `${d.worker.peakRssMb} MB`),
       );
     }
     if (PHASES.has('live')) {
