@@ -1,9 +1,9 @@
 // Summarises a V8 .cpuprofile (node --cpu-prof): where the worker's CPU time went, by function (self
 // and inclusive) and by module, ignoring idle samples. Also runnable on its own:
 //   node bench/build/bench/cpu-profile.js FILE.cpuprofile
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { SourceMap } from 'node:module';
-import { dirname, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 interface ProfileNode {
@@ -161,4 +161,16 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
   } else {
     process.stdout.write(`${formatSummary(summarise(file, Number(process.argv[3] ?? 25)))}\n`);
   }
+}
+
+/** The most recent .cpuprofile file node wrote into `dir`. */
+export function newestProfile(dir: string): string | undefined {
+  let best: { file: string; mtime: number } | undefined;
+  for (const name of readdirSync(dir)) {
+    if (!name.endsWith('.cpuprofile')) continue;
+    const file = join(dir, name);
+    const mtime = statSync(file).mtimeMs;
+    if (best === undefined || mtime > best.mtime) best = { file, mtime };
+  }
+  return best?.file;
 }

@@ -5,8 +5,9 @@
 // on N change events (Debezium's PostgreSQL connector, JsonConverter with the schema envelope) on one
 // topic of `partitions` partitions, keyed by primary key. Each consumer is a fresh node process with
 // its own consumer group, reading the topic from the beginning.
+import { newestProfile } from './cpu-profile.js';
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -344,13 +345,3 @@ async function committed(broker: KafkaBroker, groupId: string): Promise<number> 
   }
 }
 
-function newestProfile(dir: string): string | undefined {
-  let best: { file: string; mtime: number } | undefined;
-  for (const name of readdirSync(dir)) {
-    if (!name.endsWith('.cpuprofile')) continue;
-    const file = join(dir, name);
-    const mtime = statSync(file).mtimeMs;
-    if (best === undefined || mtime > best.mtime) best = { file, mtime };
-  }
-  return best?.file;
-}

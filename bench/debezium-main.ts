@@ -1,16 +1,9 @@
 // node bench/build/bench/debezium-main.js: runs the Debezium bench alone and prints its result as JSON.
 //   BENCH_EVENTS (default 50000), BENCH_PARTITIONS (3), BENCH_ROUNDS (3), BENCH_PROFILE=1 (adds a
 //   worker run under --cpu-prof, profile in bench/results/profile/debezium/), BENCH_TIMEOUT_MS.
+import { positiveInt } from './env.js';
 import { fileURLToPath } from 'node:url';
 import { runDebeziumBench } from './debezium-bench.js';
-
-function positiveInt(name: string, fallback: number): number {
-  const text = process.env[name];
-  if (text === undefined || text === '') return fallback;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, not ${JSON.stringify(text)}`);
-  return value;
-}
 
 const result = await runDebeziumBench({
   events: positiveInt('BENCH_EVENTS', 50_000),

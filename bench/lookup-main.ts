@@ -4,6 +4,7 @@
 // LOOKUP_BENCH_BASELINE=/path/to/other/dist/cli.js also runs that build on the same backlog;
 // LOOKUP_BENCH_WITHOUT_LOOKUP=1 also runs this build with a rule giving the same keys without a lookup.
 // Prints a summary to stderr and the result as JSON to stdout and bench/results/lookup-latest.json.
+import { positiveInt } from './env.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,14 +12,6 @@ import { runLookupBench } from './lookup-bench.js';
 import { CLI } from './worker-process.js';
 
 const RESULTS_DIR = fileURLToPath(new URL('../../results/', import.meta.url));
-
-function positiveInt(name: string, fallback: number): number {
-  const text = process.env[name];
-  if (text === undefined || text === '') return fallback;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, not ${JSON.stringify(text)}`);
-  return value;
-}
 
 async function main(): Promise<void> {
   const baseline = process.env['LOOKUP_BENCH_BASELINE'];
