@@ -272,7 +272,11 @@ export class KafkaBroker {
     this.logFile = join(dir, 'kafka.log');
     this.dataDir = join(dir, 'data');
     // A cluster id is 16 random bytes, base64url without padding (what `kafka-storage random-uuid` prints).
-    this.clusterId = randomBytes(16).toString('base64url');
+    // One that starts with "-" would be read as an option by kafka-storage's argument parser (as its
+    // own random-uuid avoids too).
+    let id = randomBytes(16).toString('base64url');
+    while (id.startsWith('-')) id = randomBytes(16).toString('base64url');
+    this.clusterId = id;
     this.#options = options;
     this.#orphanGuard = new OrphanGuard(dir);
   }
