@@ -537,7 +537,7 @@ const row = (label: string, value: string) => `  ${label.padEnd(44)} ${value.pad
 /** The command line that produced a result file, with the settings that differ from the defaults. */
 function benchCommand(): string {
   const env = Object.entries(process.env)
-    .filter(([name]) => name.startsWith('BENCH_'))
+    .filter(([name]) => name.startsWith('BENCH_') || name === 'CDC_INVALIDATOR_NODE_FLAGS' || name === 'NODE_OPTIONS')
     .map(([name, value]) => `${name}=${value}`);
   return [...env, 'npm run bench'].join(' ');
 }
