@@ -3,8 +3,9 @@
 // rule looks the group's name up. All slots are created before the load, so every consumer replays
 // exactly the same single-row transactions; each is timed from replication start to its last change.
 // See bench/README.md ("Lookups").
+import { tearDown } from './teardown.js';
 import { execFile, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -164,16 +165,7 @@ export async function runLookupBench(opts: LookupBenchOptions): Promise<LookupBe
     }
     return result;
   } finally {
-    if (db !== undefined) {
-      await db
-        .query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'lookup\\_bench\\_%' AND NOT active")
-        .catch((err: Error) => say(`dropping slots failed: ${err.message}`));
-      await db.end().catch(() => undefined);
-    }
-    redis?.disconnect();
-    await Promise.allSettled([postgres?.destroy(), redisServer?.destroy()]);
-    guard.release();
-    rmSync(dir, { recursive: true, force: true });
+    await tearDown({ db, slotPattern: 'lookup\\_bench\\_%', redis, servers: [postgres, redisServer], guard, dir, say });
   }
 }
 

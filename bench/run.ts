@@ -7,10 +7,11 @@
 //   (c) slot bench_c: the same decoding, then `await redis.del(key)` for each change in turn
 // then, with the worker caught up, the latency from a lone commit to its key being deleted.
 // See bench/README.md.
+import { tearDown } from './teardown.js';
 import { newestProfile } from './cpu-profile.js';
 import { positiveInt } from './env.js';
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -729,16 +730,7 @@ async function main(): Promise<void> {
   } finally {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
-    if (db !== undefined) {
-      await db
-        .query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'bench\\_%' AND NOT active")
-        .catch((err: Error) => say(`dropping slots failed: ${err.message}`));
-      await db.end().catch(() => undefined);
-    }
-    redis?.disconnect();
-    await Promise.allSettled([postgres?.destroy(), redisServer?.destroy()]);
-    guard.release();
-    rmSync(dir, { recursive: true, force: true });
+    await tearDown({ db, slotPattern: 'bench\\_%', redis, servers: [postgres, redisServer], guard, dir, say });
   }
 }
 
