@@ -35,6 +35,10 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
   const metrics = new Metrics();
   const stats = new WorkerStats(metrics);
   let sink: RedisSink | null = null;
+  // Changes a source buffers before it stops reading: enough for the next batch to be ready when one
+  // is applied, while bounding memory under huge transactions and backlogs (more buffering only
+  // makes changes live long enough to be promoted).
+  const highWaterChanges = Math.max(5_000, config.batch.maxChanges * 2);
   const source =
     config.source.kind === 'postgres'
       ? new PostgresSource({
@@ -46,10 +50,7 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
           visibility: config.consistency.visibility,
           heartbeatSeconds: config.source.heartbeatSeconds,
           maxWaitMs: config.batch.maxWaitMs,
-          // Enough for the next batch to be ready when one is applied, while bounding memory under
-          // huge transactions and backlogs: more buffering only makes changes live long enough to
-          // be promoted.
-          highWaterChanges: Math.max(5_000, config.batch.maxChanges * 2),
+          highWaterChanges,
           slotStatsIntervalMs: config.http.slotStatsIntervalSeconds * 1000,
           ...(config.source.slotLost === 'recover'
             ? { recoverLostChanges: (version: bigint) => applyUntilDone(sink!, lostChangesOperations(rules, version).operations, log) }
@@ -69,8 +70,7 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
               ? new PostgresCatalog({ url: config.source.url, tables: rules.tables, logger: log })
               : new DeclaredIdentities(config.source.tableIdentities ?? {}, rules.tables, log),
           maxWaitMs: config.batch.maxWaitMs,
-          // As for the Postgres source: the next batches decoded while one is applied, memory bounded.
-          highWaterChanges: Math.max(5_000, config.batch.maxChanges * 2),
+          highWaterChanges,
           logger: log,
         });
   sink = new RedisSink({
