@@ -11,7 +11,8 @@ import { PgoutputDecoder } from './decoder.js';
 import { heartbeat } from './heartbeat.js';
 import { SlotMonitor } from './slot-monitor.js';
 import { TransactionIds, VisibilityGate, type VisibilityMode } from './visibility.js';
-import { parseCopyData, standbyStatusUpdate } from './protocol.js';
+import { parseCopyData } from './protocol.js';
+import { StandbyStatus } from './standby-status.js';
 import { prepareWithRetry, recreateSlot, type MappedTable } from './setup.js';
 import { classify, connectionOf, endClient } from './pg-connection.js';
 import { libpqConnectionString, quoteIdent, quoteLiteral } from './sql.js';
@@ -83,9 +84,8 @@ export class PostgresSource implements Source {
   private paused = false;
   private received: Lsn = ZERO_LSN;
   private applied: Lsn = ZERO_LSN;
-  private confirmed: Lsn | null = null;
-  private lastStatusSentMs = 0;
-  private trailingStatus: NodeJS.Timeout | null = null;
+  /** Confirms the applied position to the server. */
+  private readonly standby: StandbyStatus;
   /** Batches handed to the worker and not yet acknowledged. */
   private outstanding = 0;
   private loop: Promise<void> | null = null;
@@ -97,6 +97,15 @@ export class PostgresSource implements Source {
 
   constructor(private readonly options: PostgresSourceOptions) {
     this.log = options.logger.child({ component: 'postgres-source', slot: options.slot });
+    this.standby = new StandbyStatus({
+      send: () => {
+        if (!this.streaming || this.client === null) return null;
+        const connection = connectionOf(this.client);
+        return (chunk) => connection.sendCopyFromChunk(chunk);
+      },
+      positions: () => ({ received: this.received, applied: this.applied }),
+      log: this.log,
+    });
     this.queue = new BatchQueue<PgPosition>({ maxWaitMs: options.maxWaitMs });
     this.highWaterBytes = options.highWaterBytes ?? HIGH_WATER_BYTES;
     this.heartbeat = heartbeat(options.url, options.heartbeatSeconds, this.log);
@@ -215,7 +224,7 @@ export class PostgresSource implements Source {
       onStarted();
       this.log.info({ from: formatLsn(this.applied) }, 'replication started');
     });
-    const timer = setInterval(() => this.sendStatus(false), this.statusIntervalMs);
+    const timer = setInterval(() => this.standby.now(false), this.statusIntervalMs);
     try {
       // From the applied position, never from what was received: pg-logical-replication would
       // resume from its last received LSN, skipping what was received but not applied.
@@ -256,9 +265,9 @@ export class PostgresSource implements Source {
       this.received = maxLsn(this.received, msg.walEnd);
       this.applied = msg.walEnd;
       this.queue.pushPosition({ endLsn: msg.walEnd, keepalive: true }, Date.now());
-      if (!msg.replyRequested) this.confirmSoon();
+      if (!msg.replyRequested) this.standby.soon();
     }
-    if (msg.replyRequested) this.sendStatus(true);
+    if (msg.replyRequested) this.standby.now(true);
   }
 
   private readonly decoded = {
@@ -340,32 +349,7 @@ export class PostgresSource implements Source {
     const position = batch.position as PgPosition | null;
     if (position === null) return;
     this.applied = maxLsn(this.applied, position.endLsn);
-    this.confirmSoon();
-  }
-
-  /**
-   * Confirms the applied position promptly after progress, at most once a second: each
-   * confirmation lets Postgres free WAL, and a crash replays at most a second of work.
-   */
-  private confirmSoon(): void {
-    const sinceMs = Date.now() - this.lastStatusSentMs;
-    if (sinceMs >= 1_000) this.sendStatus(false);
-    else if (this.trailingStatus === null) {
-      this.trailingStatus = setTimeout(() => {
-        this.trailingStatus = null;
-        this.sendStatus(false);
-      }, 1_000 - sinceMs);
-    }
-  }
-
-  private sendStatus(replyRequestedByServer: boolean): void {
-    if (!this.streaming || this.client === null) return;
-    const connection = connectionOf(this.client);
-    const now = Date.now();
-    connection.sendCopyFromChunk(standbyStatusUpdate(maxLsn(this.received, this.applied), this.applied, now));
-    this.lastStatusSentMs = now;
-    this.confirmed = this.applied;
-    if (replyRequestedByServer) this.log.trace({ applied: formatLsn(this.applied) }, 'keepalive answered');
+    this.standby.soon();
   }
 
   private fail(err: InvalidatorError): void {
@@ -384,9 +368,7 @@ export class PostgresSource implements Source {
   async close(): Promise<void> {
     this.queue.close();
     if (this.stopController.signal.aborted && this.loop === null) return;
-    if (this.trailingStatus !== null) clearTimeout(this.trailingStatus);
-    this.trailingStatus = null;
-    this.sendStatus(false);
+    this.standby.final();
     this.stopController.abort();
     this.heartbeat.stop();
     this.monitor.stop();
@@ -405,7 +387,7 @@ export class PostgresSource implements Source {
       connected: this.streaming,
       received: this.received === ZERO_LSN ? null : formatLsn(this.received),
       applied: this.applied === ZERO_LSN ? null : formatLsn(this.applied),
-      confirmed: this.confirmed === null ? null : formatLsn(this.confirmed),
+      confirmed: this.standby.confirmed === null ? null : formatLsn(this.standby.confirmed),
       buffered: this.queue.size,
       oldestBufferedCommitTimeMs: this.queue.oldestCommitTimeMs(),
       lagBytes: this.monitor.stats?.lagBytes ?? null,
