@@ -7,7 +7,7 @@ import type { Change } from '../src/core/change.js';
 import { maxLsn, ZERO_LSN, type Lsn } from '../src/core/lsn.js';
 import { PgoutputDecoder } from '../src/sources/postgres/decoder.js';
 import { parseCopyData, standbyStatusUpdate } from '../src/sources/postgres/protocol.js';
-import { quoteIdent, quoteLiteral } from '../src/sources/postgres/sql.js';
+import { quoteIdent, quoteLiteral } from '../src/lib/pg/sql.js';
 import { diffStats, procStats, type ProcStats } from './proc-stats.js';
 
 export interface ConsumeOptions {

@@ -8,8 +8,8 @@ import { runCheck } from './commands/check.js';
 import { explainChange } from './commands/explain.js';
 import { ConfigError, formatProblem, RulesMismatchError, toError } from './errors.js';
 import { createLogger } from './log.js';
-import { PostgresLookupRunner } from './lookups/lookup-runner.js';
-import { buildWorker } from './runtime/build.js';
+import { buildLookups, buildWorker } from './main.js';
+import type { LookupRunner } from './ports/lookups.js';
 
 const EXIT_OK = 0;
 const EXIT_RUNTIME = 1;
@@ -111,14 +111,13 @@ async function validateCommand(configPath: string): Promise<number> {
 async function explainCommand(configPath: string, args: ReturnType<typeof parseCommandArgs>): Promise<number> {
   const loaded = await load(configPath);
   if (loaded === null) return EXIT_CONFIG;
-  let runner: PostgresLookupRunner | null = null;
-  const lookupUrl = loaded.config.source.url;
+  let runner: LookupRunner | undefined;
   const result = await explainChange(loaded.rules, args, async (requests) => {
-    if (lookupUrl === undefined) return new Map(requests.map((r) => [r.id, { ok: false as const, message: 'no source.url to run lookups on' }]));
-    runner = new PostgresLookupRunner({ url: lookupUrl, logger: createLogger({ level: 'silent' }) });
+    runner = buildLookups(loaded.config, createLogger({ level: 'silent' }));
+    if (runner === undefined) return new Map(requests.map((r) => [r.id, { ok: false as const, message: 'no source.url to run lookups on' }]));
     return runner.run(requests.map((r) => ({ ...r, retries: 0 })));
   });
-  await (runner as PostgresLookupRunner | null)?.close();
+  await (runner as LookupRunner | undefined)?.close();
   if (!result.ok) {
     process.stderr.write(`cdc-invalidator explain: ${result.error}\n`);
     return EXIT_CONFIG;

@@ -1,13 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { appliedKey } from './applied-key.js';
+import { appliedKey, leaseKey, staleKey, tagKey } from '../lib/cache-keys.js';
 import { commitLsn, commitTimeoutMs, waitForApplied, type WaitForCommitOptions } from './commit.js';
 import { CacheDecodeError, UncacheableValueError } from './errors.js';
 import { subscribeL1, type L1Subscription } from './l1-subscription.js';
-import { leaseKey, staleKey } from './leases.js';
 import { cacheSettings, type CacheErrorPhase, type CacheOptions, type CacheStats, type GetOptions } from './options.js';
 import { FILL, READ_OR_LEASE, RELEASE, runScript } from './scripts.js';
-import { tagKey } from './tags.js';
 import { withTimeout } from './timeout.js';
 import { FillWaiters, nextPollMs } from './waiters.js';
 

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { DEFAULT_LEASE_PREFIX, DEFAULT_STALE_PREFIX } from './leases.js';
+import { DEFAULT_LEASE_PREFIX, DEFAULT_STALE_PREFIX } from '../lib/cache-keys.js';
 import { jsonSerializer, type Serializer } from './serializer.js';
 
 /** What the cache was doing when Redis or the stored data let it down. */

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { tagKey } from '../lib/cache-keys.js';
 
 /**
  * For applications filling the cache: record which tags a cached key belongs to, so that a rule's
@@ -18,10 +19,7 @@ export interface RegisterTagsOptions {
   ttlSeconds?: number;
 }
 
-/** The Redis key of a tag's set. */
-export function tagKey(tag: string, keyPrefix = ''): string {
-  return `${keyPrefix}tag:${tag}`;
-}
+export { tagKey };
 
 /**
  * Adds KEYS to each tag set and, with a TTL, lengthens the sets' TTLs: one script, so either

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { OPERATIONS } from '../core/change.js';
 import type { RuleSpec } from '../core/rules.js';
+import { DEFAULT_LEASE_PREFIX } from '../lib/cache-keys.js';
 
 /**
  * The config file and mapping file formats. Every object is strict: a misspelt key must fail loudly
@@ -120,7 +121,7 @@ const redisSchema = z.strictObject({
    * that read the database before the change cannot write after it. false turns that off.
    */
   leases: z.boolean().default(true),
-  leasePrefix: z.string().min(1).default('cdc-lease:'),
+  leasePrefix: z.string().min(1).default(DEFAULT_LEASE_PREFIX),
 });
 
 const httpSchema = z.strictObject({

@@ -2,14 +2,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { toError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Health } from '../runtime/health.js';
-import type { Metrics } from '../runtime/metrics.js';
+import type { HealthReport, MetricsExposition } from '../ports/status.js';
 
 export interface HttpServerOptions {
   host: string;
   port: number;
-  health: Health;
-  metrics: Metrics;
+  health: HealthReport;
+  metrics: MetricsExposition;
   logger: Logger;
 }
 

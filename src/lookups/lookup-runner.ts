@@ -1,18 +1,13 @@
 import pg from 'pg';
 import type { Value } from '../core/change.js';
 import type { LookupRequest, LookupResult, LookupResults } from '../core/lookup.js';
+import type { LookupRunner } from '../ports/lookups.js';
 import { toError } from '../errors.js';
-import { libpqConnectionString } from '../sources/postgres/sql.js';
+import { libpqConnectionString } from '../lib/pg/sql.js';
 import type { Logger } from '../log.js';
-import { Backoff, sleep } from '../runtime/backoff.js';
+import { Backoff, sleep } from '../lib/backoff.js';
 import { arrayLiteral, splitBatchedRows, textRows } from './batched-sql.js';
 import { isStatementError, planLookup, type LookupPlan } from './lookup-plan.js';
-
-/** Runs a batch's lookups; every request gets a result, a failure included. */
-export interface LookupRunner {
-  run(requests: readonly LookupRequest[]): Promise<LookupResults>;
-  close(): Promise<void>;
-}
 
 /** Lookup statements sent, learning a query's parameter types aside. */
 export interface LookupStatementCounts {

@@ -1,5 +1,6 @@
-import type { Sink } from '../sinks/sink.js';
-import type { Source } from '../sources/source.js';
+import type { Sink } from '../ports/sink.js';
+import type { Source } from '../ports/source.js';
+import type { HealthReport } from '../ports/status.js';
 import type { GaugeReadings } from './metrics.js';
 import type { WorkerStats } from './stats.js';
 import type { WorkerState } from './worker.js';
@@ -25,7 +26,7 @@ interface Observed {
  * Answers the operator's questions from what the worker, source and sink report: is the loop
  * alive (liveness), should traffic count on it (readiness), and where does it stand (status).
  */
-export class Health implements GaugeReadings {
+export class Health implements GaugeReadings, HealthReport {
   private readonly startedAtMs: number;
   private readonly now: () => number;
 

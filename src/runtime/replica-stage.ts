@@ -1,6 +1,6 @@
 import type { KeyOperation } from '../core/change.js';
-import type { SinkBatch } from '../sinks/sink.js';
-import type { SourceBatch } from '../sources/source.js';
+import type { SinkBatch } from '../ports/sink.js';
+import type { SourceBatch } from '../ports/source.js';
 
 /** Where the application's read replicas stand: waits until each has replayed a position. */
 export interface ReplayWatch {
@@ -10,8 +10,8 @@ export interface ReplayWatch {
   close(): Promise<void>;
 }
 
-interface Entry {
-  batch: SourceBatch;
+interface Entry<P> {
+  batch: SourceBatch<P>;
   /** What to apply again once the replicas replayed the batch. */
   operations: KeyOperation[];
   /** The latest commit position in the batch; null when it has no change. */
@@ -31,8 +31,8 @@ const MAX_PENDING_OPERATIONS = 200_000;
  * the primary's readers do not wait for a slow replica, and nothing is acknowledged out of order.
  * Version bumps are not repeated: a refill cannot move a version key back.
  */
-export class ReplicaStage {
-  private readonly entries: Entry[] = [];
+export class ReplicaStage<P = unknown> {
+  private readonly entries: Entry<P>[] = [];
   private pendingOperations = 0;
   private wakeRunner: (() => void) | null = null;
   private wakePusher: (() => void) | null = null;
@@ -44,7 +44,7 @@ export class ReplicaStage {
       watch: ReplayWatch;
       /** Applies with retries; false when the worker stops first. */
       apply: (batch: SinkBatch) => Promise<boolean>;
-      acknowledge: (batch: SourceBatch) => Promise<void>;
+      acknowledge: (batch: SourceBatch<P>) => Promise<void>;
       onError: (err: unknown) => void;
       maxPendingOperations?: number;
     },
@@ -55,7 +55,7 @@ export class ReplicaStage {
   }
 
   /** Hands over a batch whose first pass is applied; waits while too much is pending. */
-  async push(batch: SourceBatch, operations: readonly KeyOperation[]): Promise<void> {
+  async push(batch: SourceBatch<P>, operations: readonly KeyOperation[]): Promise<void> {
     let lsn: bigint | null = null;
     for (const change of batch.changes) if (change.version !== null && (lsn === null || change.version > lsn)) lsn = change.version;
     const again = operations.filter((op) => op.action !== 'bump');

@@ -1,20 +1,20 @@
-import type { Change, Evaluation } from '../core/change.js';
+import type { Change, Evaluation, KeyOperation } from '../core/change.js';
 import { emptyEvaluation, evaluate, lookupsFor } from '../core/evaluate.js';
 import { NO_LOOKUP_RESULTS, type LookupRequest, type LookupResults } from '../core/lookup.js';
-import type { LookupRunner } from '../lookups/lookup-runner.js';
+import type { LookupRunner } from '../ports/lookups.js';
 import type { RuleSet } from '../core/rules.js';
 import { toError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Sink, SinkBatch } from '../sinks/sink.js';
-import type { Source } from '../sources/source.js';
-import { Backoff, sleep } from './backoff.js';
+import type { Sink, SinkBatch } from '../ports/sink.js';
+import type { Source, SourceBatch } from '../ports/source.js';
+import { Backoff, sleep } from '../lib/backoff.js';
 import { ReplicaStage, type ReplayWatch } from './replica-stage.js';
 import type { WorkerStats } from './stats.js';
 
 export type WorkerState = 'idle' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
 
-export interface WorkerOptions {
-  source: Source;
+export interface WorkerOptions<P> {
+  source: Source<P>;
   sink: Sink;
   rules: RuleSet;
   /** Runs the rules' lookups; needed only when a rule declares one. */
@@ -32,9 +32,10 @@ export interface WorkerOptions {
 /**
  * The loop: take what the source has piled up, turn it into key operations, apply them to the
  * sink (retrying until it works), and only then acknowledge the batch to the source. One batch
- * is in flight at a time, which is what keeps commit order.
+ * is applied at a time, which is what keeps commit order; the next one is read, made visible and
+ * evaluated meanwhile.
  */
-export class Worker {
+export class Worker<P = unknown> {
   private stateValue: WorkerState = 'idle';
   private startPromise: Promise<void> | null = null;
   private stopPromise: Promise<void> | null = null;
@@ -49,9 +50,9 @@ export class Worker {
   private readonly log: Logger;
   private readonly done: Promise<void>;
   private resolveDone!: () => void;
-  private readonly replicaStage: ReplicaStage | null;
+  private readonly replicaStage: ReplicaStage<P> | null;
 
-  constructor(private readonly options: WorkerOptions) {
+  constructor(private readonly options: WorkerOptions<P>) {
     this.log = options.logger.child({ component: 'worker' });
     this.done = new Promise((resolve) => {
       this.resolveDone = resolve;
@@ -129,16 +130,18 @@ export class Worker {
   }
 
   private async loop(): Promise<void> {
-    const { source, maxChanges, stats } = this.options;
+    const { source, stats } = this.options;
+    let upcoming = this.prepare();
     try {
       for (;;) {
-        const batch = await source.next(maxChanges);
-        if (batch === null) break;
+        const prepared = await upcoming;
+        if (prepared === null || this.stopRequested) break;
+        // The next batch is taken, waited for until visible, and evaluated while this one is
+        // applied; it is applied only after this one, so order holds.
+        upcoming = this.prepare();
+        upcoming.catch(() => undefined);
+        const { batch, evaluation } = prepared;
         stats.batchTaken(batch, Date.now());
-        const lookups = await this.runLookups(batch.changes);
-        const evaluation = emptyEvaluation();
-        for (const change of batch.changes) evaluate(change, this.options.rules, evaluation, lookups);
-        if (batch.deadLetters !== undefined) evaluation.deadLetters.push(...batch.deadLetters);
         const stage = this.replicaStage;
         const applySeconds = await this.applyWithRetry({
           operations: evaluation.operations,
@@ -161,6 +164,20 @@ export class Worker {
     }
   }
 
+  /**
+   * The next batch and its key operations, or null once the source is stopping. A batch taken
+   * here and not applied (the worker stopped first) is not acknowledged: it is sent again.
+   */
+  private async prepare(): Promise<{ batch: SourceBatch<P>; evaluation: Evaluation } | null> {
+    const batch = await this.options.source.next(this.options.maxChanges);
+    if (batch === null) return null;
+    const lookups = await this.runLookups(batch.changes);
+    const evaluation = emptyEvaluation();
+    for (const change of batch.changes) evaluate(change, this.options.rules, evaluation, lookups);
+    if (batch.deadLetters !== undefined) evaluation.deadLetters.push(...batch.deadLetters);
+    return { batch, evaluation };
+  }
+
   /** Runs every distinct lookup the batch needs, once, before its keys are rendered. */
   private async runLookups(changes: readonly Change[]): Promise<LookupResults> {
     const runner = this.options.lookups;
@@ -169,6 +186,18 @@ export class Worker {
     for (const change of changes) lookupsFor(change, this.options.rules, requests);
     if (requests.size === 0) return NO_LOOKUP_RESULTS;
     return runner.run([...requests.values()]);
+  }
+
+  /**
+   * Operations that belong to no batch (a lost replication slot's recovery actions): applied like
+   * a batch, retried until the sink takes them, counted, and given up only by a forced stop, in
+   * which case this resolves false.
+   */
+  async applyRecovery(operations: readonly KeyOperation[]): Promise<boolean> {
+    const seconds = await this.applyWithRetry({ operations, deadLetters: [] });
+    if (seconds === null) return false;
+    this.options.stats.recoveryApplied(operations);
+    return true;
   }
 
   /** Retries the whole batch until the sink applies it; its duration, or null when a forced stop gave up. */

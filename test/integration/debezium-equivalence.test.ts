@@ -13,7 +13,7 @@ import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import { silentLogger } from '../../src/log.js';
-import { buildWorker, type Assembly } from '../../src/runtime/build.js';
+import { buildWorker, type Assembly } from '../../src/main.js';
 import { kafkaMissing, sharedConnectWorker, sharedKafkaBroker } from '../harness/kafka.js';
 import { createTestDatabase, servicesMissing, sharedPostgres, sharedRedis, uniqueName } from '../harness/services.js';
 import { waitFor } from '../harness/wait-for.js';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import { silentLogger } from '../../src/log.js';
-import { buildWorker } from '../../src/runtime/build.js';
+import { buildWorker } from '../../src/main.js';
 import { PostgresServer } from '../harness/postgres.js';
 import { servicesMissing, sharedRedis, uniqueName } from '../harness/services.js';
 import { waitFor } from '../harness/wait-for.js';

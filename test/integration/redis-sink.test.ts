@@ -1,13 +1,13 @@
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { appliedKey } from '../../src/client/applied-key.js';
+import { appliedKey } from '../../src/lib/cache-keys.js';
 import { registerTags, tagKey } from '../../src/client/tags.js';
 import type { KeyOperation } from '../../src/core/change.js';
 import { escapeGlob } from '../../src/core/glob.js';
 import { SinkUnavailableError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { RedisSink, type RedisSinkOptions } from '../../src/sinks/redis/redis-sink.js';
-import type { SinkBatch } from '../../src/sinks/sink.js';
+import type { SinkBatch } from '../../src/ports/sink.js';
 import { RedisServer } from '../harness/redis.js';
 import { servicesMissing, sharedRedis, uniqueName } from '../harness/services.js';
 import { waitFor } from '../harness/wait-for.js';

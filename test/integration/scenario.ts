@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { loadConfig } from '../../src/config/load.js';
 import { createLogger, silentLogger } from '../../src/log.js';
-import { buildWorker, type Assembly } from '../../src/runtime/build.js';
+import { buildWorker, type Assembly } from '../../src/main.js';
 import { createTestDatabase, sharedPostgres, sharedRedis, uniqueName } from '../harness/services.js';
 import { waitFor } from '../harness/wait-for.js';
 

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Assembly } from '../../src/runtime/build.js';
+import type { Assembly } from '../../src/main.js';
 import { servicesMissing, sharedPostgres } from '../harness/services.js';
 import { waitFor } from '../harness/wait-for.js';
 import { createScenario, type Scenario } from './scenario.js';

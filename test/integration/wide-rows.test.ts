@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { compileRules } from '../../src/core/rules.js';
 import { silentLogger } from '../../src/log.js';
 import { PostgresSource } from '../../src/sources/postgres/postgres-source.js';
-import type { SourceBatch } from '../../src/sources/source.js';
+import type { SourceBatch } from '../../src/ports/source.js';
 import { createTestDatabase, servicesMissing, sharedPostgres, uniqueName } from '../harness/services.js';
 import { waitFor } from '../harness/wait-for.js';
 

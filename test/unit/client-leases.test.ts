@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_LEASE_PREFIX, leaseKey, staleKey } from '../../src/client/leases.js';
+import { DEFAULT_LEASE_PREFIX, leaseKey, staleKey } from '../../src/lib/cache-keys.js';
 import { configSchema } from '../../src/config/schema.js';
 
 describe('lease names shared by the client and the worker', () => {

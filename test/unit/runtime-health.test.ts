@@ -3,8 +3,8 @@ import { Health } from '../../src/runtime/health.js';
 import { Metrics } from '../../src/runtime/metrics.js';
 import { WorkerStats } from '../../src/runtime/stats.js';
 import type { WorkerState } from '../../src/runtime/worker.js';
-import type { Sink } from '../../src/sinks/sink.js';
-import type { Source, SourceStatus } from '../../src/sources/source.js';
+import type { Sink } from '../../src/ports/sink.js';
+import type { Source, SourceStatus } from '../../src/ports/source.js';
 
 function setup(o: { state?: WorkerState; connected?: boolean; sink?: boolean; buffered?: number; oldestBuffered?: number | null } = {}) {
   let nowMs = 100_000;

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { Change, KeyOperation } from '../../src/core/change.js';
 import { ReplicaStage, type ReplayWatch } from '../../src/runtime/replica-stage.js';
-import type { SinkBatch } from '../../src/sinks/sink.js';
-import type { SourceBatch } from '../../src/sources/source.js';
+import type { SinkBatch } from '../../src/ports/sink.js';
+import type { SourceBatch } from '../../src/ports/source.js';
 
 /** Replicas whose replay position the test moves by hand. */
 class HandReplicas implements ReplayWatch {

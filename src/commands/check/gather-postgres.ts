@@ -1,8 +1,8 @@
 import pg from 'pg';
 import { toError } from '../../errors.js';
-import { libpqConnectionString } from '../../sources/postgres/sql.js';
+import { libpqConnectionString } from '../../lib/pg/sql.js';
 import type { Failure, LookupFacts, PostgresFacts, PublicationFacts, RoleFacts, ServerFacts, SlotFacts, TableFacts } from './facts.js';
-import { tableFacts } from '../../sources/postgres/catalog.js';
+import { tableFacts } from '../../lib/pg/catalog.js';
 
 export interface PostgresTarget {
   url: string;

@@ -1,4 +1,4 @@
-import { quoteLiteral } from '../../sources/postgres/sql.js';
+import { quoteLiteral } from '../../lib/pg/sql.js';
 import type { Failure, PostgresFacts, PostgresReached } from './facts.js';
 import { fail, formatBytes, ok, warn, type CheckLine } from './report.js';
 

@@ -1,4 +1,4 @@
-import { tagKey } from '../../client/tags.js';
+import { tagKey } from '../../lib/cache-keys.js';
 import type { KeyOperation } from '../../core/change.js';
 import { escapeGlob } from '../../core/glob.js';
 

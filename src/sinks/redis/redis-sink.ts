@@ -3,12 +3,12 @@ import { escapeGlob } from '../../core/glob.js';
 import type { DeadLetter } from '../../core/change.js';
 import { SinkUnavailableError, toError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import type { Sink, SinkBatch } from '../sink.js';
+import type { Sink, SinkBatch } from '../../ports/sink.js';
 import { forEachLimited } from './limited.js';
 import { notificationMessages, publishAll } from './notify.js';
 import { invalidatePattern } from './patterns.js';
 import { planBatch, type RedisPlan } from './plan.js';
-import { appliedKey } from '../../client/applied-key.js';
+import { appliedKey } from '../../lib/cache-keys.js';
 import { APPLIED_POSITION_SCRIPT, APPLY_BATCH_SCRIPT, isNoScript, ScriptCache } from './scripts.js';
 import { invalidateTag } from './tags.js';
 

@@ -3,9 +3,9 @@ import { parseLsn } from '../../core/lsn.js';
 import { tableKey } from '../../core/rules.js';
 import { SourceUnavailableError, toError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import { Backoff, sleep } from '../../runtime/backoff.js';
-import { IDENTITY_KEYS_SQL } from '../postgres/catalog.js';
-import { libpqConnectionString } from '../postgres/sql.js';
+import { Backoff, sleep } from '../../lib/backoff.js';
+import { IDENTITY_KEYS_SQL } from '../../lib/pg/catalog.js';
+import { libpqConnectionString } from '../../lib/pg/sql.js';
 import { weaker, type EventTable, type ReplicaIdentity, type TableCatalog, type TableInfo } from './identity.js';
 import { columnType, type ColumnType } from './values.js';
 

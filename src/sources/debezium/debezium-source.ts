@@ -1,9 +1,9 @@
 import { Kafka, logLevel, type Batch, type Consumer, type EachBatchPayload } from 'kafkajs';
 import { SourceUnavailableError, toError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import { Backoff, sleep } from '../../runtime/backoff.js';
-import { BatchQueue, HIGH_WATER_BYTES, MAX_BATCH_BYTES } from '../../runtime/batch-queue.js';
-import type { Source, SourceBatch, SourceStatus } from '../source.js';
+import { Backoff, sleep } from '../../lib/backoff.js';
+import { BatchQueue, HIGH_WATER_BYTES, MAX_BATCH_BYTES } from '../batch-queue.js';
+import type { Source, SourceBatch, SourceStatus } from '../../ports/source.js';
 import { FetchedBatches, type KafkaPosition } from './fetched-batches.js';
 import type { TableCatalog } from './identity.js';
 import { OffsetCommits } from './offset-commits.js';
@@ -44,7 +44,7 @@ const HEARTBEAT_WHILE_HELD_MS = 2_000;
  * but never committed: kafkajs fetches from the last commit again after it, and the new owner of a
  * partition replays them (duplicates, never gaps).
  */
-export class DebeziumSource implements Source {
+export class DebeziumSource implements Source<KafkaPosition[]> {
   private readonly queue: BatchQueue<KafkaPosition>;
   private readonly log: Logger;
   private readonly kafka: Kafka;
@@ -192,7 +192,7 @@ export class DebeziumSource implements Source {
     for (const p of current) this.committed.set(`${p.topic}[${p.partition}]`, p.next);
   }
 
-  async next(maxChanges: number): Promise<SourceBatch | null> {
+  async next(maxChanges: number): Promise<SourceBatch<KafkaPosition[]> | null> {
     const taken = await this.queue.take(maxChanges, MAX_BATCH_BYTES);
     if (this.drained) this.wakeHeldHandlers();
     if (taken === null) return null;
@@ -205,8 +205,8 @@ export class DebeziumSource implements Source {
     };
   }
 
-  async acknowledge(batch: SourceBatch): Promise<void> {
-    for (const p of batch.position as KafkaPosition[]) {
+  async acknowledge(batch: SourceBatch<KafkaPosition[]>): Promise<void> {
+    for (const p of batch.position) {
       if (p.generation === this.generation) this.commits.add(p);
     }
   }

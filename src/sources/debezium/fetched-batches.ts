@@ -1,5 +1,5 @@
 import type { Logger } from '../../log.js';
-import type { BatchQueue } from '../../runtime/batch-queue.js';
+import type { BatchQueue } from '../batch-queue.js';
 import { toError } from '../../errors.js';
 import { decodeDebeziumRecord, toChange, type Decoded, type DebeziumEvent } from './event-parser.js';
 import type { TableCatalog } from './identity.js';

@@ -1,4 +1,4 @@
-import { sleep } from '../../runtime/backoff.js';
+import { sleep } from '../../lib/backoff.js';
 
 /** Where a partition's consumption may resume: every message before `next` has been applied. */
 export interface PartitionPosition {

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { toError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import { libpqConnectionString } from './sql.js';
+import { libpqConnectionString } from '../../lib/pg/sql.js';
 
 /**
  * Runs a small piece of SQL work on an interval, on a connection of its own that is opened on

@@ -4,9 +4,9 @@ import { ruleColumns, type RuleSet } from '../../core/rules.js';
 import { formatLsn, maxLsn, ZERO_LSN, type Lsn } from '../../core/lsn.js';
 import { InvalidatorError, SlotInUseError, SlotLostError, SourceUnavailableError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import { Backoff, sleep } from '../../runtime/backoff.js';
-import { BatchQueue, HIGH_WATER_BYTES, MAX_BATCH_BYTES } from '../../runtime/batch-queue.js';
-import type { Source, SourceBatch, SourceStatus } from '../source.js';
+import { Backoff, sleep } from '../../lib/backoff.js';
+import { BatchQueue, HIGH_WATER_BYTES, MAX_BATCH_BYTES } from '../batch-queue.js';
+import type { Source, SourceBatch, SourceStatus } from '../../ports/source.js';
 import { PgoutputDecoder } from './decoder.js';
 import { heartbeat } from './heartbeat.js';
 import { SlotMonitor } from './slot-monitor.js';
@@ -14,8 +14,8 @@ import { TransactionIds, VisibilityGate, type VisibilityMode } from './visibilit
 import { parseCopyData } from './protocol.js';
 import { StandbyStatus } from './standby-status.js';
 import { prepareWithRetry, recreateSlot, type MappedTable } from './setup.js';
-import { classify, connectionOf, endClient } from './pg-connection.js';
-import { libpqConnectionString, quoteIdent, quoteLiteral } from './sql.js';
+import { classify, connectionOf, endClient } from '../../lib/pg/connection.js';
+import { libpqConnectionString, quoteIdent, quoteLiteral } from '../../lib/pg/sql.js';
 
 export interface PostgresSourceOptions {
   url: string;
@@ -51,7 +51,7 @@ export interface PostgresSourceOptions {
 }
 
 /** Internal to this source: what acknowledging a batch confirms. */
-interface PgPosition {
+export interface PgPosition {
   endLsn: Lsn;
   /** A keepalive position reached while nothing was pending, not a commit. */
   keepalive?: true;
@@ -66,7 +66,7 @@ interface PgPosition {
  * worker is blocked on Redis, and every reconnect restarts from it. Duplicates after a crash are
  * possible; gaps are not.
  */
-export class PostgresSource implements Source {
+export class PostgresSource implements Source<PgPosition | null> {
   private readonly queue: BatchQueue<PgPosition>;
   private readonly log: Logger;
   private readonly stopController = new AbortController();
@@ -322,7 +322,7 @@ export class PostgresSource implements Source {
     }
   }
 
-  async next(maxChanges: number): Promise<SourceBatch | null> {
+  async next(maxChanges: number): Promise<SourceBatch<PgPosition | null> | null> {
     const taken = await this.queue.take(maxChanges, this.options.maxBatchBytes ?? MAX_BATCH_BYTES);
     this.resumeIfDrained();
     if (taken === null) return null;
@@ -344,9 +344,9 @@ export class PostgresSource implements Source {
     };
   }
 
-  async acknowledge(batch: SourceBatch): Promise<void> {
+  async acknowledge(batch: SourceBatch<PgPosition | null>): Promise<void> {
     this.outstanding = Math.max(0, this.outstanding - 1);
-    const position = batch.position as PgPosition | null;
+    const position = batch.position;
     if (position === null) return;
     this.applied = maxLsn(this.applied, position.endLsn);
     this.standby.soon();

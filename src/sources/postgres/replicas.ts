@@ -3,8 +3,8 @@ import { formatLsn, lsnFromBigInt } from '../../core/lsn.js';
 import { SourceSetupError, toError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { redactUrl } from '../../log.js';
-import { sleep } from '../../runtime/backoff.js';
-import { endClient, openClient } from './pg-connection.js';
+import { sleep } from '../../lib/backoff.js';
+import { endClient, openClient } from '../../lib/pg/connection.js';
 
 interface Replica {
   url: string;

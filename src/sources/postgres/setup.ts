@@ -3,10 +3,10 @@ import { tableKey, type CompileProblem, type RuleSet } from '../../core/rules.js
 import { describeGap, tableRequirements } from '../../core/table-requirements.js';
 import { RulesMismatchError, SlotLostError, SourceSetupError, SourceUnavailableError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import { Backoff, sleep } from '../../runtime/backoff.js';
-import { tableFacts } from './catalog.js';
-import { classify } from './pg-connection.js';
-import { libpqConnectionString, qualifiedName, quoteIdent } from './sql.js';
+import { Backoff, sleep } from '../../lib/backoff.js';
+import { tableFacts } from '../../lib/pg/catalog.js';
+import { classify } from '../../lib/pg/connection.js';
+import { libpqConnectionString, qualifiedName, quoteIdent } from '../../lib/pg/sql.js';
 
 /** A mapped table as setup found it. */
 export interface MappedTable {

@@ -3,8 +3,8 @@ import type { Change } from '../../core/change.js';
 import { isVisible, parseSnapshot } from '../../core/snapshot.js';
 import { toError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import { Backoff, sleep } from '../../runtime/backoff.js';
-import { endClient, openClient } from './pg-connection.js';
+import { Backoff, sleep } from '../../lib/backoff.js';
+import { endClient, openClient } from '../../lib/pg/connection.js';
 
 export type VisibilityMode = 'auto' | 'always' | 'off';
 

@@ -1,23 +1,21 @@
-import type { LoadedConfig } from '../config/load.js';
-import type { KeyOperation } from '../core/change.js';
-import { lostChangesOperations } from '../core/recovery.js';
-import { toError } from '../errors.js';
-import type { Sink } from '../sinks/sink.js';
-import { Backoff, sleep } from './backoff.js';
-import type { Logger } from '../log.js';
-import { HttpServer } from '../http/server.js';
-import { PostgresLookupRunner } from '../lookups/lookup-runner.js';
-import { RedisSink } from '../sinks/redis/redis-sink.js';
-import { PostgresCatalog } from '../sources/debezium/catalog.js';
-import { DebeziumSource } from '../sources/debezium/debezium-source.js';
-import { DeclaredIdentities } from '../sources/debezium/identity.js';
-import { PostgresSource } from '../sources/postgres/postgres-source.js';
-import { ReplicaWatcher } from '../sources/postgres/replicas.js';
-import type { Source } from '../sources/source.js';
-import { Health } from './health.js';
-import { Metrics } from './metrics.js';
-import { WorkerStats } from './stats.js';
-import { Worker } from './worker.js';
+import type { LoadedConfig } from './config/load.js';
+import { lostChangesOperations } from './core/recovery.js';
+import { SlotLostError } from './errors.js';
+import type { Logger } from './log.js';
+import { HttpServer } from './http/server.js';
+import { PostgresLookupRunner } from './lookups/lookup-runner.js';
+import { RedisSink } from './sinks/redis/redis-sink.js';
+import { PostgresCatalog } from './sources/debezium/catalog.js';
+import { DebeziumSource } from './sources/debezium/debezium-source.js';
+import { DeclaredIdentities } from './sources/debezium/identity.js';
+import { PostgresSource } from './sources/postgres/postgres-source.js';
+import { ReplicaWatcher } from './sources/postgres/replicas.js';
+import type { LookupRunner } from './ports/lookups.js';
+import type { Source } from './ports/source.js';
+import { Health } from './runtime/health.js';
+import { Metrics } from './runtime/metrics.js';
+import { WorkerStats } from './runtime/stats.js';
+import { Worker } from './runtime/worker.js';
 
 export interface Assembly {
   worker: Worker;
@@ -34,12 +32,14 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
   const { config, rules } = loaded;
   const metrics = new Metrics();
   const stats = new WorkerStats(metrics);
-  let sink: RedisSink | null = null;
+  // The source recovers a lost slot through the worker, which is made after it.
+  let worker: Worker | null = null;
   // Changes a source buffers before it stops reading: enough for the next batch to be ready when one
   // is applied, while bounding memory under huge transactions and backlogs (more buffering only
   // makes changes live long enough to be promoted).
   const highWaterChanges = Math.max(5_000, config.batch.maxChanges * 2);
-  const source =
+  // Each source's positions are its own; past this point the worker only hands them back.
+  const source: Source =
     config.source.kind === 'postgres'
       ? new PostgresSource({
           url: config.source.url,
@@ -53,7 +53,17 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
           highWaterChanges,
           slotStatsIntervalMs: config.http.slotStatsIntervalSeconds * 1000,
           ...(config.source.slotLost === 'recover'
-            ? { recoverLostChanges: (version: bigint) => applyUntilDone(sink!, lostChangesOperations(rules, version).operations, log) }
+            ? {
+                recoverLostChanges: async (version: bigint) => {
+                  if (!(await worker!.applyRecovery(lostChangesOperations(rules, version).operations))) {
+                    throw new SlotLostError(
+                      'stopped before the recovery actions of the lost replication slot were applied: the new slot ' +
+                        'streams only what changed after it was created, so caches may be stale. Run every rule\'s ' +
+                        'fallback yourself (or flush the affected cache namespaces)',
+                    );
+                  }
+                },
+              }
             : {}),
           logger: log,
         })
@@ -73,7 +83,7 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
           highWaterChanges,
           logger: log,
         });
-  sink = new RedisSink({
+  const sink = new RedisSink({
     url: config.redis.url,
     keyPrefix: config.redis.keyPrefix,
     deleteCommand: config.redis.deleteCommand,
@@ -81,8 +91,7 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
     leasePrefix: config.redis.leases ? config.redis.leasePrefix : null,
     logger: log,
   });
-  const lookupUrl = config.source.url;
-  const lookups = lookupUrl === undefined ? undefined : new PostgresLookupRunner({ url: lookupUrl, logger: log });
+  const lookups = buildLookups(config, log);
   const replicas =
     config.consistency.replicas.length === 0
       ? undefined
@@ -92,7 +101,7 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
           timeoutMs: config.consistency.replicaTimeoutMs,
           logger: log,
         });
-  const worker = new Worker({
+  worker = new Worker({
     source,
     sink,
     rules,
@@ -104,7 +113,7 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
   });
   const health = new Health(
     {
-      state: () => worker.state,
+      state: () => worker!.state,
       source,
       sink,
       stats,
@@ -118,17 +127,8 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
   return { worker, source, sink, stats, health, metrics, http };
 }
 
-/** Applies recovery actions, retrying until Redis takes them: skipping them would hide lost changes. */
-async function applyUntilDone(sink: Sink, operations: KeyOperation[], log: Logger): Promise<void> {
-  const backoff = new Backoff({ initialMs: 100, maxMs: 5_000 });
-  for (;;) {
-    try {
-      await sink.apply({ operations, deadLetters: [] });
-      return;
-    } catch (err) {
-      const delayMs = backoff.next();
-      log.warn({ err: toError(err), attempt: backoff.attempts, delayMs }, 'redis apply of recovery actions failed; retrying');
-      await sleep(delayMs);
-    }
-  }
+/** What runs the rules' lookups: the source database, where there is one to ask. */
+export function buildLookups(config: LoadedConfig['config'], log: Logger): LookupRunner | undefined {
+  const url = config.source.url;
+  return url === undefined ? undefined : new PostgresLookupRunner({ url, logger: log });
 }

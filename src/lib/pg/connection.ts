@@ -8,7 +8,7 @@ import {
   SourceUnavailableError,
   toError,
 } from '../../errors.js';
-import { sleep } from '../../runtime/backoff.js';
+import { sleep } from '../backoff.js';
 
 /**
  * What the replication source uses of pg's internal Connection: the CopyData events of the

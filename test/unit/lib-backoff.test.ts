@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Backoff, sleep } from '../../src/runtime/backoff.js';
+import { Backoff, sleep } from '../../src/lib/backoff.js';
 
 describe('Backoff', () => {
   const sequences: Array<{ name: string; initialMs: number; maxMs: number; random: number; delays: number[] }> = [

@@ -5,14 +5,17 @@ import type { Change, DeadLetter } from '../core/change.js';
  * worker loop. A source yields committed changes in order and is told, batch by batch, what has
  * been applied; it must never acknowledge anything to its upstream before that.
  */
-export interface SourceBatch {
+export interface SourceBatch<P = unknown> {
   readonly changes: readonly Change[];
   /** Commit time of the oldest change in the batch (ms since the epoch), NaN when unknown. */
   readonly oldestCommitTimeMs: number;
   /** Commit time (ms since the epoch) of each transaction the batch completes, for end-to-end latency. */
   readonly commitTimesMs: readonly number[];
-  /** Opaque to the worker: what acknowledging this batch confirms, null when nothing new. */
-  readonly position: unknown;
+  /**
+   * What acknowledging this batch confirms, in the source's own terms (an LSN, Kafka offsets per
+   * partition); the worker only hands it back.
+   */
+  readonly position: P;
   /**
    * The position an application can wait for once this batch is applied (read-your-writes): a
    * PostgreSQL LSN as text; null where the source has none, or the batch ends inside a transaction.
@@ -38,16 +41,16 @@ export interface SourceStatus {
   details: Record<string, unknown>;
 }
 
-export interface Source {
+export interface Source<P = unknown> {
   /** Connects and starts streaming. Retryable faults are retried inside; fatal ones reject. */
   start(): Promise<void>;
   /**
    * Waits for the next batch of at most `maxChanges` changes. Resolves null once the source is
    * stopping; rejects when it failed for good (the worker then stops and exits non-zero).
    */
-  next(maxChanges: number): Promise<SourceBatch | null>;
+  next(maxChanges: number): Promise<SourceBatch<P> | null>;
   /** Every change of this batch (and of all before it) has been applied by the sink. */
-  acknowledge(batch: SourceBatch): Promise<void>;
+  acknowledge(batch: SourceBatch<P>): Promise<void>;
   /** Stops intake: a waiting next() resolves null. Safe to call twice. */
   stopIntake(): void;
   /** Sends the final acknowledgement and closes connections. Safe to call twice. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Change } from '../../src/core/change.js';
-import { BatchQueue, type Taken } from '../../src/runtime/batch-queue.js';
+import { BatchQueue, type Taken } from '../../src/sources/batch-queue.js';
 
 function c(id: number): Change {
   return {

@@ -1,6 +1,7 @@
 /**
- * Names shared by the cache-aside client and the worker. Pure functions with no dependencies, so the
- * worker can import them without loading the client.
+ * Key names shared by the cache-aside client and the worker: leases, stale copies, tag sets and the
+ * applied position. Pure functions with no dependencies, so either side imports them without
+ * loading the other.
  *
  * A lease is the right to fill one cache key: a reader that misses takes it (a random token, short
  * TTL), reads the database, and writes the value only if it still holds the lease. The worker deletes
@@ -29,4 +30,28 @@ export function leaseKey(fullKey: string, leasePrefix: string = DEFAULT_LEASE_PR
  */
 export function staleKey(fullKey: string, stalePrefix: string = DEFAULT_STALE_PREFIX): string {
   return stalePrefix + fullKey;
+}
+
+/**
+ * The key where the worker records the position it has applied: the worker writes it once
+ * everything else of a batch is applied, the client's `waitForCommit` reads it.
+ *
+ * For the Postgres source the value is an LSN in PostgreSQL's text form (`0/16B3748`, as
+ * `pg_current_wal_lsn()::text` prints it); `src/core/lsn.ts` parses and compares it.
+ */
+
+/** The key's name after the worker's `redis.keyPrefix`. */
+export const APPLIED_KEY_NAME = 'cdc-invalidator:applied';
+
+/** The Redis key holding the applied position: `<keyPrefix>cdc-invalidator:applied`. */
+export function appliedKey(keyPrefix = ''): string {
+  return keyPrefix + APPLIED_KEY_NAME;
+}
+
+/**
+ * The Redis key of a tag's set: `<keyPrefix>tag:<tag>`. Its members are full key names, which the
+ * worker deletes as they are.
+ */
+export function tagKey(tag: string, keyPrefix = ''): string {
+  return `${keyPrefix}tag:${tag}`;
 }
