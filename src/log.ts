@@ -9,6 +9,7 @@ const REDACT = [
   '*.url',
   'config.source.url',
   'config.redis.url',
+  'config.redis.cluster',
   'password',
   '*.password',
   // ioredis puts the failed command on its errors: for AUTH, that is the password.

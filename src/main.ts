@@ -1,9 +1,11 @@
 import type { LoadedConfig } from './config/load.js';
+import { DEFAULT_REDIS_URL } from './config/schema.js';
 import { lostChangesOperations } from './core/recovery.js';
 import { SlotLostError } from './errors.js';
 import type { Logger } from './log.js';
 import { HttpServer } from './http/server.js';
 import { PostgresLookupRunner } from './lookups/lookup-runner.js';
+import { RedisClusterSink } from './sinks/redis/redis-cluster-sink.js';
 import { RedisSink } from './sinks/redis/redis-sink.js';
 import { PostgresCatalog } from './sources/debezium/catalog.js';
 import { DebeziumSource } from './sources/debezium/debezium-source.js';
@@ -11,6 +13,7 @@ import { DeclaredIdentities } from './sources/debezium/identity.js';
 import { PostgresSource } from './sources/postgres/postgres-source.js';
 import { ReplicaWatcher } from './sources/postgres/replicas.js';
 import type { LookupRunner } from './ports/lookups.js';
+import type { Sink } from './ports/sink.js';
 import type { Source } from './ports/source.js';
 import { Health } from './runtime/health.js';
 import { Metrics } from './runtime/metrics.js';
@@ -20,7 +23,7 @@ import { Worker } from './runtime/worker.js';
 export interface Assembly {
   worker: Worker;
   source: Source;
-  sink: RedisSink;
+  sink: Sink;
   stats: WorkerStats;
   health: Health;
   metrics: Metrics;
@@ -83,14 +86,19 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
           highWaterChanges,
           logger: log,
         });
-  const sink = new RedisSink({
-    url: config.redis.url,
+  const redis = {
     keyPrefix: config.redis.keyPrefix,
     deleteCommand: config.redis.deleteCommand,
     notifyChannel: config.redis.notifyChannel,
     leasePrefix: config.redis.leases ? config.redis.leasePrefix : null,
+    waitReplicas: config.redis.waitReplicas,
+    waitTimeoutMs: config.redis.waitTimeoutMs,
     logger: log,
-  });
+  };
+  const sink: Sink =
+    config.redis.cluster !== undefined
+      ? new RedisClusterSink({ ...redis, seeds: config.redis.cluster })
+      : new RedisSink({ ...redis, url: config.redis.url ?? DEFAULT_REDIS_URL });
   const lookups = buildLookups(config, log);
   const replicas =
     config.consistency.replicas.length === 0

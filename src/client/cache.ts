@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { appliedKey, leaseKey, staleKey, tagKey } from '../lib/cache-keys.js';
+import { sameSlotName } from '../lib/cluster-slot.js';
 import { commitLsn, commitTimeoutMs, waitForApplied, type WaitForCommitOptions } from './commit.js';
 import { CacheDecodeError, UncacheableValueError } from './errors.js';
 import { subscribeL1, type L1Subscription } from './l1-subscription.js';
 import { cacheSettings, type CacheErrorPhase, type CacheOptions, type CacheStats, type GetOptions } from './options.js';
-import { FILL, READ_OR_LEASE, RELEASE, runScript } from './scripts.js';
+import { FILL, READ_OR_LEASE, REGISTER_TAG, RELEASE, runScript } from './scripts.js';
 import { withTimeout } from './timeout.js';
 import { FillWaiters, nextPollMs } from './waiters.js';
 
@@ -54,8 +55,8 @@ function toError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
-export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
-  if (redis.options.keyPrefix) {
+export function createCache(redis: Redis | Cluster, options: CacheOptions = {}): Cache {
+  if (redis.options.keyPrefix || (redis.isCluster && (redis as Cluster).options.redisOptions?.keyPrefix)) {
     throw new TypeError(
       'createCache: the ioredis client has a keyPrefix option; pass the prefix as the cache\'s keyPrefix instead (lease keys must not get it)',
     );
@@ -84,6 +85,15 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
   const waiters = new FillWaiters();
 
   const fullKey = (key: string) => keyPrefix + key;
+  // On a Redis Cluster the lease and the stale copy of a key live in its slot (the scripts touch
+  // them together), named as the worker names them (lib/cluster-slot.ts); tag sets, in other
+  // slots, are registered by calls of their own, before the lease is asked for.
+  const onCluster = redis.isCluster;
+  const leaseOf = (full: string) => (onCluster ? sameSlotName(leasePrefix, full) : leaseKey(full, leasePrefix));
+  const staleOf = (full: string) => (onCluster ? sameSlotName(stalePrefix, full) : staleKey(full, stalePrefix));
+  async function registerTagSets(full: string, tags: readonly string[], tagTtl: string): Promise<void> {
+    await Promise.all(tags.map((tag) => command(runScript(redis, REGISTER_TAG, [tagKey(tag, keyPrefix)], [full, tagTtl]), 'register_tag')));
+  }
   const ttlMsOf = (seconds: number) => Math.max(1, Math.round(seconds * 1000 * (1 - settings.jitter * Math.random())));
   const command = <T>(promise: Promise<T>, name: string) => withTimeout(promise, operationTimeoutMs, name);
 
@@ -119,12 +129,19 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
     const ttl = getOptions.ttlSeconds ?? settings.ttlSeconds;
     const negativeTtl = getOptions.negativeTtlSeconds ?? settings.negativeTtlSeconds;
     const tagTtl = String(Math.ceil(Math.max(ttl, negativeTtl ?? 0)) + leaseSeconds);
-    const lease = leaseKey(full, leasePrefix);
-    const keys = [full, lease, staleKey(full, stalePrefix), ...tags.map((tag) => tagKey(tag, keyPrefix))];
     const uncached = async () => {
       stats.uncachedLoads++;
       return await loader();
     };
+    const lease = leaseOf(full);
+    const stale = staleOf(full);
+    if (lease === null || stale === null) {
+      // A key with a '}' and no hash tag: no lease name shares its slot, so no fill can be made safe.
+      report(new UncacheableValueError(full, 'on a Redis Cluster a key with "}" needs a hash tag ({...}) for its lease'), 'read');
+      return await uncached();
+    }
+    const keys = [full, lease, stale, ...(onCluster ? [] : tags.map((tag) => tagKey(tag, keyPrefix)))];
+    const clusterTags = onCluster ? tags : [];
     // Hits, the common case, take a plain GET: a script call costs more on both ends. A miss then
     // asks read_or_lease, which reads again (a fill may have landed in between) or takes the lease.
     let first: Buffer | null;
@@ -146,6 +163,14 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
     let wantStale = staleTtlMs > 0;
 
     for (;;) {
+      if (clusterTags.length > 0) {
+        try {
+          await registerTagSets(full, clusterTags, tagTtl);
+        } catch (err) {
+          report(err, 'read');
+          return await uncached();
+        }
+      }
       const token = `${tokenBase}.${++tokenCount}`;
       const args = [token, leaseTtlMs, wantStale ? '1' : '', full, tagTtl, ...(bad ? [bad] : [])];
       const call = runScript(redis, READ_OR_LEASE, keys, args) as Promise<Buffer[]>;
@@ -171,7 +196,7 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
       if (status === 'lease') {
         stats.leases++;
         try {
-          return await loadAndFill(full, token, keys, loader, ttl, negativeTtl, tagTtl, tags, epoch);
+          return await loadAndFill(full, token, keys, loader, ttl, negativeTtl, tagTtl, tags, clusterTags, epoch);
         } finally {
           // The lease is given up (filled, refused, released, or left to expire): this process's
           // waiters look again now instead of at their next poll.
@@ -213,6 +238,7 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
     negativeTtl: number | undefined,
     tagTtl: string,
     tags: readonly string[],
+    clusterTags: readonly string[],
     epoch: number,
   ): Promise<T> {
     let value: T;
@@ -250,6 +276,9 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
       // every invalidation of the key, and the lease expires leaseTtlMs after it was taken (by the
       // server's clock, also across a SIGSTOP). So a late fill either lands before the invalidation
       // of any later change (which then deletes it) or is refused.
+      // On a cluster the tag sets are registered (their TTLs lengthened) first: an invalidation of a
+      // tag in between deletes the lease, and the fill is refused.
+      if (clusterTags.length > 0) await registerTagSets(full, clusterTags, tagTtl);
       written = Number(await command(runScript(redis, FILL, keys, [token, payload, valueTtlMs, staleArg, full, tagTtl]), 'fill'));
     } catch (err) {
       report(err, 'fill');
@@ -279,7 +308,8 @@ export function createCache(redis: Redis, options: CacheOptions = {}): Cache {
     async invalidate(key) {
       const full = fullKey(key);
       l1?.delete(full);
-      await command(redis.del(full, leaseKey(full, leasePrefix)), 'DEL');
+      const lease = leaseOf(full);
+      await command(lease === null ? redis.del(full) : redis.del(full, lease), 'DEL');
       waiters.wake(full);
     },
     get stats() {

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { parseLsn, type Lsn } from '../core/lsn.js';
 import { CacheTimeoutError } from './errors.js';
 import type { CacheErrorPhase } from './options.js';
@@ -36,7 +36,7 @@ export function commitTimeoutMs(options: WaitForCommitOptions | undefined): numb
 }
 
 export interface AppliedReader {
-  redis: Redis;
+  redis: Redis | Cluster;
   /** `<keyPrefix>cdc-invalidator:applied` */
   key: string;
   operationTimeoutMs: number;

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { L1Cache } from './l1.js';
 import type { CacheErrorPhase, CacheOptions } from './options.js';
 
@@ -11,14 +11,16 @@ export interface L1Subscription {
 }
 
 export function subscribeL1(
-  redis: Redis,
+  redis: Redis | Cluster,
   options: NonNullable<CacheOptions['l1']>,
   report: (err: unknown, during: CacheErrorPhase) => void,
 ): L1Subscription {
   const l1 = new L1Cache(options.maxEntries ?? 10_000, options.ttlMs ?? 1000);
   const channel = options.channel;
   const own = options.subscriber === undefined;
-  const sub = options.subscriber ?? redis.duplicate({ autoResubscribe: false, lazyConnect: true });
+  // A cluster delivers a PUBLISH to subscribers on every node: one connection to any of them will do.
+  const sub =
+    options.subscriber ?? (redis.isCluster ? (redis as Cluster).duplicate([], { lazyConnect: true }) : (redis as Redis).duplicate({ autoResubscribe: false, lazyConnect: true }));
   let active = false;
   let closed = false;
   const subscribe = () => {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 
 /**
  * Adds ARGV[member] to the tag sets KEYS[from..] and lengthens their TTL to ARGV[ttl] seconds, as
@@ -15,6 +15,14 @@ local function register(from, member, ttl)
     end
   end
 end`;
+
+/**
+ * register_tag. KEYS: one tag set. ARGV: the member, the set's TTL (s). On a cluster, where the tag
+ * sets of a key are in other slots than the key, each set is registered by a call of its own.
+ */
+export const REGISTER_TAG = `${REGISTER_TAGS}
+register(1, ARGV[1], tonumber(ARGV[2]))
+return 1`;
 
 /**
  * read_or_lease. KEYS: the cache key, its lease, its stale copy, then tag sets.
@@ -75,7 +83,7 @@ function sha1(script: string): string {
  * EVALSHA with replies as Buffers (values may be binary); on NOSCRIPT (first use on this server, or
  * after a restart or SCRIPT FLUSH: nothing ran) EVAL, which also caches the script.
  */
-export async function runScript(redis: Redis, script: string, keys: readonly string[], args: readonly (string | Buffer | number)[]): Promise<unknown> {
+export async function runScript(redis: Redis | Cluster, script: string, keys: readonly string[], args: readonly (string | Buffer | number)[]): Promise<unknown> {
   const rest = [keys.length, ...keys, ...args];
   try {
     return await redis.callBuffer('EVALSHA', [sha1(script), ...rest]);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { tagKey } from '../lib/cache-keys.js';
 
 /**
@@ -46,7 +46,7 @@ const REGISTER_SHA = createHash('sha1').update(REGISTER_SCRIPT).digest('hex');
  * the tag set names, and this function prepends it to the member too, since the member must be
  * the key's full name.
  */
-export async function registerTags(redis: Redis, key: string, tags: readonly string[], options: RegisterTagsOptions = {}): Promise<void> {
+export async function registerTags(redis: Redis | Cluster, key: string, tags: readonly string[], options: RegisterTagsOptions = {}): Promise<void> {
   if (tags.length === 0) return;
   const ttl = options.ttlSeconds;
   if (ttl !== undefined && !(Number.isInteger(ttl) && ttl > 0)) {
@@ -54,12 +54,19 @@ export async function registerTags(redis: Redis, key: string, tags: readonly str
   }
   const sets = [...new Set(tags)].map((tag) => tagKey(tag, options.keyPrefix));
   const member = (redis.options.keyPrefix ?? '') + key;
-  const args = [...sets, member, ttl === undefined ? '' : String(ttl)];
-  try {
-    await redis.evalsha(REGISTER_SHA, sets.length, ...args);
-  } catch (err) {
-    if (!(err instanceof Error && err.message.includes('NOSCRIPT'))) throw err;
-    // First use on this server (or after a restart): EVAL also caches the script.
-    await redis.eval(REGISTER_SCRIPT, sets.length, ...args);
-  }
+  const ttlArg = ttl === undefined ? '' : String(ttl);
+  // On a Redis Cluster the sets are in different slots: one call per set (each atomic on its own).
+  const groups = redis.isCluster ? sets.map((set) => [set]) : [sets];
+  await Promise.all(
+    groups.map(async (group) => {
+      const args = [...group, member, ttlArg];
+      try {
+        await redis.evalsha(REGISTER_SHA, group.length, ...args);
+      } catch (err) {
+        if (!(err instanceof Error && err.message.includes('NOSCRIPT'))) throw err;
+        // First use on this server (or after a restart): EVAL also caches the script.
+        await redis.eval(REGISTER_SCRIPT, group.length, ...args);
+      }
+    }),
+  );
 }

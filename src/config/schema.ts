@@ -109,20 +109,45 @@ const sourceSchema = z.discriminatedUnion('kind', [postgresSourceSchema, debeziu
   },
 });
 
-const redisSchema = z.strictObject({
-  url: z.string().min(1).default('redis://127.0.0.1:6379'),
-  /** Prepended to every key the worker touches. */
-  keyPrefix: z.string().default(''),
-  deleteCommand: z.enum(['del', 'unlink']).default('del'),
-  /** Channel on which the keys, tags and patterns of each applied batch are published. */
-  notifyChannel: z.string().min(1).optional(),
-  /**
-   * Leases of the package's cache client: deleting key K also deletes `<leasePrefix>K`, so a fill
-   * that read the database before the change cannot write after it. false turns that off.
-   */
-  leases: z.boolean().default(true),
-  leasePrefix: z.string().min(1).default(DEFAULT_LEASE_PREFIX),
-});
+/** Where the worker finds Redis when the config names neither a server nor a cluster. */
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
+const redisUrl = (what: string) =>
+  z
+    .string()
+    .min(1)
+    .refine((text) => /^rediss?:\/\/[^/\s]+/i.test(text), { message: `${what} must be a redis:// or rediss:// URL (redis://[user:password@]host:port)` });
+
+const redisSchema = z
+  .strictObject({
+    /** One Redis server (a primary). Default redis://127.0.0.1:6379 unless `cluster` is given. */
+    url: z.string().min(1).optional(),
+    /** Seed nodes of a Redis Cluster, instead of `url`: the rest of the cluster is discovered. */
+    cluster: z.array(redisUrl('each redis.cluster seed')).min(1).optional(),
+    /**
+     * Replicas that must have a batch's writes (Redis WAIT) before it counts as applied, so that a
+     * failover cannot take acknowledged invalidations with it. 0: not waited for.
+     */
+    waitReplicas: z.number().int().min(0).default(0),
+    /** How long WAIT may take; fewer replicas by then fails the batch, which is retried. */
+    waitTimeoutMs: z.number().int().positive().default(1_000),
+    /** Prepended to every key the worker touches. */
+    keyPrefix: z.string().default(''),
+    deleteCommand: z.enum(['del', 'unlink']).default('del'),
+    /** Channel on which the keys, tags and patterns of each applied batch are published. */
+    notifyChannel: z.string().min(1).optional(),
+    /**
+     * Leases of the package's cache client: deleting key K also deletes `<leasePrefix>K`, so a fill
+     * that read the database before the change cannot write after it. false turns that off.
+     */
+    leases: z.boolean().default(true),
+    leasePrefix: z.string().min(1).default(DEFAULT_LEASE_PREFIX),
+  })
+  .refine((r) => r.url === undefined || r.cluster === undefined, {
+    message: 'give either redis.url (one server) or redis.cluster (the seed nodes of a cluster), not both',
+    path: ['cluster'],
+  })
+  .transform((r) => (r.url === undefined && r.cluster === undefined ? { ...r, url: DEFAULT_REDIS_URL } : r));
 
 const httpSchema = z.strictObject({
   host: z.string().min(1).default('0.0.0.0'),

@@ -14,6 +14,10 @@ export interface FaultConfig {
   slot: string;
   publication: string;
   redisUrl: string;
+  /** Seed URLs of a Redis Cluster: written as redis.cluster instead of redis.url. */
+  redisCluster?: readonly string[];
+  /** Extra lines of the redis: block (indented by two spaces). */
+  redisExtra?: string;
   prefix: string;
   /** The `rules:` list items, as YAML text. */
   rules: string;
@@ -32,7 +36,8 @@ export function writeFaultConfig(c: FaultConfig): string {
   writeFileSync(
     path,
     `source:\n  kind: postgres\n  url: "${c.url}"\n  slot: ${c.slot}\n  publication: ${c.publication}\n` +
-      `redis:\n  url: "${c.redisUrl}"\n  keyPrefix: "${c.prefix}"\n${notify}` +
+      `redis:\n${c.redisCluster === undefined ? `  url: "${c.redisUrl}"\n` : `  cluster: [${c.redisCluster.map((u) => `"${u}"`).join(', ')}]\n`}` +
+      `  keyPrefix: "${c.prefix}"\n${notify}${c.redisExtra ?? ''}` +
       `mappings: ./mappings\nhttp:\n  port: 0\n${c.extra ?? ''}`,
   );
   return path;

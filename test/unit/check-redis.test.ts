@@ -6,7 +6,7 @@ import { urlSecrets } from '../../src/commands/check.js';
 import { redis, render } from './check-fixtures.js';
 
 describe('check: Redis', () => {
-  const cases: Array<{ name: string; facts: RedisFacts; lines: Array<string | RegExp> }> = [
+  const cases: Array<{ name: string; facts: RedisFacts; cluster?: boolean; lines: Array<string | RegExp> }> = [
     {
       name: 'healthy',
       facts: redis(),
@@ -34,7 +34,19 @@ describe('check: Redis', () => {
     {
       name: 'cluster mode',
       facts: redis({ clusterEnabled: true }),
-      lines: [/^ok /, /^fail redis 127.0.0.1:6379 runs in cluster mode/, /^ok /, /^ok /],
+      lines: [/^ok /, /^fail redis 127.0.0.1:6379 runs in cluster mode, and redis.url names one server: .* \| list the cluster's nodes as redis.cluster/, /^ok /, /^ok /],
+    },
+    {
+      name: 'redis.cluster and a cluster',
+      facts: redis({ clusterEnabled: true, target: 'cluster (seeds 10.0.0.1:7000)' }),
+      cluster: true,
+      lines: [/^ok redis cluster \(seeds 10.0.0.1:7000\): reachable/, /^ok /, /^ok /],
+    },
+    {
+      name: 'redis.cluster and a single server',
+      facts: redis({ clusterEnabled: false }),
+      cluster: true,
+      lines: [/^ok /, /^fail redis 127.0.0.1:6379: redis.cluster names a server that is not in cluster mode \| use redis.url for a single server/, /^ok /, /^ok /],
     },
     {
       name: 'a read-only replica',
@@ -57,8 +69,8 @@ describe('check: Redis', () => {
     },
   ];
 
-  it.each(cases)('$name', ({ facts, lines }) => {
-    const found = render(redisChecks(facts));
+  it.each(cases)('$name', ({ facts, cluster, lines }) => {
+    const found = render(redisChecks(facts, { cluster: cluster ?? false }));
     expect(found).toHaveLength(lines.length);
     lines.forEach((e, i) => (typeof e === 'string' ? expect(found[i]).toBe(e) : expect(found[i]).toMatch(e)));
   });

@@ -66,7 +66,7 @@ describe('a valid config', () => {
         slotLost: 'fail',
         replicaIdentity: 'check',
       },
-      redis: { url: 'redis://127.0.0.1:6379', keyPrefix: '', deleteCommand: 'del', leases: true, leasePrefix: 'cdc-lease:' },
+      redis: { url: 'redis://127.0.0.1:6379', keyPrefix: '', deleteCommand: 'del', leases: true, leasePrefix: 'cdc-lease:', waitReplicas: 0, waitTimeoutMs: 1000 },
       mappings: 'mappings',
       http: { host: '0.0.0.0', port: 9464, readyMaxLagSeconds: 60, stuckAfterSeconds: 120, slotStatsIntervalSeconds: 10 },
       batch: { maxChanges: 5000, maxWaitMs: 0 },
@@ -100,7 +100,7 @@ describe('a valid config', () => {
     });
     const loaded = await loadConfig(path.join(dir, 'etc/config.yml'), {});
     expect(loaded.config.source).toMatchObject({ slot: 'app_slot_1', publication: 'cdc_invalidator', heartbeatSeconds: 0 });
-    expect(loaded.config.redis).toEqual({ url: 'redis://127.0.0.1:6379', keyPrefix: 'app:', deleteCommand: 'unlink', leases: true, leasePrefix: 'cdc-lease:' });
+    expect(loaded.config.redis).toEqual({ url: 'redis://127.0.0.1:6379', keyPrefix: 'app:', deleteCommand: 'unlink', leases: true, leasePrefix: 'cdc-lease:', waitReplicas: 0, waitTimeoutMs: 1000 });
     expect(loaded.config.http).toMatchObject({ host: '0.0.0.0', port: 0 });
     expect(loaded.config.batch).toEqual({ maxChanges: 5000, maxWaitMs: 5 });
     expect(loaded.config.log.level).toBe('silent');

@@ -1,10 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
+import { DEFAULT_REDIS_URL } from '../../config/schema.js';
+import { connectionSettings } from '../../lib/redis-connection.js';
 import type { Failure, RedisFacts } from './facts.js';
 import { failure } from './gather-postgres.js';
 
 export interface RedisTarget {
-  url: string;
+  /** One server, or the seed nodes of a cluster. */
+  url?: string;
+  cluster?: readonly string[];
   keyPrefix: string;
   timeoutMs?: number;
 }
@@ -21,16 +25,21 @@ const PROBE_SCRIPT = "return redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')";
  */
 export async function gatherRedisFacts(target: RedisTarget): Promise<RedisFacts> {
   const timeoutMs = target.timeoutMs ?? 5_000;
-  const client = new Redis(target.url, {
-    lazyConnect: true,
+  const settings = {
     connectTimeout: timeoutMs,
     commandTimeout: timeoutMs,
     maxRetriesPerRequest: 0,
-    // One attempt: a preflight reports what it finds instead of waiting for Redis to come back.
-    retryStrategy: () => null,
-    enableOfflineQueue: false,
-  });
-  const where = describe(client);
+  };
+  const seeds = target.cluster;
+  // One attempt: a preflight reports what it finds instead of waiting for Redis to come back.
+  const client: Redis | Cluster =
+    seeds === undefined
+      ? new Redis(target.url ?? DEFAULT_REDIS_URL, { ...settings, lazyConnect: true, retryStrategy: () => null, enableOfflineQueue: false })
+      : new Cluster(
+          seeds.map((url) => ({ host: new URL(url).hostname, port: Number(new URL(url).port || 6379) })),
+          { lazyConnect: true, enableOfflineQueue: false, clusterRetryStrategy: () => null, redisOptions: { ...connectionSettings(seeds[0]!, timeoutMs), ...settings } },
+        );
+  const where = client instanceof Cluster ? `cluster (seeds ${seeds!.map((u) => new URL(u).host).join(', ')})` : describe(client);
   let lastError: unknown = null;
   client.on('error', (err: unknown) => {
     lastError = err;
@@ -50,6 +59,11 @@ export async function gatherRedisFacts(target: RedisTarget): Promise<RedisFacts>
     let script: Awaited<ReturnType<typeof attempt>> | null = null;
     if (write.ok) {
       script = await attempt(async () => {
+        if (client instanceof Cluster) {
+          // On a cluster a script is loaded where it runs: EVAL reaches the key's node.
+          await client.eval(PROBE_SCRIPT, 1, probeKey, 'cdc-invalidator check (script)');
+          return;
+        }
         const sha = (await client.script('LOAD', PROBE_SCRIPT)) as string;
         await client.evalsha(sha, 1, probeKey, 'cdc-invalidator check (script)');
       });

@@ -4,8 +4,11 @@ import { fail, ok, type CheckLine } from './report.js';
 /** Version keys are written with SET ... KEEPTTL, which Redis has since 6.0. */
 const MIN_VERSION: readonly [number, number] = [6, 0];
 
-/** Redis: reachable, recent enough, standalone, writable under the key prefix, and running Lua. */
-export function redisChecks(facts: RedisFacts): CheckLine[] {
+/**
+ * Redis: reachable, recent enough, a cluster exactly when the config says redis.cluster, writable
+ * under the key prefix, and running Lua.
+ */
+export function redisChecks(facts: RedisFacts, expected: { cluster: boolean } = { cluster: false }): CheckLine[] {
   const name = `redis ${facts.target}`;
   if (!facts.reachable) return [unreachable(name, facts.error)];
 
@@ -18,13 +21,16 @@ export function redisChecks(facts: RedisFacts): CheckLine[] {
       ),
     );
   }
-  if (facts.clusterEnabled) {
+  if (facts.clusterEnabled && !expected.cluster) {
     lines.push(
       fail(
-        `${name} runs in cluster mode, which the worker does not support: it applies each batch as one atomic script call over keys of any hash slot`,
-        'point redis.url at a standalone Redis (a primary, possibly with replicas)',
+        `${name} runs in cluster mode, and redis.url names one server: the single-server sink applies each batch as one script call over keys of any hash slot, which a cluster refuses`,
+        'list the cluster\'s nodes as redis.cluster: [redis://host:port, ...] instead of redis.url',
       ),
     );
+  }
+  if (!facts.clusterEnabled && expected.cluster) {
+    lines.push(fail(`${name}: redis.cluster names a server that is not in cluster mode`, 'use redis.url for a single server, or point redis.cluster at the nodes of a Redis Cluster'));
   }
 
   if (facts.write.ok) {

@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { connectionSettings } from '../../lib/redis-connection.js';
 import { escapeGlob } from '../../core/glob.js';
 import type { DeadLetter } from '../../core/change.js';
 import { SinkUnavailableError, toError } from '../../errors.js';
@@ -29,11 +30,18 @@ export interface RedisSinkOptions {
   tagStepSize?: number;
   /** SCAN COUNT hint for patterns. */
   scanCount?: number;
+  /**
+   * Replicas that must have the batch's writes (WAIT) before it counts as applied: a primary that
+   * fails right after answering then cannot take acknowledged invalidations with it. 0: not waited.
+   */
+  waitReplicas?: number;
+  /** How long WAIT may take; fewer replicas than asked by then fails the batch (it is retried). */
+  waitTimeoutMs?: number;
   logger: Logger;
 }
 
 /** Dead letters kept in the stream; older ones are trimmed (approximately). */
-const DEAD_LETTER_MAXLEN = 100_000;
+export const DEAD_LETTER_MAXLEN = 100_000;
 const DEFAULT_TAG_STEP_SIZE = 1000;
 const MAX_TAG_STEP_SIZE = 5000;
 const DEFAULT_SCAN_COUNT = 1000;
@@ -67,15 +75,11 @@ export class RedisSink implements Sink {
 
   constructor(private readonly options: RedisSinkOptions) {
     const client = new Redis(options.url, {
+      ...connectionSettings(options.url, options.commandTimeoutMs),
       lazyConnect: true,
-      maxRetriesPerRequest: 0,
       enableOfflineQueue: false,
-      autoResendUnfulfilledCommands: false,
-      commandTimeout: options.commandTimeoutMs ?? 10_000,
-      connectTimeout: 5_000,
       // Reconnect forever in the background, capped at 2 s; batches fail fast meanwhile.
       retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
-      connectionName: 'cdc-invalidator',
     });
     this.scripts = new ScriptCache(client);
     // A restarted Redis has an empty script cache.
@@ -130,12 +134,27 @@ export class RedisSink implements Sink {
       if (plan.tags.length > 0) await this.invalidateTags(plan);
       if (plan.patterns.length > 0) await this.invalidatePatterns(plan);
       if (positionLast && position !== null) await this.storePosition(position);
+      await this.waitForReplicas();
       if (this.options.notifyChannel !== undefined) await this.notify(plan, this.options.notifyChannel);
     } catch (err) {
       this.lastAttemptFailed = true;
       throw err;
     }
     this.lastAttemptFailed = false;
+  }
+
+  /** WAIT until the replicas asked for have everything this connection wrote. */
+  private async waitForReplicas(): Promise<void> {
+    const replicas = this.options.waitReplicas ?? 0;
+    if (replicas === 0) return;
+    const timeoutMs = this.options.waitTimeoutMs ?? 1_000;
+    let acked: number;
+    try {
+      acked = Number(await this.client.call('WAIT', String(replicas), String(timeoutMs)));
+    } catch (err) {
+      throw new SinkUnavailableError(`redis WAIT failed: ${toError(err).message}`, err);
+    }
+    if (acked < replicas) throw new SinkUnavailableError(`redis: ${acked} of ${replicas} replicas acknowledged the batch within ${timeoutMs} ms`);
   }
 
   private async storePosition(position: string): Promise<void> {
@@ -242,7 +261,7 @@ export class RedisSink implements Sink {
 }
 
 /** DEAD_LETTER_FIELDS strings: names and values. */
-function deadLetterFields(letter: DeadLetter): string[] {
+export function deadLetterFields(letter: DeadLetter): string[] {
   return [
     'table',
     `${letter.schema}.${letter.table}`,
