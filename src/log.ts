@@ -10,6 +10,8 @@ const REDACT = [
   'config.source.url',
   'config.redis.url',
   'config.redis.cluster',
+  'config.redis.sentinel.nodes',
+  'config.redis.sentinel.password',
   'password',
   '*.password',
   // ioredis puts the failed command on its errors: for AUTH, that is the password.

@@ -98,7 +98,7 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
   const sink: Sink =
     config.redis.cluster !== undefined
       ? new RedisClusterSink({ ...redis, seeds: config.redis.cluster })
-      : new RedisSink({ ...redis, url: config.redis.url ?? DEFAULT_REDIS_URL });
+      : new RedisSink({ ...redis, url: config.redis.url ?? DEFAULT_REDIS_URL, sentinel: config.redis.sentinel });
   const lookups = buildLookups(config, log);
   const replicas =
     config.consistency.replicas.length === 0

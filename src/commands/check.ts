@@ -36,14 +36,14 @@ export async function runCheck(loaded: LoadedConfig): Promise<{ text: string; ex
       tables: rules.tables,
       lookups: lookupQueries(rules),
     }).catch((err: unknown) => toError(err)),
-    gatherRedisFacts({ ...(config.redis.cluster !== undefined ? { cluster: config.redis.cluster } : { url: config.redis.url }), keyPrefix: config.redis.keyPrefix }).catch((err: unknown) => toError(err)),
+    gatherRedisFacts({ url: config.redis.url, cluster: config.redis.cluster, sentinel: config.redis.sentinel, keyPrefix: config.redis.keyPrefix }).catch((err: unknown) => toError(err)),
   ]);
   const wanted = { slot: source.slot, publication: source.publication, rules, replicaIdentity: source.replicaIdentity };
   const lines = [
     ...(postgres instanceof Error ? [stopped('database', postgres)] : postgresChecks(postgres, wanted)),
-    ...(redis instanceof Error ? [stopped('redis', redis)] : redisChecks(redis, { cluster: config.redis.cluster !== undefined })),
+    ...(redis instanceof Error ? [stopped('redis', redis)] : redisChecks(redis, { cluster: config.redis.cluster !== undefined, waitReplicas: config.redis.waitReplicas })),
   ];
-  return { text: formatReport(lines, [...urlSecrets(source.url), ...(config.redis.cluster ?? [config.redis.url ?? '']).flatMap(urlSecrets)]), exitCode: exitCode(lines) };
+  return { text: formatReport(lines, [...urlSecrets(source.url), ...(config.redis.cluster ?? config.redis.sentinel?.nodes ?? [config.redis.url ?? '']).flatMap(urlSecrets), ...(config.redis.sentinel?.password === undefined ? [] : [config.redis.sentinel.password])]), exitCode: exitCode(lines) };
 }
 
 /** A query that failed where none should (the connection dropped mid-check, say). */

@@ -125,10 +125,26 @@ const redisSchema = z
     /** Seed nodes of a Redis Cluster, instead of `url`: the rest of the cluster is discovered. */
     cluster: z.array(redisUrl('each redis.cluster seed')).min(1).optional(),
     /**
-     * Replicas that must have a batch's writes (Redis WAIT) before it counts as applied, so that a
-     * failover cannot take acknowledged invalidations with it. 0: not waited for.
+     * Redis Sentinel, instead of `url`: the primary of the set `name` as the sentinels at `nodes`
+     * name it, followed through failovers. The nodes' URLs carry the sentinels' own user and
+     * password; `username`/`password` are the primary's.
      */
-    waitReplicas: z.number().int().min(0).default(0),
+    sentinel: z
+      .strictObject({
+        name: z.string().min(1),
+        nodes: z.array(redisUrl('each redis.sentinel node')).min(1),
+        username: z.string().min(1).optional(),
+        password: z.string().min(1).optional(),
+        /** rediss:// to the primary and its replicas. */
+        tls: z.boolean().default(false),
+      })
+      .optional(),
+    /**
+     * Replicas that must have a batch's writes (Redis WAIT) before it counts as applied, so that a
+     * failover cannot take acknowledged invalidations with it. 0: not waited for. Default 1 with
+     * `cluster` or `sentinel` (which exist to fail over), 0 with `url`.
+     */
+    waitReplicas: z.number().int().min(0).optional(),
     /** How long WAIT may take; fewer replicas by then fails the batch, which is retried. */
     waitTimeoutMs: z.number().int().positive().default(1_000),
     /** Prepended to every key the worker touches. */
@@ -143,11 +159,13 @@ const redisSchema = z
     leases: z.boolean().default(true),
     leasePrefix: z.string().min(1).default(DEFAULT_LEASE_PREFIX),
   })
-  .refine((r) => r.url === undefined || r.cluster === undefined, {
-    message: 'give either redis.url (one server) or redis.cluster (the seed nodes of a cluster), not both',
-    path: ['cluster'],
+  .refine((r) => [r.url, r.cluster, r.sentinel].filter((v) => v !== undefined).length <= 1, {
+    message: 'give one of redis.url (one server), redis.cluster (the seed nodes of a cluster) or redis.sentinel (a Sentinel set), not several',
   })
-  .transform((r) => (r.url === undefined && r.cluster === undefined ? { ...r, url: DEFAULT_REDIS_URL } : r));
+  .transform((r) => {
+    const single = r.cluster === undefined && r.sentinel === undefined;
+    return { ...r, url: single ? (r.url ?? DEFAULT_REDIS_URL) : undefined, waitReplicas: r.waitReplicas ?? (single ? 0 : 1) };
+  });
 
 const httpSchema = z.strictObject({
   host: z.string().min(1).default('0.0.0.0'),

@@ -9,7 +9,7 @@ import { suggest } from '../lib/suggest.js';
  */
 
 /** Values under these paths can hold credentials; messages describe their type, never the value. */
-const SECRET_PATHS = [['source', 'url'], ['redis', 'url'], ['redis', 'cluster']] as const;
+const SECRET_PATHS = [['source', 'url'], ['redis', 'url'], ['redis', 'cluster'], ['redis', 'sentinel', 'nodes'], ['redis', 'sentinel', 'password']] as const;
 
 function isSecret(path: DocPath): boolean {
   return SECRET_PATHS.some((secret) => secret.every((segment, i) => path[i] === segment));

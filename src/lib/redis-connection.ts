@@ -18,3 +18,45 @@ export function connectionSettings(url: string, commandTimeoutMs = 10_000): Redi
     ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
   };
 }
+
+export interface SentinelTarget {
+  /** The set's name, as the sentinels monitor it. */
+  name: string;
+  /** Sentinel URLs; their user and password are the sentinels' own. */
+  nodes: readonly string[];
+  /** The primary's credentials. */
+  username?: string | undefined;
+  password?: string | undefined;
+  tls?: boolean;
+}
+
+/**
+ * A connection to the primary of a Sentinel set. ioredis asks the sentinels for the primary, checks
+ * its role on connecting, and with failoverDetector subscribes to the sentinels' +switch-master and
+ * drops the connection at once when the primary changes: a primary that was replaced but not yet
+ * demoted would otherwise go on acknowledging writes that are lost when it is (with waitReplicas, its
+ * WAIT fails instead, and the batch is retried on the new one).
+ */
+export function sentinelSettings(sentinel: SentinelTarget, commandTimeoutMs: number | undefined, retryStrategy: (times: number) => number): RedisOptions {
+  const first = new URL(sentinel.nodes[0]!);
+  return {
+    ...connectionSettings('redis://localhost', commandTimeoutMs),
+    sentinels: sentinel.nodes.map((url) => {
+      const u = new URL(url);
+      return { host: u.hostname, port: Number(u.port || 26379) };
+    }),
+    name: sentinel.name,
+    role: 'master',
+    ...(sentinel.username !== undefined ? { username: sentinel.username } : {}),
+    ...(sentinel.password !== undefined ? { password: sentinel.password } : {}),
+    ...(sentinel.tls ? { tls: {} } : {}),
+    ...(first.username !== '' ? { sentinelUsername: decodeURIComponent(first.username) } : {}),
+    ...(first.password !== '' ? { sentinelPassword: decodeURIComponent(first.password) } : {}),
+    ...(first.protocol === 'rediss:' ? { enableTLSForSentinelMode: true, sentinelTLS: {} } : {}),
+    failoverDetector: true,
+    sentinelRetryStrategy: retryStrategy,
+    retryStrategy,
+    lazyConnect: true,
+    enableOfflineQueue: false,
+  };
+}

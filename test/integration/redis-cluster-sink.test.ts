@@ -196,7 +196,9 @@ describe.skipIf(servicesMissing('redis'))('redis cluster sink', () => {
   it('check reaches the cluster through redis.cluster, writes a probe key and runs a script where it lives', async () => {
     const facts = await gatherRedisFacts({ cluster: cluster.seeds(), keyPrefix: `${uniqueName('c')}:` });
     expect(facts).toMatchObject({ reachable: true, clusterEnabled: true, write: { ok: true }, script: { ok: true } });
-    expect(render(redisChecks(facts, { cluster: true })).filter((line) => !line.startsWith('ok '))).toEqual([]);
+    expect(facts).toMatchObject({ replicas: 1 });
+    expect(render(redisChecks(facts, { cluster: true, waitReplicas: 1 })).filter((line) => !line.startsWith('ok '))).toEqual([]);
+    expect(render(redisChecks(facts, { cluster: true, waitReplicas: 2 })).join('\n')).toContain('redis.waitReplicas is 2, and a master has 1 replica connected');
     // The same nodes named as one server: check says what to write instead.
     const single = await gatherRedisFacts({ url: cluster.seeds()[0]!, keyPrefix: 'x:' });
     expect(render(redisChecks(single)).join('\n')).toContain('list the cluster\'s nodes as redis.cluster');

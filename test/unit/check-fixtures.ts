@@ -69,6 +69,7 @@ export function redis(overrides: Partial<RedisReached> = {}): RedisReached {
     version: '7.2.4',
     role: 'master',
     clusterEnabled: false,
+    replicas: 0,
     probeKey: 'app:cdc-invalidator:check:abc123',
     write: { ok: true },
     script: { ok: true },

@@ -6,7 +6,7 @@ import { urlSecrets } from '../../src/commands/check.js';
 import { redis, render } from './check-fixtures.js';
 
 describe('check: Redis', () => {
-  const cases: Array<{ name: string; facts: RedisFacts; cluster?: boolean; lines: Array<string | RegExp> }> = [
+  const cases: Array<{ name: string; facts: RedisFacts; cluster?: boolean; waitReplicas?: number; lines: Array<string | RegExp> }> = [
     {
       name: 'healthy',
       facts: redis(),
@@ -43,6 +43,19 @@ describe('check: Redis', () => {
       lines: [/^ok redis cluster \(seeds 10.0.0.1:7000\): reachable/, /^ok /, /^ok /],
     },
     {
+      name: 'waitReplicas 1 and a primary without replicas',
+      facts: redis({ replicas: 0 }),
+      waitReplicas: 1,
+      lines: [/^ok /, /^fail redis 127.0.0.1:6379: redis.waitReplicas is 1, and the primary has 0 replicas connected: every batch would wait .* \| connect 1 replica to every primary, or lower redis.waitReplicas/, /^ok /, /^ok /],
+    },
+    {
+      name: 'waitReplicas 1 and a cluster whose masters have a replica each',
+      facts: redis({ replicas: 1, clusterEnabled: true }),
+      cluster: true,
+      waitReplicas: 1,
+      lines: [/^ok /, 'ok redis 127.0.0.1:6379: 1 replica connected to every master (redis.waitReplicas 1)', /^ok /, /^ok /],
+    },
+    {
       name: 'redis.cluster and a single server',
       facts: redis({ clusterEnabled: false }),
       cluster: true,
@@ -69,8 +82,8 @@ describe('check: Redis', () => {
     },
   ];
 
-  it.each(cases)('$name', ({ facts, cluster, lines }) => {
-    const found = render(redisChecks(facts, { cluster: cluster ?? false }));
+  it.each(cases)('$name', ({ facts, cluster, waitReplicas, lines }) => {
+    const found = render(redisChecks(facts, { cluster: cluster ?? false, waitReplicas: waitReplicas ?? 0 }));
     expect(found).toHaveLength(lines.length);
     lines.forEach((e, i) => (typeof e === 'string' ? expect(found[i]).toBe(e) : expect(found[i]).toMatch(e)));
   });

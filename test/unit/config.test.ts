@@ -108,6 +108,17 @@ describe('a valid config', () => {
     expect(loaded.rules.byTable.get('public.users')?.[0]?.id).toBe('../rules/users.yaml#rules[0]');
   });
 
+  test.each([
+    ['url', 'redis:\n  url: redis://r:6379\n', { url: 'redis://r:6379', waitReplicas: 0 }],
+    ['cluster', 'redis:\n  cluster: [redis://a:7000, redis://b:7000]\n', { url: undefined, cluster: ['redis://a:7000', 'redis://b:7000'], waitReplicas: 1 }],
+    ['sentinel', 'redis:\n  sentinel: { name: m, nodes: [redis://s:26379] }\n', { url: undefined, sentinel: { name: 'm', nodes: ['redis://s:26379'], tls: false }, waitReplicas: 1 }],
+    ['cluster, waitReplicas 0', 'redis:\n  cluster: [redis://a:7000]\n  waitReplicas: 0\n', { url: undefined, waitReplicas: 0 }],
+  ])('redis target %s: its default waitReplicas', async (_name, redis, expected) => {
+    await write({ 'c.yaml': `source:\n  kind: postgres\n  url: postgres://db/app\n${redis}mappings: m\n`, 'm/users.yaml': USERS });
+    const loaded = await loadConfig(path.join(dir, 'c.yaml'), {});
+    expect(loaded.config.redis).toMatchObject(expected);
+  });
+
   test('reads a mappings directory recursively and in order, skipping hidden entries', async () => {
     await write({
       'c.yaml': 'source: { kind: postgres, url: x }\nmappings: ./m\n',

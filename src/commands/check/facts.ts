@@ -139,6 +139,8 @@ export interface RedisReached {
   /** master or slave, from INFO replication. */
   role: string | null;
   clusterEnabled: boolean;
+  /** Replicas connected to the primary (on a cluster, to the master with fewest); null when unknown. */
+  replicas: number | null;
   /** The probe key written and deleted, prefix included. */
   probeKey: string;
   write: { ok: true } | { ok: false; error: Failure };

@@ -1,14 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
 import { DEFAULT_REDIS_URL } from '../../config/schema.js';
-import { connectionSettings } from '../../lib/redis-connection.js';
+import { connectionSettings, sentinelSettings, type SentinelTarget } from '../../lib/redis-connection.js';
 import type { Failure, RedisFacts } from './facts.js';
 import { failure } from './gather-postgres.js';
 
 export interface RedisTarget {
-  /** One server, or the seed nodes of a cluster. */
-  url?: string;
-  cluster?: readonly string[];
+  /** One server, the seed nodes of a cluster, or a Sentinel set. */
+  url?: string | undefined;
+  cluster?: readonly string[] | undefined;
+  sentinel?: SentinelTarget | undefined;
   keyPrefix: string;
   timeoutMs?: number;
 }
@@ -33,13 +34,20 @@ export async function gatherRedisFacts(target: RedisTarget): Promise<RedisFacts>
   const seeds = target.cluster;
   // One attempt: a preflight reports what it finds instead of waiting for Redis to come back.
   const client: Redis | Cluster =
-    seeds === undefined
+    target.sentinel !== undefined
+      ? new Redis({ ...sentinelSettings(target.sentinel, timeoutMs, () => 0), ...settings, retryStrategy: () => null, sentinelRetryStrategy: () => null, failoverDetector: false })
+      : seeds === undefined
       ? new Redis(target.url ?? DEFAULT_REDIS_URL, { ...settings, lazyConnect: true, retryStrategy: () => null, enableOfflineQueue: false })
       : new Cluster(
           seeds.map((url) => ({ host: new URL(url).hostname, port: Number(new URL(url).port || 6379) })),
           { lazyConnect: true, enableOfflineQueue: false, clusterRetryStrategy: () => null, redisOptions: { ...connectionSettings(seeds[0]!, timeoutMs), ...settings } },
         );
-  const where = client instanceof Cluster ? `cluster (seeds ${seeds!.map((u) => new URL(u).host).join(', ')})` : describe(client);
+  const where =
+    client instanceof Cluster
+      ? `cluster (seeds ${seeds!.map((u) => new URL(u).host).join(', ')})`
+      : target.sentinel !== undefined
+        ? `sentinel set "${target.sentinel.name}" (sentinels ${target.sentinel.nodes.map((u) => new URL(u).host).join(', ')})`
+        : describe(client);
   let lastError: unknown = null;
   client.on('error', (err: unknown) => {
     lastError = err;
@@ -70,9 +78,9 @@ export async function gatherRedisFacts(target: RedisTarget): Promise<RedisFacts>
       const deleted = await attempt(async () => {
         await client.del(probeKey);
       });
-      if (!deleted.ok) return { reachable: true, target: where, ...parseInfo(info), probeKey, write: deleted, script };
+      if (!deleted.ok) return { reachable: true, target: where, ...parseInfo(info), replicas: await fewestReplicas(client, info), probeKey, write: deleted, script };
     }
-    return { reachable: true, target: where, ...parseInfo(info), probeKey, write, script };
+    return { reachable: true, target: where, ...parseInfo(info), replicas: await fewestReplicas(client, info), probeKey, write, script };
   } finally {
     // After a failed connect the client has ended already; disconnecting again would arm a 2 s
     // timer for a socket that never opened, holding the process open.
@@ -103,6 +111,21 @@ function redisFailure(err: unknown): Failure {
   const code = /^([A-Z]{2,})\b/.exec(base.message)?.[1];
   if (code !== undefined && code !== 'ERR') return { code, message: base.message };
   return base;
+}
+
+/** Replicas connected to the primary, or on a cluster to the master that has fewest; null when unknown. */
+async function fewestReplicas(client: Redis | Cluster, info: string | null): Promise<number | null> {
+  const count = (text: string | null) => {
+    const m = text === null ? null : /^connected_slaves:(\d+)/m.exec(text);
+    return m === null ? null : Number(m[1]);
+  };
+  if (!(client instanceof Cluster)) return count(info);
+  try {
+    const counts = await Promise.all(client.nodes('master').map(async (node) => count(await node.info('replication'))));
+    return counts.some((c) => c === null) || counts.length === 0 ? null : Math.min(...(counts as number[]));
+  } catch {
+    return null;
+  }
 }
 
 function parseInfo(info: string | null): { version: string | null; role: string | null; clusterEnabled: boolean } {

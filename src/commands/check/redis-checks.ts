@@ -8,7 +8,7 @@ const MIN_VERSION: readonly [number, number] = [6, 0];
  * Redis: reachable, recent enough, a cluster exactly when the config says redis.cluster, writable
  * under the key prefix, and running Lua.
  */
-export function redisChecks(facts: RedisFacts, expected: { cluster: boolean } = { cluster: false }): CheckLine[] {
+export function redisChecks(facts: RedisFacts, expected: { cluster: boolean; waitReplicas?: number } = { cluster: false }): CheckLine[] {
   const name = `redis ${facts.target}`;
   if (!facts.reachable) return [unreachable(name, facts.error)];
 
@@ -33,6 +33,19 @@ export function redisChecks(facts: RedisFacts, expected: { cluster: boolean } = 
     lines.push(fail(`${name}: redis.cluster names a server that is not in cluster mode`, 'use redis.url for a single server, or point redis.cluster at the nodes of a Redis Cluster'));
   }
 
+  const wanted = expected.waitReplicas ?? 0;
+  if (wanted > 0 && facts.replicas !== null) {
+    if (facts.replicas < wanted) {
+      lines.push(
+        fail(
+          `${name}: redis.waitReplicas is ${wanted}, and ${expected.cluster ? 'a master' : 'the primary'} has ${facts.replicas} replica${facts.replicas === 1 ? '' : 's'} connected: every batch would wait (and be retried) until enough are`,
+          `connect ${wanted} replica${wanted === 1 ? '' : 's'} to every primary, or lower redis.waitReplicas (0 turns the wait off, at the cost of losing acknowledged deletions in a failover)`,
+        ),
+      );
+    } else {
+      lines.push(ok(`${name}: ${facts.replicas} replica${facts.replicas === 1 ? '' : 's'} connected${expected.cluster ? ' to every master' : ''} (redis.waitReplicas ${wanted})`));
+    }
+  }
   if (facts.write.ok) {
     lines.push(ok(`${name}: writable (SET and DEL of "${facts.probeKey}")`));
   } else {

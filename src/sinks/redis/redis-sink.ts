@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { connectionSettings } from '../../lib/redis-connection.js';
+import { connectionSettings, sentinelSettings, type SentinelTarget } from '../../lib/redis-connection.js';
 import { escapeGlob } from '../../core/glob.js';
 import type { DeadLetter } from '../../core/change.js';
 import { SinkUnavailableError, toError } from '../../errors.js';
@@ -14,7 +14,10 @@ import { APPLIED_POSITION_SCRIPT, APPLY_BATCH_SCRIPT, isNoScript, ScriptCache } 
 import { invalidateTag } from './tags.js';
 
 export interface RedisSinkOptions {
+  /** One server; ignored when `sentinel` is given. */
   url: string;
+  /** The primary of a Sentinel set, followed through failovers. */
+  sentinel?: SentinelTarget | undefined;
   keyPrefix: string;
   deleteCommand: 'del' | 'unlink';
   /**
@@ -74,13 +77,13 @@ export class RedisSink implements Sink {
   private readonly log: Logger;
 
   constructor(private readonly options: RedisSinkOptions) {
-    const client = new Redis(options.url, {
-      ...connectionSettings(options.url, options.commandTimeoutMs),
-      lazyConnect: true,
-      enableOfflineQueue: false,
-      // Reconnect forever in the background, capped at 2 s; batches fail fast meanwhile.
-      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
-    });
+    // Reconnect forever in the background, capped at 2 s; batches fail fast meanwhile.
+    const retryStrategy = (times: number) => Math.min(50 * 2 ** Math.min(times, 6), 2_000);
+    const sentinel = options.sentinel;
+    const client =
+      sentinel === undefined
+        ? new Redis(options.url, { ...connectionSettings(options.url, options.commandTimeoutMs), lazyConnect: true, enableOfflineQueue: false, retryStrategy })
+        : new Redis(sentinelSettings(sentinel, options.commandTimeoutMs, retryStrategy));
     this.scripts = new ScriptCache(client);
     // A restarted Redis has an empty script cache.
     client.on('ready', () => this.scripts.reset());
