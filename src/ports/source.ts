@@ -39,6 +39,11 @@ export interface SourceStatus {
   lagBytes: number | null;
   /** Source-specific facts for /status (slot, WAL retained, ...). */
   details: Record<string, unknown>;
+  /**
+   * For a source one worker streams at a time (a Postgres slot): whether this worker streams it
+   * (active) or waits for another to let go (standby), and since when (ms since the epoch).
+   */
+  role?: { role: 'active' | 'standby'; sinceMs: number } | null;
 }
 
 export interface Source<P = unknown> {

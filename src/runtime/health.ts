@@ -63,25 +63,40 @@ export class Health implements GaugeReadings, HealthReport {
     return { alive: true };
   }
 
-  readiness(): { ready: boolean; reasons: string[] } {
+  /**
+   * Ready: running, streaming, connected to Redis, and not too far behind. A standby (another worker
+   * streams the slot) is not ready, and says so; its role and since when are in the answer.
+   */
+  readiness(): { ready: boolean; reasons: string[]; role?: 'active' | 'standby'; roleSince?: string } {
     const reasons: string[] = [];
     const state = this.observed.state();
+    const source = this.observed.source.status();
+    const role = source.role ?? null;
     if (state !== 'running') reasons.push(`worker is ${state}`);
-    if (!this.observed.source.status().connected) reasons.push('replication stream not connected');
+    if (role?.role === 'standby') reasons.push('standby: another worker streams the slot');
+    else if (!source.connected) reasons.push('replication stream not connected');
     if (!this.observed.sink.isConnected()) reasons.push('redis not connected');
     const lag = this.lagSeconds();
     if (lag > this.options.readyMaxLagSeconds) {
       reasons.push(`lag ${lag.toFixed(1)} s is over ${this.options.readyMaxLagSeconds} s`);
     }
     reasons.push(...(this.observed.replicas?.lagging() ?? []));
-    return { ready: reasons.length === 0, reasons };
+    return { ready: reasons.length === 0, reasons, ...(role === null ? {} : { role: role.role, roleSince: new Date(role.sinceMs).toISOString() }) };
+  }
+
+  /** 1 while this worker streams the source, 0 as a standby; null for a source without roles. */
+  active(): number | null {
+    const role = this.observed.source.status().role ?? null;
+    return role === null ? null : role.role === 'active' ? 1 : 0;
   }
 
   status(): Record<string, unknown> {
     const source = this.observed.source.status();
     const stats = this.observed.stats;
+    const role = source.role ?? null;
     return {
       state: this.observed.state(),
+      ...(role === null ? {} : { role: role.role, roleSince: new Date(role.sinceMs).toISOString() }),
       ready: this.readiness(),
       uptimeSeconds: Math.round((this.now() - this.startedAtMs) / 1000),
       source: {

@@ -9,6 +9,8 @@ export interface GaugeReadings {
   sourceConnected(): boolean;
   sinkConnected(): boolean;
   bufferedChanges(): number;
+  /** 1 active, 0 standby, null for a source without roles. */
+  active(): number | null;
 }
 
 const PREFIX = 'cdc_invalidator_';
@@ -105,6 +107,7 @@ export class Metrics {
     gauge('source_connected', '1 while the replication stream is connected.', (r) => (r.sourceConnected() ? 1 : 0));
     gauge('sink_connected', '1 while Redis is connected.', (r) => (r.sinkConnected() ? 1 : 0));
     gauge('buffered_changes', 'Changes received and not yet handed to the worker loop.', (r) => r.bufferedChanges());
+    gauge('active', '1 while this worker streams the slot, 0 while it waits as a standby (Postgres source).', (r) => r.active());
   }
 
   /** Gauges read these at scrape time. */

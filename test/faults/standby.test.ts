@@ -7,6 +7,7 @@ import { PostgresServer } from '../harness/postgres.js';
 import { RedisServer } from '../harness/redis.js';
 import { servicesMissing, uniqueName } from '../harness/services.js';
 import { waitFor } from '../harness/wait-for.js';
+import { metricValue } from './binary-worker.js';
 import { ApplyCounter, recordResult } from './reliability.js';
 import {
   alive,
@@ -127,10 +128,16 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('two workers on one slot',
     const invalidated = async (id: number) => committed.has(id) && (await redis.exists(`${prefix}item:${id}`)) === 0;
 
     await waitFor(() => invalidated(1), { timeoutMs: 10_000, message: 'A to invalidate' });
-    expect((await httpGet(a.port, '/readyz')).status).toBe(200);
+    const aReady = await httpGet(a.port, '/readyz');
+    expect(aReady.status).toBe(200);
+    expect(aReady.body).toMatchObject({ ready: true, role: 'active' });
     const bReady = await httpGet(b.port, '/readyz');
     expect(bReady.status).toBe(503);
-    expect(bReady.body.reasons).toContain('replication stream not connected');
+    expect(bReady.body).toMatchObject({ ready: false, role: 'standby', reasons: ['standby: another worker streams the slot'] });
+    expect(Date.parse(bReady.body.roleSince)).toBeLessThanOrEqual(Date.now());
+    expect((await httpGet(b.port, '/status')).body).toMatchObject({ role: 'standby' });
+    expect(metricValue((await httpGet(a.port, '/metrics')).body, 'cdc_invalidator_active')).toBe(1);
+    expect(metricValue((await httpGet(b.port, '/metrics')).body, 'cdc_invalidator_active')).toBe(0);
 
     // Each round: the standby has waited long enough for its retry delay to reach the cap (10 s,
     // jittered to 5-10 s), the streaming worker is killed, the standby takes over, and the killed
@@ -170,6 +177,9 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('two workers on one slot',
       expect(after).not.toBeNull();
       expect(after).not.toBe(before);
       await waitFor(async () => (await httpGet(took.port, '/readyz')).status === 200, { timeoutMs: 10_000, message: 'the new streamer ready' });
+      const tookStatus = (await httpGet(took.port, '/status')).body;
+      expect(tookStatus.role).toBe('active');
+      expect(Date.parse(tookStatus.roleSince)).toBeGreaterThanOrEqual(killedAt);
 
       const restarted = await startWorker(configPath);
       workers.push(restarted);

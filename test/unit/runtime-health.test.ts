@@ -50,6 +50,22 @@ describe('Health', () => {
     expect(setup(o).health.readiness().reasons).toContain(reason);
   });
 
+  it('says whether this worker streams the slot or stands by, and since when', async () => {
+    const t = setup();
+    expect(t.health.active()).toBeNull();
+    t.status.role = { role: 'active', sinceMs: 90_000 };
+    expect(t.health.readiness()).toEqual({ ready: true, reasons: [], role: 'active', roleSince: new Date(90_000).toISOString() });
+    expect(t.health.status()).toMatchObject({ role: 'active', roleSince: new Date(90_000).toISOString() });
+    expect(t.health.active()).toBe(1);
+    t.status.connected = false;
+    t.status.role = { role: 'standby', sinceMs: 95_000 };
+    expect(t.health.readiness()).toEqual({ ready: false, reasons: ['standby: another worker streams the slot'], role: 'standby', roleSince: new Date(95_000).toISOString() });
+    expect(t.health.active()).toBe(0);
+    const metrics = new Metrics();
+    metrics.observe(t.health);
+    expect(await metrics.text()).toMatch(/^cdc_invalidator_active 0$/m);
+  });
+
   it('measures lag from the oldest unapplied change: the batch in flight first, else the buffer', () => {
     const t = setup({ buffered: 3, oldestBuffered: 100_000 - 5_000 });
     expect(t.health.lagSeconds()).toBe(5);

@@ -81,6 +81,8 @@ export class PostgresSource implements Source<PgPosition | null> {
   private decoder = new PgoutputDecoder();
   private client: pg.Client | null = null;
   private streaming = false;
+  /** Streaming the slot, or waiting for the worker that does; null until either happened. */
+  private role: { role: 'active' | 'standby'; sinceMs: number } | null = null;
   private paused = false;
   private received: Lsn = ZERO_LSN;
   private applied: Lsn = ZERO_LSN;
@@ -179,6 +181,7 @@ export class PostgresSource implements Source<PgPosition | null> {
         }
         const delayMs = backoff.next();
         if (e instanceof SlotInUseError) {
+          this.setRole('standby');
           this.log.info({ attempt: backoff.attempts, delayMs }, 'replication slot in use by another worker; waiting');
         } else {
           this.log.warn({ err: e, attempt: backoff.attempts, delayMs }, 'replication connection lost; reconnecting');
@@ -221,6 +224,7 @@ export class PostgresSource implements Source<PgPosition | null> {
     connection.on('copyData', ({ chunk }: { chunk: Buffer }) => this.onCopyData(chunk));
     connection.once('replicationStart', () => {
       this.streaming = true;
+      this.setRole('active');
       onStarted();
       this.log.info({ from: formatLsn(this.applied) }, 'replication started');
     });
@@ -310,6 +314,12 @@ export class PostgresSource implements Source<PgPosition | null> {
     }
   }
 
+  private setRole(role: 'active' | 'standby'): void {
+    if (this.role?.role === role) return;
+    this.role = { role, sinceMs: Date.now() };
+    this.log.info({ role }, role === 'active' ? 'active: streaming the slot' : 'standby: another worker streams the slot');
+  }
+
   private pause(): void {
     this.paused = true;
     if (this.client !== null) connectionOf(this.client).stream.pause();
@@ -391,6 +401,7 @@ export class PostgresSource implements Source<PgPosition | null> {
       buffered: this.queue.size,
       oldestBufferedCommitTimeMs: this.queue.oldestCommitTimeMs(),
       lagBytes: this.monitor.stats?.lagBytes ?? null,
+      role: this.role,
       details: {
         kind: 'postgres',
         slot: this.options.slot,
