@@ -39,6 +39,19 @@ export interface DebeziumBenchOptions {
   cpuProfileDir?: string;
   /** Give up on a consumer after this long. Default 600,000. */
   timeoutMs?: number;
+  /** Also drain the topic with this many workers in one consumer group, each count once (e.g. [1, 2, 3]). */
+  groupSizes?: readonly number[];
+}
+
+export interface GroupRun {
+  workers: number;
+  /** Keys deleted from the first poll that saw a deletion to the poll that saw none left. */
+  events: number;
+  seconds: number;
+  eventsPerSecond: number;
+  /** CPU time of each worker over the drain: a worker without partitions would show next to none. */
+  cpuSeconds: (number | null)[];
+  committedOffsets: number;
 }
 
 export interface NoopRun extends NoopConsumerResult {
@@ -74,6 +87,8 @@ export interface DebeziumBenchResult {
   worker: { runs: WorkerRun[]; medianEventsPerSecond: number; peakRssMb: number };
   /** worker / noop, of the medians. */
   ratio: number;
+  /** The same topic drained by 1, 2, 3... workers sharing one consumer group. */
+  groups?: GroupRun[];
   /** With cpuProfileDir: where each one's CPU time went, from one more run of each under --cpu-prof. */
   profile?: { worker?: ProfileSummary; noop?: ProfileSummary };
   machine: { cpus: number; cpuModel: string; node: string };
@@ -104,7 +119,9 @@ export async function runDebeziumBench(opts: DebeziumBenchOptions): Promise<Debe
   let redis: Redis | undefined;
   try {
     say('starting Kafka and Redis');
-    [broker, redisServer] = await Promise.all([KafkaBroker.start(), RedisServer.start()]);
+    // Workers started together join one first rebalance (the broker waits this long for them), so a
+    // group drains with its partitions split from the start.
+    [broker, redisServer] = await Promise.all([KafkaBroker.start({ settings: { 'group.initial.rebalance.delay.ms': 3_000 } }), RedisServer.start()]);
     redis = new Redis(redisServer.url());
     const topic = ordersTopic(TOPIC_PREFIX);
     say(`producing ${n} events on ${topic} (${partitions} partitions)`);
@@ -128,6 +145,14 @@ export async function runDebeziumBench(opts: DebeziumBenchOptions): Promise<Debe
           say(`worker #${r + 1}: ${Math.round(run.eventsPerSecond)} events/s, peak RSS ${run.peakRssMb} MB`);
         }
       }
+    }
+
+    const groups: GroupRun[] = [];
+    for (const count of opts.groupSizes ?? []) {
+      const groupId = `bench-group-${count}`;
+      const run = await runGroup({ configPath: configFor(groupId), groupId, count, broker, redis, n, timeoutMs, guard });
+      groups.push(run);
+      say(`${count} worker${count === 1 ? '' : 's'} in one group: ${run.eventsPerSecond} events/s (CPU s per worker: ${run.cpuSeconds.join(', ')})`);
     }
 
     let profile: DebeziumBenchResult['profile'];
@@ -158,6 +183,7 @@ export async function runDebeziumBench(opts: DebeziumBenchOptions): Promise<Debe
       noop: { runs: noopRuns, medianEventsPerSecond: Math.round(noopMedian) },
       worker: { runs: workerRuns, medianEventsPerSecond: Math.round(workerMedian), peakRssMb: Math.max(...workerRuns.map((x) => x.peakRssMb)) },
       ratio: round(workerMedian / noopMedian, 3),
+      ...(groups.length === 0 ? {} : { groups }),
       ...(profile === undefined ? {} : { profile }),
       machine: { cpus: cpu.length, cpuModel: cpu[0]?.model ?? 'unknown', node: process.version },
     };
@@ -330,6 +356,65 @@ async function runWorker(o: {
   } finally {
     await worker.stop(5_000);
     o.guard.track(undefined);
+  }
+}
+
+/**
+ * `count` workers started at once in one new consumer group over the topic: how fast they drain it
+ * together, measured as runWorker measures one.
+ */
+async function runGroup(o: {
+  configPath: string;
+  groupId: string;
+  count: number;
+  broker: KafkaBroker;
+  redis: Redis;
+  n: number;
+  timeoutMs: number;
+  guard: OrphanGuard;
+}): Promise<GroupRun> {
+  await seed(o.redis, o.n);
+  if ((await o.redis.dbsize()) !== o.n) throw new Error('redis holds other keys than the seeded ones');
+  const started = performance.now();
+  const workers = Array.from({ length: o.count }, () => spawnWorker(o.configPath));
+  // One guard per process: should the bench die, none of them outlives it.
+  const extraDirs: string[] = [];
+  const guards = workers.map((w, i) => {
+    const guard = i === 0 ? o.guard : new OrphanGuard(extraDirs[extraDirs.push(mkdtempSync(join(tmpdir(), 'cdc-bench-group-'))) - 1]!);
+    guard.track(w.pid);
+    return guard;
+  });
+  try {
+    const exits: (number | string | undefined)[] = workers.map(() => undefined);
+    workers.forEach((w, i) => void w.exited.then((code) => (exits[i] = code)));
+    let first: { at: number; left: number; cpu: (number | undefined)[] } | undefined;
+    let left = o.n;
+    while (left > 0) {
+      const exited = exits.findIndex((e) => e !== undefined);
+      if (exited >= 0) throw new Error(`group worker ${exited} exited (${exits[exited]}) during the run:\n${workers[exited]!.outputTail()}`);
+      if (performance.now() > started + o.timeoutMs) throw new Error(`group of ${o.count}: ${left} keys left after ${o.timeoutMs} ms`);
+      await sleep(POLL_MS);
+      left = await o.redis.dbsize();
+      if (first === undefined && left < o.n) first = { at: performance.now(), left, cpu: workers.map((w) => procStats(w.pid)?.cpuSeconds) };
+    }
+    const doneAt = performance.now();
+    const cpu = workers.map((w, i) => {
+      const end = procStats(w.pid)?.cpuSeconds;
+      const begin = first!.cpu[i];
+      return end === undefined || begin === undefined ? null : round(end - begin, 2);
+    });
+    const codes = await Promise.all(workers.map((w) => w.stop()));
+    const committedOffsets = await committed(o.broker, o.groupId);
+    if (codes.some((c) => c !== 0) || committedOffsets !== o.n) {
+      throw new Error(`group of ${o.count}: exit codes ${codes.join(', ')}, ${committedOffsets} of ${o.n} offsets committed`);
+    }
+    const seconds = (doneAt - first!.at) / 1000;
+    return { workers: o.count, events: first!.left, seconds: round(seconds, 3), eventsPerSecond: Math.round(first!.left / seconds), cpuSeconds: cpu, committedOffsets };
+  } finally {
+    await Promise.all(workers.map((w) => w.stop(5_000)));
+    o.guard.track(undefined);
+    for (const guard of guards.slice(1)) guard.release();
+    for (const d of extraDirs) rmSync(d, { recursive: true, force: true });
   }
 }
 

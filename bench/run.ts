@@ -701,7 +701,7 @@ async function main(): Promise<void> {
     if (PHASES.has('debezium')) {
       const events = positiveInt('BENCH_DEBEZIUM_EVENTS', 50_000);
       say(`debezium: ${events} events on 3 partitions, the worker against a no-op kafkajs consumer, own broker and Redis`);
-      const d = await runDebeziumBench({ events, partitions: 3, timeoutMs: TIMEOUT_MS, say: (text) => say(`  ${text}`) });
+      const d = await runDebeziumBench({ events, partitions: 3, groupSizes: [1, 2, 3], timeoutMs: TIMEOUT_MS, say: (text) => say(`  ${text}`) });
       results['debezium'] = d;
       lines.push(
         '',
@@ -710,6 +710,7 @@ async function main(): Promise<void> {
         row('cdc-invalidator (dist/cli.js run)', `${d.worker.medianEventsPerSecond} events/s`),
         row('worker / no-op', d.ratio.toFixed(3)),
         row('worker peak RSS (VmHWM)', `${d.worker.peakRssMb} MB`),
+        ...(d.groups ?? []).map((g) => row(`${g.workers} worker${g.workers === 1 ? '' : 's'} in one consumer group`, `${g.eventsPerSecond} events/s`) + `   CPU s per worker: ${g.cpuSeconds.join(', ')}`),
       );
     }
     if (PHASES.has('live')) {

@@ -134,6 +134,7 @@ async function runCommand(configPath: string): Promise<number> {
     level: process.env['LOG_LEVEL'] ?? config.log.level,
     pretty: (process.env['LOG_FORMAT'] ?? config.log.format) === 'pretty',
   });
+  logProcessWarnings(log);
   const { worker, http } = buildWorker(loaded, log);
 
   let signals = 0;
@@ -203,3 +204,16 @@ main(process.argv.slice(2)).then(
     process.exitCode = EXIT_RUNTIME;
   },
 );
+
+/**
+ * Node writes process warnings to stderr as plain text, which breaks a JSON log. They go through the
+ * logger instead, except kafkajs' TimeoutNegativeWarning (it computes negative timer delays, which
+ * Node 24 clamps to 1 ms and reports on every rebalance), which says nothing to an operator.
+ */
+function logProcessWarnings(log: ReturnType<typeof createLogger>): void {
+  process.removeAllListeners('warning');
+  process.on('warning', (warning: Error & { code?: string }) => {
+    if (warning.name === 'TimeoutNegativeWarning') return;
+    log.warn({ warning: { name: warning.name, code: warning.code, message: warning.message } }, 'node warning');
+  });
+}

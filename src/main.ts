@@ -74,6 +74,7 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
           brokers: config.source.brokers,
           groupId: config.source.groupId,
           clientId: config.source.clientId,
+          sessionTimeoutMs: config.source.sessionTimeoutMs,
           topics: config.source.topics,
           topicPattern: config.source.topicPattern,
           snapshotInvalidates: config.source.snapshot,

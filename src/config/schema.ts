@@ -58,6 +58,12 @@ const debeziumSourceSchema = z
     brokers: z.array(z.string().min(1)).min(1),
     groupId: z.string().min(1).default('cdc-invalidator'),
     clientId: z.string().min(1).default('cdc-invalidator'),
+    /**
+     * How long the group waits for a worker that stopped answering (killed, partitioned) before its
+     * partitions go to the others. The broker bounds it (group.min.session.timeout.ms, 6 s by default,
+     * to group.max.session.timeout.ms, 30 min); heartbeats go every third of it, at most every 3 s.
+     */
+    sessionTimeoutMs: z.number().int().min(1_000).max(3_600_000).default(10_000),
     /** The Debezium topics to read (one per table), or a regular expression matching them. */
     topics: z.array(z.string().min(1)).min(1).optional(),
     topicPattern: z

@@ -53,6 +53,7 @@ const cases: Case[] = [
   { name: 'redis.cluster a string', files: { [C]: config('redis:\n  cluster: redis://b:7000\n') }, errors: [[C, 6, 12, 'redis.cluster', 'expected a list']] },
   { name: 'redis.waitReplicas negative', files: { [C]: config('redis:\n  waitReplicas: -1\n') }, errors: [[C, 6, 17, 'redis.waitReplicas', '']] },
   { name: 'redis.waitTimeoutMs zero', files: { [C]: config('redis:\n  waitTimeoutMs: 0\n') }, errors: [[C, 6, 18, 'redis.waitTimeoutMs', '']] },
+  { name: 'debezium sessionTimeoutMs too short', files: { [C]: `${DEBEZIUM}  sessionTimeoutMs: 500\nmappings: mappings\n` }, errors: [[C, 5, 21, 'source.sessionTimeoutMs', '']] },
   { name: 'config with two documents', files: { [C]: config('---\nlog: {}\n') }, errors: [[C, 5, 1, '', 'holds 2 YAML documents']] },
   { name: 'config empty', files: { [C]: '# nothing yet\n' }, errors: [[C, 1, 1, '', 'config file is empty']] },
   { name: 'config root is a list', files: { [C]: '- source\n' }, errors: [[C, 1, 1, '', 'expected a map, got a list']] },

@@ -12,6 +12,8 @@ export interface DebeziumSourceOptions {
   brokers: string[];
   groupId: string;
   clientId: string;
+  /** Consumer group session timeout; heartbeats every third of it, at most every 3 s. */
+  sessionTimeoutMs?: number;
   topics?: string[] | undefined;
   topicPattern?: string | undefined;
   /** Whether snapshot reads (op "r") invalidate, as inserts. */
@@ -76,8 +78,8 @@ export class DebeziumSource implements Source<KafkaPosition[]> {
   async start(): Promise<void> {
     const consumer = this.kafka.consumer({
       groupId: this.options.groupId,
-      sessionTimeout: 30_000,
-      heartbeatInterval: 3_000,
+      sessionTimeout: this.options.sessionTimeoutMs ?? 10_000,
+      heartbeatInterval: Math.max(100, Math.min(3_000, Math.floor((this.options.sessionTimeoutMs ?? 10_000) / 3))),
       retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 10_000, restartOnFailure: async () => !this.stopping },
     });
     this.consumer = consumer;
