@@ -82,7 +82,7 @@ export function kafkaMissingReason(): string | undefined {
   const reasons: string[] = [];
   if (findJava() === undefined) reasons.push('java not found in $JAVA_HOME or PATH (Debian: apt-get install default-jdk-headless).');
   const lib = kafkaLibDir();
-  if (!hasJars(join(lib, 'broker')) || !hasJars(join(lib, 'connect'))) {
+  if (!hasJars(join(lib, 'broker')) || !hasJars(join(lib, 'broker4')) || !hasJars(join(lib, 'connect'))) {
     reasons.push(`the Kafka and Debezium jars are not in ${lib}: run mvn -q -f test/kafka/pom.xml dependency:copy-dependencies`);
   }
   return reasons.length === 0 ? undefined : reasons.join(' ');
@@ -107,7 +107,7 @@ function requireJava(): string {
   return java;
 }
 
-type JarSet = 'broker' | 'connect';
+type JarSet = 'broker' | 'broker4' | 'connect';
 
 /**
  * The jars of one set, sorted, as an explicit list: a class data sharing archive records the classpath,
@@ -188,6 +188,20 @@ function javaEnv(dir: string): NodeJS.ProcessEnv {
   return env;
 }
 
+function log4j2Properties(quiet: string[]): string {
+  return [
+    'status = warn',
+    'appender.stdout.type = Console',
+    'appender.stdout.name = STDOUT',
+    'appender.stdout.layout.type = PatternLayout',
+    'appender.stdout.layout.pattern = [%d] %p %m (%c)%n',
+    'rootLogger.level = INFO',
+    'rootLogger.appenderRef.stdout.ref = STDOUT',
+    ...quiet.flatMap((logger, i) => [`logger.q${i}.name = ${logger}`, `logger.q${i}.level = WARN`]),
+    '',
+  ].join('\n');
+}
+
 function log4jProperties(quiet: string[]): string {
   return [
     'log4j.rootLogger=INFO, stdout',
@@ -244,6 +258,8 @@ export function residentBytes(pid: number | undefined): number | undefined {
 // --- the broker ---
 
 export interface KafkaBrokerOptions {
+  /** The broker line: 3 (3.9, the Debezium 3.0 stack; the default) or 4 (the newest 4.x). */
+  version?: 3 | 4;
   /** Further server.properties settings, written after the harness defaults (so they win). */
   settings?: Record<string, string | number | boolean>;
   /** How long a start may take. Default 90_000. */
@@ -286,7 +302,9 @@ export class KafkaBroker {
     const java = requireJava();
     const broker = new KafkaBroker(java, makeTempDir('cdc-kafka-'), options);
     try {
-      writeFileSync(join(broker.dir, 'log4j.properties'), log4jProperties(['kafka.log', 'state.change.logger', 'kafka.coordinator', 'org.apache.kafka.storage', 'org.apache.kafka.raft', 'org.apache.kafka.image', 'org.apache.kafka.metadata', 'org.apache.kafka.controller', 'kafka.server.metadata']));
+      const quiet = ['kafka.log', 'state.change.logger', 'kafka.coordinator', 'org.apache.kafka.storage', 'org.apache.kafka.raft', 'org.apache.kafka.image', 'org.apache.kafka.metadata', 'org.apache.kafka.controller', 'kafka.server.metadata'];
+      writeFileSync(join(broker.dir, 'log4j.properties'), log4jProperties(quiet));
+      writeFileSync(join(broker.dir, 'log4j2.properties'), log4j2Properties(quiet));
       for (let attempt = 1; ; attempt++) {
         broker.#port = await freePort();
         broker.#controllerPort = await freePort();
@@ -401,12 +419,29 @@ export class KafkaBroker {
   }
 
   /** `kafka-storage format`: kafka.tools.StorageTool (in kafka_2.13 for 3.x). */
+  /** The broker's release, from its jar's name (kafka_2.13-<version>.jar). */
+  get version(): string {
+    const jar = readdirSync(join(kafkaLibDir(), this.#jars)).find((name) => /^kafka_2\.13-.+\.jar$/.test(name));
+    return jar?.slice('kafka_2.13-'.length, -'.jar'.length) ?? 'unknown';
+  }
+
+  get #jars(): JarSet {
+    return this.#options.version === 4 ? 'broker4' : 'broker';
+  }
+
+  /** Kafka 3 logs through log4j 1 (reload4j), Kafka 4 through log4j 2. */
+  get #logging(): string {
+    return this.#options.version === 4
+      ? `-Dlog4j2.configurationFile=${join(this.dir, 'log4j2.properties')}`
+      : `-Dlog4j.configuration=file:${join(this.dir, 'log4j.properties')}`;
+  }
+
   async #format(): Promise<void> {
-    const cp = classpath('broker');
+    const cp = classpath(this.#jars);
     const args = [
       ...JVM_OPTIONS,
-      ...cdsPlan('broker', this.#java, cp, this.dir, false).args,
-      `-Dlog4j.configuration=file:${join(this.dir, 'log4j.properties')}`,
+      ...cdsPlan(this.#jars, this.#java, cp, this.dir, false).args,
+      this.#logging,
       '-cp',
       cp,
       'kafka.tools.StorageTool',
@@ -428,12 +463,12 @@ export class KafkaBroker {
 
   async #startOnce(): Promise<void> {
     const logStart = logSize(this.logFile);
-    const cp = classpath('broker');
-    const cds = cdsPlan('broker', this.#java, cp, this.dir, this.#cdsRecording === undefined);
+    const cp = classpath(this.#jars);
+    const cds = cdsPlan(this.#jars, this.#java, cp, this.dir, this.#cdsRecording === undefined);
     const args = [
       ...JVM_OPTIONS,
       ...cds.args,
-      `-Dlog4j.configuration=file:${join(this.dir, 'log4j.properties')}`,
+      this.#logging,
       `-Dkafka.logs.dir=${this.dir}`,
       `-Djava.io.tmpdir=${this.dir}`,
       '-cp',
