@@ -60,3 +60,12 @@ export function sentinelSettings(sentinel: SentinelTarget, commandTimeoutMs: num
     enableOfflineQueue: false,
   };
 }
+
+/**
+ * A failed command's message, with the connection's own last error when that says more: "Connection
+ * is closed" says little, the refusal, WRONGPASS, NOAUTH or TLS failure behind it says what to fix.
+ */
+export function failureWithCause(err: unknown, cause: Error | null): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return cause !== null && cause.message !== message ? `${message} (${cause.message})` : message;
+}

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { RedisPlan } from './plan.js';
 
 /** What a batch invalidated, as published on the notify channel. */
 export interface Invalidated {
@@ -34,6 +35,15 @@ export function notificationMessages(invalidated: Invalidated, maxEntries = ENTR
   }
   if (size > 0) messages.push(JSON.stringify(current));
   return messages;
+}
+
+/** The notifications of a planned batch: its keys (deleted and bumped), tags and patterns. */
+export function planNotifications(plan: RedisPlan): string[] {
+  return notificationMessages({
+    keys: [...plan.deletes, ...plan.bumpTo.map(([key]) => key), ...plan.increments],
+    tags: plan.tags.map(({ tag }) => tag),
+    patterns: plan.patterns,
+  });
 }
 
 /** Sends every message, pipelined; rejects if any PUBLISH failed. */

@@ -9,10 +9,10 @@ import type { Logger } from '../../log.js';
 import type { Sink, SinkBatch } from '../../ports/sink.js';
 import { CLUSTER_BUMP_SCRIPT, deleteCommands, isRedirection, keyCommands, type ClusterCommand } from './cluster-commands.js';
 import { forEachLimited } from './limited.js';
-import { notificationMessages } from './notify.js';
+import { planNotifications } from './notify.js';
 import { planBatch, type RedisPlan } from './plan.js';
 import { APPLIED_POSITION_SCRIPT } from './scripts.js';
-import { connectionSettings } from '../../lib/redis-connection.js';
+import { connectionSettings, failureWithCause } from '../../lib/redis-connection.js';
 import { deadLetterFields, DEAD_LETTER_MAXLEN, type RedisSinkOptions } from './redis-sink.js';
 
 export interface RedisClusterSinkOptions extends Omit<RedisSinkOptions, 'url'> {
@@ -121,9 +121,7 @@ export class RedisClusterSink implements Sink {
       this.lastAttemptFailed = false;
     } catch (err) {
       this.lastAttemptFailed = true;
-      const cause = this.lastConnectionError;
-      const why = cause !== null && cause.message !== toError(err).message ? `${toError(err).message} (${cause.message})` : toError(err).message;
-      throw new SinkUnavailableError(`redis cluster unreachable: ${why}`, err);
+      throw new SinkUnavailableError(`redis cluster unreachable: ${failureWithCause(err, this.lastConnectionError)}`, err);
     }
   }
 
@@ -191,9 +189,11 @@ export class RedisClusterSink implements Sink {
     if (failure !== null) throw new SinkUnavailableError(`redis cluster ${what} failed: ${toError(failure).message}`, failure);
     if (again.length > 0) {
       this.log.debug({ commands: again.length, of: commands.length, what }, 'redirected: sent again one at a time');
-      this.cluster.refreshSlotsCache();
       again.sort((a, b) => a - b);
       for (const i of again) replies[i] = await this.sendOne(commands[i]!, what);
+      // The slots as they are now, so that WAIT goes to the masters that took the writes.
+      if ((this.options.waitReplicas ?? 0) > 0) await new Promise<void>((resolve) => this.cluster.refreshSlotsCache(() => resolve()));
+      else this.cluster.refreshSlotsCache();
     }
     await this.waitForReplicas(commands, what);
     return replies;
@@ -306,11 +306,7 @@ export class RedisClusterSink implements Sink {
 
   /** PUBLISH on a cluster reaches subscribers on every node. */
   private async notify(plan: RedisPlan, channel: string): Promise<void> {
-    const messages = notificationMessages({
-      keys: [...plan.deletes, ...plan.bumpTo.map(([key]) => key), ...plan.increments],
-      tags: plan.tags.map(({ tag }) => tag),
-      patterns: plan.patterns,
-    });
+    const messages = planNotifications(plan);
     try {
       await Promise.all(messages.map((message) => this.cluster.publish(channel, message)));
     } catch (err) {

@@ -1,12 +1,12 @@
 import { Redis } from 'ioredis';
-import { connectionSettings, sentinelSettings, type SentinelTarget } from '../../lib/redis-connection.js';
+import { connectionSettings, failureWithCause, sentinelSettings, type SentinelTarget } from '../../lib/redis-connection.js';
 import { escapeGlob } from '../../core/glob.js';
 import type { DeadLetter } from '../../core/change.js';
 import { SinkUnavailableError, toError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Sink, SinkBatch } from '../../ports/sink.js';
 import { forEachLimited } from './limited.js';
-import { notificationMessages, publishAll } from './notify.js';
+import { planNotifications, publishAll } from './notify.js';
 import { invalidatePattern } from './patterns.js';
 import { planBatch, type RedisPlan } from './plan.js';
 import { appliedKey } from '../../lib/cache-keys.js';
@@ -112,9 +112,7 @@ export class RedisSink implements Sink {
       this.lastAttemptFailed = true;
       // "Connection is closed" says little; the connection's own error (refused, WRONGPASS,
       // NOAUTH, a TLS failure) says what to fix.
-      const cause = this.lastConnectionError;
-      const why = cause !== null && cause.message !== toError(err).message ? `${toError(err).message} (${cause.message})` : toError(err).message;
-      throw new SinkUnavailableError(`redis unreachable: ${why}`, err);
+      throw new SinkUnavailableError(`redis unreachable: ${failureWithCause(err, this.lastConnectionError)}`, err);
     }
   }
 
@@ -241,11 +239,7 @@ export class RedisSink implements Sink {
    * Subscribers can therefore see a batch more than once, never not at all while they listen.
    */
   private async notify(plan: RedisPlan, channel: string): Promise<void> {
-    const messages = notificationMessages({
-      keys: [...plan.deletes, ...plan.bumpTo.map(([key]) => key), ...plan.increments],
-      tags: plan.tags.map(({ tag }) => tag),
-      patterns: plan.patterns,
-    });
+    const messages = planNotifications(plan);
     try {
       await publishAll(this.client, channel, messages);
     } catch (err) {
