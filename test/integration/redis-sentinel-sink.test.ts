@@ -5,15 +5,20 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gatherRedisFacts } from '../../src/commands/check/gather-redis.js';
 import { redisChecks } from '../../src/commands/check/redis-checks.js';
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../../src/config/load.js';
 import { silentLogger } from '../../src/log.js';
+import { buildWorker } from '../../src/main.js';
 import type { SinkBatch } from '../../src/ports/sink.js';
 import { RedisSink } from '../../src/sinks/redis/redis-sink.js';
 import { RedisSentinelSet, SENTINEL_MASTER_NAME } from '../harness/redis-sentinel.js';
-import { servicesMissing, uniqueName } from '../harness/services.js';
+import { createTestDatabase, servicesMissing, sharedPostgres, uniqueName } from '../harness/services.js';
 import { waitFor } from '../harness/wait-for.js';
 import { render } from '../unit/check-fixtures.js';
 
-describe.skipIf(servicesMissing('redis'))('redis sink on a Sentinel set', () => {
+describe.skipIf(servicesMissing('postgres', 'redis'))('redis sink on a Sentinel set', () => {
   let set: RedisSentinelSet;
   beforeAll(async () => {
     set = await RedisSentinelSet.start({ replicas: 1, downAfterMs: 1_000 });
@@ -107,6 +112,51 @@ describe.skipIf(servicesMissing('redis'))('redis sink on a Sentinel set', () => 
     expect(facts.target).toContain(`sentinel set "${SENTINEL_MASTER_NAME}"`);
     expect(render(redisChecks(facts, { cluster: false, waitReplicas: 1 })).filter((line) => !line.startsWith('ok '))).toEqual([]);
   }, 30_000);
+
+  it('a worker configured with redis.sentinel invalidates on the primary the sentinels name, before and after a failover', async () => {
+    const pg = await sharedPostgres();
+    const db = await createTestDatabase('sentinel');
+    await pg.query('CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL DEFAULT 0)', [], db.name);
+    await pg.query('INSERT INTO items (id) VALUES (1), (2)', [], db.name);
+    const dir = mkdtempSync(join(tmpdir(), 'cdc-sentinel-'));
+    mkdirSync(join(dir, 'mappings'));
+    writeFileSync(join(dir, 'mappings', 'm.yaml'), 'rules:\n  - table: items\n    invalidate: ["item:{id}"]\n');
+    const prefix = `${uniqueName('s')}:`;
+    writeFileSync(
+      join(dir, 'c.yaml'),
+      `source:\n  kind: postgres\n  url: "${db.url}"\n  slot: ${uniqueName('slot')}\n  publication: ${uniqueName('pub')}\n` +
+        `redis:\n  sentinel:\n    name: ${SENTINEL_MASTER_NAME}\n    nodes: [${set.sentinelUrls().map((u) => `"${u}"`).join(', ')}]\n  keyPrefix: "${prefix}"\n` +
+        `mappings: ./mappings\nhttp:\n  port: 0\n`,
+    );
+    const loaded = await loadConfig(join(dir, 'c.yaml'), {});
+    expect(loaded.config.redis.waitReplicas).toBe(1);
+    const { worker } = buildWorker(loaded, silentLogger());
+    await worker.start();
+    try {
+      const onPrimary = async (key: string) => {
+        const c = new Redis((await set.primary()).port, '127.0.0.1');
+        try {
+          return await c.exists(prefix + key);
+        } finally {
+          c.disconnect();
+        }
+      };
+      const seed = async (key: string) => {
+        const c = new Redis((await set.primary()).port, '127.0.0.1');
+        await c.set(prefix + key, 'cached');
+        c.disconnect();
+      };
+      await seed('item:1');
+      await pg.query('UPDATE items SET v = 1 WHERE id = 1', [], db.name);
+      await waitFor(async () => (await onPrimary('item:1')) === 0, { timeoutMs: 20_000, message: 'item:1 deleted on the primary' });
+      await set.failover();
+      await seed('item:2');
+      await pg.query('UPDATE items SET v = 1 WHERE id = 2', [], db.name);
+      await waitFor(async () => (await onPrimary('item:2')) === 0, { timeoutMs: 60_000, message: 'item:2 deleted on the new primary' });
+    } finally {
+      await worker.stop();
+    }
+  }, 120_000);
 
   it('follows a failover mid-drain; with waitReplicas 1 nothing acknowledged is lost', async () => {
     const result = await drainThroughFailover(1);
