@@ -37,6 +37,7 @@ const GAUGES = [
   'source_connected',
   'sink_connected',
   'buffered_changes',
+  'active',
 ] as const;
 const HISTOGRAMS = ['apply_duration_seconds', 'end_to_end_seconds'] as const;
 /** prom-client's default process and Node.js metrics, which the worker exports with the same prefix. */
