@@ -2,11 +2,13 @@
  * The composition root: the only place that reads the environment and argv, installs signal
  * handlers and decides the exit code. Everything else receives what it needs.
  */
-import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { parseCliArgs, usageOf, USAGE, type ParsedArgs } from './cli-args.js';
 import { loadConfig, type LoadedConfig } from './config/load.js';
 import { runCheck } from './commands/check.js';
 import { explainChange } from './commands/explain.js';
-import { ConfigError, formatProblem, RulesMismatchError, toError } from './errors.js';
+import { teardown } from './commands/teardown.js';
+import { ConfigError, formatProblem, InvalidatorError, RulesMismatchError, toError } from './errors.js';
 import { createLogger } from './log.js';
 import { buildLookups, buildWorker } from './main.js';
 import type { LookupRunner } from './ports/lookups.js';
@@ -14,41 +16,38 @@ import type { LookupRunner } from './ports/lookups.js';
 const EXIT_OK = 0;
 const EXIT_RUNTIME = 1;
 const EXIT_CONFIG = 2;
-
-const USAGE = `usage: cdc-invalidator <command> [--config FILE]
-
-commands:
-  run        run the worker until SIGTERM or SIGINT
-  validate   check the config and every mapping file, offline
-  check      check the database and Redis against the config and mappings, online
-  explain    print the key operations one change would produce:
-             explain --table T --op insert|update|delete|truncate [--before JSON] [--after JSON]
-
---config defaults to ./cdc-invalidator.yaml`;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
-    process.stdout.write(`${USAGE}\n`);
-    return command === undefined ? EXIT_CONFIG : EXIT_OK;
-  }
-  let args: ReturnType<typeof parseCommandArgs>;
+  let args: ParsedArgs;
   try {
-    args = parseCommandArgs(rest);
+    args = parseCliArgs(argv);
   } catch (err) {
-    process.stderr.write(`cdc-invalidator: ${toError(err).message}\n${USAGE}\n`);
+    process.stderr.write(`cdc-invalidator: ${toError(err).message}\n\n${USAGE}\n`);
     return EXIT_CONFIG;
   }
-  const configPath = args.config ?? './cdc-invalidator.yaml';
-  switch (command) {
+  if (args.version) {
+    process.stdout.write(`${version()}\n`);
+    return EXIT_OK;
+  }
+  if (args.help) {
+    process.stdout.write(`${usageOf(args.command)}\n`);
+    return EXIT_OK;
+  }
+  switch (args.command) {
+    case null:
+      process.stderr.write(`${USAGE}\n`);
+      return EXIT_CONFIG;
     case 'validate':
-      return validateCommand(configPath);
+      return validateCommand(args.config);
     case 'run':
-      return runCommand(configPath);
+      return runCommand(args.config);
     case 'explain':
-      return explainCommand(configPath, args);
+      return explainCommand(args.config, args);
+    case 'teardown':
+      return teardownCommand(args.config, args.yes);
     case 'check': {
-      const loaded = await load(configPath);
+      const loaded = await load(args.config);
       if (loaded === null) return EXIT_CONFIG;
       if (loaded.config.source.kind !== 'postgres') {
         process.stderr.write('cdc-invalidator check: checks a postgres source; for a debezium source, check the connector in Kafka Connect\n');
@@ -58,25 +57,16 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(report.text);
       return report.exitCode;
     }
-    default:
-      process.stderr.write(`cdc-invalidator: unknown command "${command}"\n${USAGE}\n`);
-      return EXIT_CONFIG;
   }
 }
 
-function parseCommandArgs(args: string[]) {
-  return parseArgs({
-    args,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      config: { type: 'string', short: 'c' },
-      table: { type: 'string' },
-      op: { type: 'string' },
-      before: { type: 'string' },
-      after: { type: 'string' },
-    },
-  }).values;
+/** The package's version, from its package.json (beside dist/ in a checkout and in the package). */
+function version(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
 }
 
 /** Loads config and mappings; on failure prints every problem and returns null. */
@@ -108,7 +98,20 @@ async function validateCommand(configPath: string): Promise<number> {
   return EXIT_OK;
 }
 
-async function explainCommand(configPath: string, args: ReturnType<typeof parseCommandArgs>): Promise<number> {
+async function teardownCommand(configPath: string, yes: boolean): Promise<number> {
+  const loaded = await load(configPath);
+  if (loaded === null) return EXIT_CONFIG;
+  const source = loaded.config.source;
+  if (source.kind !== 'postgres') {
+    process.stderr.write('cdc-invalidator teardown: a debezium source creates nothing in the database; remove the connector in Kafka Connect\n');
+    return EXIT_CONFIG;
+  }
+  const result = await teardown({ url: source.url, slot: source.slot, publication: source.publication, yes });
+  (result.exitCode === 0 ? process.stdout : process.stderr).write(result.text);
+  return result.exitCode;
+}
+
+async function explainCommand(configPath: string, args: ParsedArgs): Promise<number> {
   const loaded = await load(configPath);
   if (loaded === null) return EXIT_CONFIG;
   let runner: LookupRunner | undefined;
@@ -130,10 +133,17 @@ async function runCommand(configPath: string): Promise<number> {
   const loaded = await load(configPath);
   if (loaded === null) return EXIT_CONFIG;
   const { config, rules } = loaded;
-  const log = createLogger({
-    level: process.env['LOG_LEVEL'] ?? config.log.level,
-    pretty: (process.env['LOG_FORMAT'] ?? config.log.format) === 'pretty',
-  });
+  const level = process.env['LOG_LEVEL'] ?? config.log.level;
+  const format = process.env['LOG_FORMAT'] ?? config.log.format;
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    process.stderr.write(`cdc-invalidator: LOG_LEVEL ${JSON.stringify(level)} is not a log level (${LOG_LEVELS.join(', ')})\n`);
+    return EXIT_CONFIG;
+  }
+  if (format !== 'json' && format !== 'pretty') {
+    process.stderr.write(`cdc-invalidator: LOG_FORMAT ${JSON.stringify(format)} is not a log format (json, pretty)\n`);
+    return EXIT_CONFIG;
+  }
+  const log = createLogger({ level, pretty: format === 'pretty' });
   logProcessWarnings(log);
   const { worker, http } = buildWorker(loaded, log);
 
@@ -162,7 +172,16 @@ async function runCommand(configPath: string): Promise<number> {
   try {
     await http.start();
   } catch (err) {
-    log.fatal({ err: toError(err), host: config.http.host, port: config.http.port }, 'cannot listen for http');
+    const e = toError(err) as Error & { code?: string };
+    const why =
+      e.code === 'EADDRINUSE'
+        ? `port ${config.http.port} on ${config.http.host} is in use by another process: set http.port to a free port (HTTP_PORT in the example config), or 0 for any`
+        : e.code === 'EACCES'
+          ? `port ${config.http.port} needs privileges this process lacks: use a port above 1023`
+          : e.code === 'EADDRNOTAVAIL'
+            ? `http.host ${config.http.host} is not an address of this machine`
+            : e.message;
+    log.fatal({ error: why, host: config.http.host, port: config.http.port }, 'cannot listen for http');
     return EXIT_RUNTIME;
   }
   try {
@@ -179,13 +198,13 @@ async function runCommand(configPath: string): Promise<number> {
       process.stderr.write(`${count} problem${count === 1 ? '' : 's'} found: the worker did not start\n`);
       return EXIT_CONFIG;
     }
-    log.fatal({ err: toError(err) }, 'start failed');
+    logFailure(log, err, 'start failed');
     return EXIT_RUNTIME;
   }
   await worker.finished();
   await http.close();
   if (worker.error !== null) {
-    log.fatal({ err: worker.error }, 'stopped on error');
+    logFailure(log, worker.error, 'stopped on error');
     return EXIT_RUNTIME;
   }
   log.info('stopped');
@@ -216,4 +235,19 @@ function logProcessWarnings(log: ReturnType<typeof createLogger>): void {
     if (warning.name === 'TimeoutNegativeWarning') return;
     log.warn({ warning: { name: warning.name, code: warning.code, message: warning.message } }, 'node warning');
   });
+}
+
+/**
+ * A failure the user can act on (a wrong password, an unreachable host, a misconfigured server: the
+ * worker's own errors, with a code) is one line, its stack only at debug level; anything else is
+ * unexpected and keeps its stack.
+ */
+function logFailure(log: ReturnType<typeof createLogger>, err: unknown, message: string): void {
+  const e = toError(err);
+  if (e instanceof InvalidatorError) {
+    log.fatal({ error: e.message, code: e.code }, message);
+    log.debug({ err: e }, `${message}: stack`);
+  } else {
+    log.fatal({ err: e }, message);
+  }
 }

@@ -1,3 +1,5 @@
+import { commandOf } from './cli-args.js';
+
 /**
  * V8 settings for `run`, applied by the CLI itself (cli.ts) so that the process a user starts gets
  * them, with or without the container image.
@@ -23,7 +25,7 @@ export const NODE_FLAGS_ENV = 'CDC_INVALIDATOR_NODE_FLAGS';
 
 /** The flags to restart node with: none for other commands, when applied already, or when the user set them. */
 export function nodeFlagsToAdd(args: readonly string[], execArgv: readonly string[], env: Readonly<Record<string, string | undefined>>): string[] {
-  if (args[0] !== 'run' || env[NODE_FLAGS_ENV] !== undefined) return [];
+  if (commandOf(args) !== 'run' || args.includes('--help') || args.includes('-h') || env[NODE_FLAGS_ENV] !== undefined) return [];
   const given = [...execArgv, ...(env['NODE_OPTIONS'] ?? '').split(/\s+/)].map(flagName);
   return RUN_NODE_FLAGS.filter((flag) => !given.includes(flagName(flag)));
 }

@@ -5,6 +5,7 @@ import type { PostgresFacts } from './check/facts.js';
 import { gatherPostgresFacts, type LookupQuery } from './check/gather-postgres.js';
 import { lookupChecks } from './check/lookup-checks.js';
 import { gatherRedisFacts } from './check/gather-redis.js';
+import { httpChecks, httpPortFree } from './check/http-checks.js';
 import { publicationChecks } from './check/publication-checks.js';
 import { redisChecks } from './check/redis-checks.js';
 import { exitCode, fail, formatReport, type CheckLine } from './check/report.js';
@@ -28,7 +29,7 @@ export async function runCheck(loaded: LoadedConfig): Promise<{ text: string; ex
   const { config, rules } = loaded;
   const source = config.source;
   if (source.kind !== 'postgres') throw new Error('check runs against a postgres source');
-  const [postgres, redis] = await Promise.all([
+  const [postgres, redis, http] = await Promise.all([
     gatherPostgresFacts({
       url: source.url,
       slot: source.slot,
@@ -37,11 +38,13 @@ export async function runCheck(loaded: LoadedConfig): Promise<{ text: string; ex
       lookups: lookupQueries(rules),
     }).catch((err: unknown) => toError(err)),
     gatherRedisFacts({ url: config.redis.url, cluster: config.redis.cluster, sentinel: config.redis.sentinel, keyPrefix: config.redis.keyPrefix }).catch((err: unknown) => toError(err)),
+    config.http.port === 0 ? null : httpPortFree(config.http.host, config.http.port),
   ]);
   const wanted = { slot: source.slot, publication: source.publication, rules, replicaIdentity: source.replicaIdentity };
   const lines = [
     ...(postgres instanceof Error ? [stopped('database', postgres)] : postgresChecks(postgres, wanted)),
     ...(redis instanceof Error ? [stopped('redis', redis)] : redisChecks(redis, { cluster: config.redis.cluster !== undefined, waitReplicas: config.redis.waitReplicas })),
+    ...httpChecks(config.http.host, config.http.port, http),
   ];
   return { text: formatReport(lines, [...urlSecrets(source.url), ...(config.redis.cluster ?? config.redis.sentinel?.nodes ?? [config.redis.url ?? '']).flatMap(urlSecrets), ...(config.redis.sentinel?.password === undefined ? [] : [config.redis.sentinel.password])]), exitCode: exitCode(lines) };
 }

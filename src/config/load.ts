@@ -46,7 +46,9 @@ export async function loadConfig(configPath: string, env: Env): Promise<LoadedCo
   problems.push(...envProblems);
   const data = document.toJS();
   const validated = validate(configSchema, document, data);
-  if (!validated.ok) problems.push(...validated.problems);
+  // A value whose reference could not be substituted is reported once, for that reason, not also
+  // for what the schema makes of the unsubstituted text.
+  if (!validated.ok) problems.push(...validated.problems.filter((p) => !envProblems.some((e) => e.path === p.path)));
 
   // The mappings are checked even when the rest of the config is not valid, so that one run shows
   // every problem; only a `mappings` value that is itself broken stops that.

@@ -16,9 +16,18 @@ export const SOURCE_KINDS = ['postgres', 'debezium'] as const;
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
+/** A PostgreSQL connection string as libpq takes it: a postgres:// or postgresql:// URI, or key=value pairs. */
+const postgresUrl = (what: string) =>
+  z
+    .string()
+    .min(1)
+    .refine((text) => /^postgres(ql)?:\/\/./i.test(text) || /^\s*[a-z_]+\s*=/i.test(text), {
+      message: `${what} must be a postgres:// or postgresql:// URI, or libpq key=value pairs (host=... dbname=...)`,
+    });
+
 const postgresSourceSchema = z.strictObject({
   kind: z.literal('postgres'),
-  url: z.string().min(1),
+  url: postgresUrl('source.url'),
   slot: z
     .string()
     .regex(SLOT_NAME, {
@@ -84,7 +93,7 @@ const debeziumSourceSchema = z
      * A PostgreSQL connection string: for lookups, and to read each table's replica identity and
      * column types from the catalog.
      */
-    url: z.string().min(1).optional(),
+    url: postgresUrl('source.url').optional(),
     /**
      * Without `url`: each mapped table's replica identity, by table name ("users" means
      * public.users; "*" every table not named). Undeclared tables are read as key-only.
@@ -127,7 +136,7 @@ const redisUrl = (what: string) =>
 const redisSchema = z
   .strictObject({
     /** One Redis server (a primary). Default redis://127.0.0.1:6379 unless `cluster` is given. */
-    url: z.string().min(1).optional(),
+    url: redisUrl('redis.url').optional(),
     /** Seed nodes of a Redis Cluster, instead of `url`: the rest of the cluster is discovered. */
     cluster: z.array(redisUrl('each redis.cluster seed')).min(1).optional(),
     /**
@@ -202,7 +211,7 @@ const consistencySchema = z.strictObject({
    */
   visibility: z.enum(['auto', 'always', 'off']).default('auto'),
   /** Read replicas the application reads from: each commit's keys are invalidated again once each has replayed it. */
-  replicas: z.array(z.strictObject({ url: z.string().min(1) })).default([]),
+  replicas: z.array(z.strictObject({ url: postgresUrl('a replica url') })).default([]),
   /** A replica further behind than this is reported (not ready); its invalidations still wait for it. */
   replicaTimeoutMs: z.number().int().min(100).max(3_600_000).default(30_000),
   /** How often a replica's replay position is read while invalidations wait for it. */

@@ -16,6 +16,8 @@ export interface SinkBatch {
 }
 
 export interface Sink {
+  /** Where it writes, for logs: `host:port`, a cluster's seeds, a Sentinel set; never a password. */
+  readonly target?: string;
   connect(): Promise<void>;
   apply(batch: SinkBatch): Promise<void>;
   isConnected(): boolean;

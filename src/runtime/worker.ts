@@ -47,6 +47,8 @@ export class Worker<P = unknown> {
   private stopRequested = false;
   private readonly fallbackRulesSeen = new Set<string>();
   private failure: Error | null = null;
+  /** When the sink began failing, while it does. */
+  private failingSinceMs: number | null = null;
   private readonly log: Logger;
   private readonly done: Promise<void>;
   private resolveDone!: () => void;
@@ -122,7 +124,9 @@ export class Worker<P = unknown> {
       } catch (err) {
         if (this.startAbort.signal.aborted) throw err;
         const delayMs = backoff.next();
-        this.log.warn({ err: toError(err), attempt: backoff.attempts, delayMs }, 'redis not reachable; retrying');
+        const e = toError(err);
+        this.log.warn({ error: e.message, redis: this.options.sink.target, attempt: backoff.attempts, delayMs }, 'redis not reachable; retrying');
+        this.log.debug({ err: e }, 'redis not reachable: stack');
         await sleep(delayMs, this.startAbort.signal);
         if (this.startAbort.signal.aborted) throw err;
       }
@@ -209,12 +213,20 @@ export class Worker<P = unknown> {
       stats.applyAttempt(Date.now());
       try {
         await this.options.sink.apply(batch);
+        if (this.failingSinceMs !== null) {
+          this.log.info({ redis: this.options.sink.target, failedForMs: Date.now() - this.failingSinceMs, attempts: backoff.attempts }, 'redis applies again');
+          this.failingSinceMs = null;
+        }
         return (performance.now() - started) / 1000;
       } catch (err) {
         stats.applyFailed();
+        this.failingSinceMs ??= Date.now();
         if (this.abort.signal.aborted) return null;
         const delayMs = backoff.next();
-        this.log.warn({ err: toError(err), attempt: backoff.attempts, delayMs }, 'redis apply failed; retrying');
+        // One line an operator can read: what failed and where; the stack only at debug level.
+        const e = toError(err);
+        this.log.warn({ error: e.message, redis: this.options.sink.target, attempt: backoff.attempts, delayMs }, 'redis apply failed; retrying');
+        this.log.debug({ err: e }, 'redis apply failed: stack');
         await sleep(delayMs, this.abort.signal);
         if (this.abort.signal.aborted) return null;
       }

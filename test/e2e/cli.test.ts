@@ -93,6 +93,62 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('the built binary', () => 
     expect(result.output).not.toContain('sekret');
   });
 
+  it('--help for every command, --version, options before the command, usage errors exit 2', async () => {
+    for (const command of ['run', 'validate', 'check', 'explain', 'teardown']) {
+      const help = await runCli([command, '--help']);
+      expect([command, help.code]).toEqual([command, 0]);
+      expect(help.output).toContain(`usage: cdc-invalidator ${command}`);
+      expect(help.output).toContain('LOG_LEVEL');
+    }
+    const version = await runCli(['--version']);
+    expect(version.code).toBe(0);
+    expect(version.output.trim()).toBe(JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'package.json'), 'utf8')).version);
+    scenario = await createScenario({ schema: `CREATE TABLE public.t (id int PRIMARY KEY);`, rules: `\n  - table: t\n    invalidate: ["t:{id}"]\n` });
+    const optionFirst = await runCli(['--config', scenario.configPath, 'validate']);
+    expect(optionFirst.code).toBe(0);
+    expect(optionFirst.output).toMatch(/^ok: /);
+    const typo = await runCli(['valdate', '--config', scenario.configPath]);
+    expect(typo.code).toBe(2);
+    expect(typo.output).toContain('unknown command "valdate"');
+  });
+
+  it('an invalid LOG_LEVEL or LOG_FORMAT is a config error (exit 2), not a crash', async () => {
+    scenario = await createScenario({ schema: `CREATE TABLE public.t (id int PRIMARY KEY);`, rules: `\n  - table: t\n    invalidate: ["t:{id}"]\n` });
+    const level = await runCli(['run', '--config', scenario.configPath], { LOG_LEVEL: 'verbose' });
+    expect(level.code).toBe(2);
+    expect(level.output.trim()).toBe('cdc-invalidator: LOG_LEVEL "verbose" is not a log level (fatal, error, warn, info, debug, trace, silent)');
+    const format = await runCli(['run', '--config', scenario.configPath], { LOG_FORMAT: 'xml' });
+    expect(format.code).toBe(2);
+    expect(format.output).toContain('LOG_FORMAT "xml" is not a log format');
+  });
+
+  it('teardown says what it would drop, refuses while a worker streams, then drops the slot and the publication', async () => {
+    scenario = await createScenario({ schema: `CREATE TABLE public.t (id int PRIMARY KEY);`, rules: `\n  - table: t\n    invalidate: ["t:{id}"]\n` });
+    const slots = () => scenario!.sql<{ n: string }>(`SELECT count(*)::text AS n FROM pg_replication_slots WHERE slot_name = $1`, [scenario!.slot]);
+    const pubs = () => scenario!.sql<{ n: string }>(`SELECT count(*)::text AS n FROM pg_publication WHERE pubname = $1`, [scenario!.publication]);
+    worker = spawnCli(['run', '--config', scenario.configPath]);
+    await waitFor(() => worker!.output().includes('replication started'), { timeoutMs: 30_000, message: 'no start' });
+    expect(worker.output()).toContain(`"from":"the slot's confirmed position"`);
+    const busy = await runCli(['teardown', '--yes', '--config', scenario.configPath]);
+    expect(busy.code).toBe(1);
+    expect(busy.output).toMatch(/slot ".*" is being streamed \(walsender pid \d+\): stop the worker first/);
+    worker.child.kill('SIGTERM');
+    expect(await worker.exited).toBe(0);
+    const dry = await runCli(['teardown', '--config', scenario.configPath]);
+    expect(dry.code).toBe(0);
+    expect(dry.output).toContain(`would drop replication slot "${scenario.slot}"`);
+    expect(dry.output).toContain(`would drop publication "${scenario.publication}"`);
+    expect((await slots())[0]!.n).toBe('1');
+    const done = await runCli(['teardown', '--config', scenario.configPath, '--yes']);
+    expect(done.code).toBe(0);
+    expect(done.output).toContain(`dropped replication slot "${scenario.slot}"`);
+    expect(done.output).toContain(`dropped publication "${scenario.publication}"`);
+    expect([(await slots())[0]!.n, (await pubs())[0]!.n]).toEqual(['0', '0']);
+    const again = await runCli(['teardown', '--config', scenario.configPath, '--yes']);
+    expect(again.code).toBe(0);
+    expect(again.output).toContain('nothing to drop');
+  });
+
   it('exits 1 with a clear message when a mapped table does not exist', async () => {
     scenario = await createScenario({
       schema: `CREATE TABLE public.t (id int PRIMARY KEY);`,

@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { loadConfig } from '../../src/config/load.js';
 import { Metrics } from '../../src/runtime/metrics.js';
@@ -549,9 +549,15 @@ describe('docs/operations.md', () => {
 
 describe('Dockerfile and docker-compose.yml', () => {
   const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
-  const exampleConfig = parse(readFileSync(join(ROOT, 'cdc-invalidator.yaml'), 'utf8')) as { http?: { port?: number } };
-  const port = exampleConfig.http?.port ?? 9464;
-  const healthUrl = `http://127.0.0.1:${port}/healthz`;
+  // The example config as the image runs it: HTTP_PORT unset, so its default applies.
+  let port = 0;
+  let healthUrl = '';
+  beforeAll(async () => {
+    const loaded = await loadConfig(join(ROOT, 'cdc-invalidator.yaml'), { DATABASE_URL: 'postgres://db/app' });
+    port = loaded.config.http.port;
+    healthUrl = `http://127.0.0.1:${port}/healthz`;
+    expect(port).toBe(9464);
+  });
 
   it('the image checks /healthz on the port of the config it ships, with node', () => {
     const healthcheck = /^HEALTHCHECK\s.*\bCMD\s+(\[.*\])\s*$/m.exec(dockerfile);

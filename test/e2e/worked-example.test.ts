@@ -58,8 +58,9 @@ async function runScenario(replicaIdentity: 'full' | 'check'): Promise<{ stale: 
     .replace(/^  replicaIdentity: full$/m, `  replicaIdentity: ${replicaIdentity}`)
     .replace('keyPrefix: ""', `keyPrefix: "${prefix}"`);
   expect(config).toMatch(new RegExp(`^  replicaIdentity: ${replicaIdentity}$`, 'm'));
-  writeFileSync(join(dir, 'cdc-invalidator.yaml'), `${config}\nhttp:\n  port: 0\n`);
-  worker = spawnCli(['run', '--config', join(dir, 'cdc-invalidator.yaml')], { DATABASE_URL: db.url, REDIS_URL: redisServer.url() });
+  writeFileSync(join(dir, 'cdc-invalidator.yaml'), config);
+  // The example config as it ships: its URLs and HTTP port come from the environment.
+  worker = spawnCli(['run', '--config', join(dir, 'cdc-invalidator.yaml')], { DATABASE_URL: db.url, REDIS_URL: redisServer.url(), HTTP_PORT: '0' });
   const w = worker;
   await waitFor(() => w.output().includes('replication started'), { timeoutMs: 30_000, message: 'worker did not start' });
   const r = new Redis(redisServer.url(), { maxRetriesPerRequest: 1 });

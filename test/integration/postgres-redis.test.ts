@@ -297,8 +297,12 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('postgres to redis', () =>
     await waitFor(async () => (await s.get('users:version')) !== null, { timeoutMs: 30_000, message: 'not applied after Redis came back' });
     const version = BigInt((await s.get('users:version'))!);
     expect(version).toBeGreaterThan(0n);
-    void lsn;
-    void before;
+    // Confirmed while Redis was down: only what came before the 50 inserts, none of which was applied.
+    const confirmedDuring = parseLsn(before!.c!);
+    expect(confirmedDuring).toBeLessThan(parseLsn(lsn));
+    // The version is the last insert's commit position: past what was confirmed then, within the WAL written.
+    expect(version).toBeGreaterThan(confirmedDuring);
+    expect(version).toBeLessThanOrEqual(parseLsn(lsn));
   });
 
   it('keeps the slot advancing while mapped tables are idle and other databases write', async () => {

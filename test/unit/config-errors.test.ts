@@ -31,10 +31,10 @@ interface Case {
 const cases: Case[] = [
   // config file: YAML
   { name: 'config syntax error', files: { [C]: 'source:\n  kind: postgres\n  url: [a, b\nmappings: m\n' }, errors: [[C, 4, 1, '', 'YAML syntax error']] },
-  { name: 'config bad indentation', files: { [C]: 'source:\n  kind: postgres\n   url: x\nmappings: m\n' }, errors: [[C, 2, 9, '', 'YAML syntax error']] },
+  { name: 'config bad indentation', files: { [C]: 'source:\n  kind: postgres\n   url: postgres://db/x\nmappings: m\n' }, errors: [[C, 2, 9, '', 'YAML syntax error']] },
   { name: 'config unclosed quote', files: { [C]: 'source:\n  kind: postgres\n  url: "postgres://u:pw@db\n' }, errors: [[C, 4, 1, '', 'YAML syntax error: Missing closing double quote']] },
   { name: 'config tab indentation', files: { [C]: 'source:\n\tkind: postgres\n' }, errors: [[C, 2, 1, '', 'Tabs are not allowed']] },
-  { name: 'config duplicate key', files: { [C]: 'source:\n  kind: postgres\n  url: a\n  url: b\nmappings: mappings\n' }, errors: [[C, 4, 3, 'source.url', 'duplicate key "url" (first given on line 3)']] },
+  { name: 'config duplicate key', files: { [C]: 'source:\n  kind: postgres\n  url: postgres://a\n  url: postgres://b\nmappings: mappings\n' }, errors: [[C, 4, 3, 'source.url', 'duplicate key "url" (first given on line 3)']] },
   { name: 'source.replicaIdentity misspelt', files: { [C]: source('  replicaIdentity: ful\n') }, errors: [[C, 4, 20, 'source.replicaIdentity', 'expected one of check, full, got "ful" (did you mean "full"?)']] },
   { name: 'consistency.visibility unknown', files: { [C]: config('consistency:\n  visibility: sometimes\n') }, errors: [[C, 6, 15, 'consistency.visibility', 'expected one of auto, always, off, got "sometimes"']] },
   { name: 'consistency.replicas without url', files: { [C]: config('consistency:\n  replicas:\n    - uri: postgres://r/app\n') }, errors: [
@@ -43,6 +43,9 @@ const cases: Case[] = [
     ] },
   { name: 'consistency.replicaTimeoutMs negative', files: { [C]: config('consistency:\n  replicaTimeoutMs: -1\n') }, errors: [[C, 6, 21, 'consistency.replicaTimeoutMs', '']] },
   { name: 'consistency.replicas with a Debezium source', files: { [C]: `${DEBEZIUM}mappings: mappings\nconsistency:\n  replicas:\n    - url: postgres://r/app\n` }, errors: [[C, 8, 5, 'consistency.replicas', 'replicas are supported with source.kind postgres only']] },
+  { name: 'source.url not a connection string', files: { [C]: 'source:\n  kind: postgres\n  url: htp://db/app\nmappings: mappings\n' }, errors: [[C, 3, 8, 'source.url', 'source.url must be a postgres:// or postgresql:// URI, or libpq key=value pairs']] },
+  { name: 'redis.url not a redis URL', files: { [C]: config('redis:\n  url: htp://x\n') }, errors: [[C, 6, 8, 'redis.url', 'redis.url must be a redis:// or rediss:// URL']] },
+  { name: 'replica url not a connection string', files: { [C]: config('consistency:\n  replicas:\n    - url: replica-1\n') }, errors: [[C, 7, 12, 'consistency.replicas[0].url', 'a replica url must be a postgres://']] },
   { name: 'redis.url and redis.cluster both', files: { [C]: config('redis:\n  url: redis://a:6379\n  cluster: [redis://b:7000]\n') }, errors: [[C, 6, 3, 'redis', 'give one of redis.url (one server), redis.cluster (the seed nodes of a cluster) or redis.sentinel']] },
   { name: 'redis.cluster and redis.sentinel both', files: { [C]: config('redis:\n  cluster: [redis://b:7000]\n  sentinel: { name: m, nodes: [redis://s:26379] }\n') }, errors: [[C, 6, 3, 'redis', 'not several']] },
   { name: 'redis.sentinel without name', files: { [C]: config('redis:\n  sentinel:\n    nodes: [redis://s:26379]\n') }, errors: [[C, 7, 5, 'redis.sentinel.name', 'missing required key "name"']] },
@@ -59,12 +62,12 @@ const cases: Case[] = [
   { name: 'config root is a list', files: { [C]: '- source\n' }, errors: [[C, 1, 1, '', 'expected a map, got a list']] },
   // config file: required keys
   { name: 'missing source', files: { [C]: 'mappings: mappings\n' }, errors: [[C, 1, 1, 'source', 'missing required key "source"']] },
-  { name: 'missing mappings', files: { [C]: 'source:\n  kind: postgres\n  url: x\n' }, errors: [[C, 1, 1, 'mappings', 'missing required key "mappings"']] },
+  { name: 'missing mappings', files: { [C]: 'source:\n  kind: postgres\n  url: postgres://db/x\n' }, errors: [[C, 1, 1, 'mappings', 'missing required key "mappings"']] },
   { name: 'missing source.url', files: { [C]: 'source:\n  kind: postgres\nmappings: mappings\n' }, errors: [[C, 2, 3, 'source.url', 'missing required key "url"']] },
-  { name: 'missing source.kind', files: { [C]: 'source:\n  url: x\nmappings: mappings\n' }, errors: [[C, 2, 3, 'source.kind', 'missing required key "kind" (one of: postgres, debezium)']] },
+  { name: 'missing source.kind', files: { [C]: 'source:\n  url: postgres://db/x\nmappings: mappings\n' }, errors: [[C, 2, 3, 'source.kind', 'missing required key "kind" (one of: postgres, debezium)']] },
   { name: 'empty source', files: { [C]: 'source:\nmappings: mappings\n' }, errors: [[C, 1, 1, 'source', 'expected a map, got an empty value']] },
   // config file: values
-  { name: 'unknown source kind', files: { [C]: 'source:\n  kind: mysql\n  url: x\nmappings: mappings\n' }, errors: [[C, 2, 9, 'source.kind', 'unknown source kind "mysql"; expected one of: postgres, debezium']] },
+  { name: 'unknown source kind', files: { [C]: 'source:\n  kind: mysql\n  url: postgres://db/x\nmappings: mappings\n' }, errors: [[C, 2, 9, 'source.kind', 'unknown source kind "mysql"; expected one of: postgres, debezium']] },
   {
     name: 'debezium without topics',
     files: { [C]: 'source:\n  kind: debezium\n  brokers: [localhost:9092]\nmappings: mappings\n' },
@@ -142,10 +145,10 @@ const cases: Case[] = [
   { name: 'unknown log key', files: { [C]: config('log:\n  lvl: debug\n') }, errors: [[C, 6, 3, 'log.lvl', 'unknown key "lvl"']] },
   // config file: environment and the mappings path
   { name: 'unset variable', files: { [C]: 'source:\n  kind: postgres\n  url: ${DATABASE_URL}\nmappings: mappings\n' }, errors: [[C, 3, 8, 'source.url', 'environment variable DATABASE_URL is not set']] },
-  { name: 'unset variable in mappings', files: { [C]: 'source: { kind: postgres, url: x }\nmappings: ${MAPPINGS}\n' }, errors: [[C, 2, 11, 'mappings', 'environment variable MAPPINGS is not set']] },
-  { name: 'mappings path missing', files: { [C]: 'source: { kind: postgres, url: x }\nmappings: ./mapping\n' }, errors: [[C, 2, 11, 'mappings', '"./mapping" does not exist']] },
+  { name: 'unset variable in mappings', files: { [C]: 'source: { kind: postgres, url: postgres://db/x }\nmappings: ${MAPPINGS}\n' }, errors: [[C, 2, 11, 'mappings', 'environment variable MAPPINGS is not set']] },
+  { name: 'mappings path missing', files: { [C]: 'source: { kind: postgres, url: postgres://db/x }\nmappings: ./mapping\n' }, errors: [[C, 2, 11, 'mappings', '"./mapping" does not exist']] },
   { name: 'mappings directory empty', files: { [M]: null, 'mappings/README.md': '# rules go here\n' }, errors: [[C, 4, 11, 'mappings', 'holds no *.yaml or *.yml mapping file']] },
-  { name: 'mappings empty string', files: { [C]: 'source: { kind: postgres, url: x }\nmappings: ""\n' }, errors: [[C, 2, 11, 'mappings', 'must not be empty']] },
+  { name: 'mappings empty string', files: { [C]: 'source: { kind: postgres, url: postgres://db/x }\nmappings: ""\n' }, errors: [[C, 2, 11, 'mappings', 'must not be empty']] },
   { name: 'no rule in any file', files: { [M]: 'rules: []\n' }, errors: [[C, 4, 11, 'mappings', 'the mapping files define no rule']] },
 
   // mapping files: YAML and shape

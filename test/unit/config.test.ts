@@ -121,7 +121,7 @@ describe('a valid config', () => {
 
   test('reads a mappings directory recursively and in order, skipping hidden entries', async () => {
     await write({
-      'c.yaml': 'source: { kind: postgres, url: x }\nmappings: ./m\n',
+      'c.yaml': 'source: { kind: postgres, url: postgres://db/x }\nmappings: ./m\n',
       'm/b.yml': 'rules:\n  - table: shop.orders\n    bump: ["orders:version"]\n',
       'm/a/z.yaml': USERS,
       'm/a.yaml': 'rules:\n  - table: users\n    on: [delete]\n    bump: ["users:version"]\n',
@@ -143,7 +143,7 @@ describe('a valid config', () => {
 
   test('warns about a mapping file without rules', async () => {
     await write({
-      'c.yaml': 'source: { kind: postgres, url: x }\nmappings: m\n',
+      'c.yaml': 'source: { kind: postgres, url: postgres://db/x }\nmappings: m\n',
       'm/empty.yaml': 'rules: []\n',
       'm/users.yaml': USERS,
     });
@@ -242,7 +242,7 @@ describe('environment substitution', () => {
 
   test('mapping files are not substituted', async () => {
     await write({
-      'c.yaml': 'source: { kind: postgres, url: x }\nmappings: m\n',
+      'c.yaml': 'source: { kind: postgres, url: postgres://db/x }\nmappings: m\n',
       'm/users.yaml': 'rules:\n  - table: users\n    invalidate: ["user:${id}"]\n',
     });
     const loaded = await loadConfig(path.join(dir, 'c.yaml'), { id: 'oops' });
@@ -296,7 +296,7 @@ describe('messages', () => {
 
   test('problems across files come in one error, in file then line order', async () => {
     await write({
-      'c.yaml': 'source: { kind: postgres, url: x }\nmappings: m\nlogg: {}\n',
+      'c.yaml': 'source: { kind: postgres, url: postgres://db/x }\nmappings: m\nlogg: {}\n',
       'm/b.yaml': 'rules:\n  - table: users\n    invalidate: ["user:{id"]\n',
       'm/a.yaml': 'rules:\n  - table: users\n    on: [upsert]\n    bump: ["v:{id"]\n',
     });

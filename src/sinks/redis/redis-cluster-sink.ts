@@ -72,6 +72,7 @@ export class RedisClusterSink implements Sink {
   private readonly tagStepSize: number;
   private readonly scanCount: number;
   private readonly log: Logger;
+  readonly target: string;
 
   constructor(private readonly options: RedisClusterSinkOptions) {
     const seeds = options.seeds.map((url) => {
@@ -100,6 +101,7 @@ export class RedisClusterSink implements Sink {
     this.cluster.on('ready', () => {
       this.lastConnectionError = null;
     });
+    this.target = `cluster (seeds ${options.seeds.map((u) => new URL(u).host).join(', ')})`;
     this.deadLetterStream = `${options.keyPrefix}cdc-invalidator:dead-letters`;
     this.appliedKey = appliedKey(options.keyPrefix);
     this.leasePrefix = options.leasePrefix ?? null;

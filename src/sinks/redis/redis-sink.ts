@@ -75,6 +75,7 @@ export class RedisSink implements Sink {
   private readonly tagStepSize: number;
   private readonly scanCount: number;
   private readonly log: Logger;
+  readonly target: string;
 
   constructor(private readonly options: RedisSinkOptions) {
     // Reconnect forever in the background, capped at 2 s; batches fail fast meanwhile.
@@ -96,6 +97,7 @@ export class RedisSink implements Sink {
       this.lastConnectionError = null;
     });
     this.client = client;
+    this.target = describeTarget(options);
     this.deadLetterStream = `${options.keyPrefix}cdc-invalidator:dead-letters`;
     this.appliedKey = appliedKey(options.keyPrefix);
     this.tagStepSize = Math.min(Math.max(1, options.tagStepSize ?? DEFAULT_TAG_STEP_SIZE), MAX_TAG_STEP_SIZE);
@@ -255,6 +257,13 @@ export class RedisSink implements Sink {
       this.client.disconnect();
     }
   }
+}
+
+/** host:port (and /db), or the Sentinel set: never the user or password. */
+function describeTarget(options: RedisSinkOptions): string {
+  if (options.sentinel !== undefined) return `sentinel set ${options.sentinel.name} (${options.sentinel.nodes.map((u) => new URL(u).host).join(', ')})`;
+  const u = new URL(options.url);
+  return `${u.host}${u.pathname.length > 1 ? u.pathname : ''}`;
 }
 
 /** DEAD_LETTER_FIELDS strings: names and values. */

@@ -226,7 +226,8 @@ export class PostgresSource implements Source<PgPosition | null> {
       this.streaming = true;
       this.setRole('active');
       onStarted();
-      this.log.info({ from: formatLsn(this.applied) }, 'replication started');
+      // 0/0 asks the server to start where the slot stands (its confirmed_flush_lsn).
+      this.log.info({ from: this.applied === ZERO_LSN ? "the slot's confirmed position" : formatLsn(this.applied) }, 'replication started');
     });
     const timer = setInterval(() => this.standby.now(false), this.statusIntervalMs);
     try {
