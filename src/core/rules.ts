@@ -154,6 +154,8 @@ export function compileRules(mappings: MappingSpec[]): { rules: RuleSet; problem
         problems.push({ file: mapping.file, path: at('lookup', ...path), message, ...(severity ? { severity } : {}) }),
       );
       const aliases = new Set(lookups.keys());
+      // A template that does not parse may be the one that uses a lookup: no "not used" warning then.
+      let unparsed = 0;
 
       const compileList = (list: string[] | undefined, path: (string | number)[], names: ReadonlySet<string>): Template[] =>
         (list ?? []).flatMap((source, i) => {
@@ -162,6 +164,7 @@ export function compileRules(mappings: MappingSpec[]): { rules: RuleSet; problem
           } catch (err) {
             if (err instanceof TemplateSyntaxError) {
               problem([...path, i], err.message);
+              unparsed++;
               return [];
             }
             throw err;
@@ -191,7 +194,7 @@ export function compileRules(mappings: MappingSpec[]): { rules: RuleSet; problem
       );
       const used = new Set(ACTION_KINDS.flatMap((kind) => actions[kind].flatMap((t) => t.lookups)));
       for (const alias of aliases) {
-        if (!used.has(alias)) {
+        if (!used.has(alias) && unparsed === 0) {
           problems.push({ file: mapping.file, path: at('lookup', alias), message: `lookup "${alias}" is not used by any key`, severity: 'warning' });
         }
       }

@@ -135,6 +135,23 @@ describe('docker-compose.yml', () => {
     });
   }
 
+  it('runs the Debezium version the tests run, and registers its connector idempotently', () => {
+    const pom = readFileSync(join(ROOT, 'test', 'kafka', 'pom.xml'), 'utf8');
+    const debezium = /<debezium\.version>([^<]+)<\/debezium\.version>/.exec(pom)![1]!;
+    for (const name of ['connect', 'register-connector']) {
+      expect(compose.services[name]!.image, name).toBe(`quay.io/debezium/connect:${debezium}`);
+    }
+    // PUT /connectors/<name>/config creates or updates; POST /connectors fails (409) on a second `up`.
+    const register = compose.services['register-connector'] as Service & { entrypoint?: string[] };
+    const call = register.entrypoint!.join(' ');
+    expect(call).toMatch(/-X PUT .*http:\/\/connect:8083\/connectors\/app\/config$/);
+    const body = /--data @(\S+)/.exec(call)![1]!;
+    const file = binds(register).find((b) => b.container === body)!.host;
+    const config = JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>;
+    expect(config['connector.class']).toBe('io.debezium.connector.postgresql.PostgresConnector');
+    expect(config['name']).toBeUndefined();
+  });
+
   it('mounts files that exist', () => {
     for (const [name, service] of Object.entries(compose.services)) {
       for (const bind of binds(service)) {

@@ -38,6 +38,15 @@ describe('lookups', () => {
     expect(problems).toEqual([]);
   });
 
+  it('warns of a lookup no key uses, but not when a template that may use it does not parse', () => {
+    const unused = compile({ lookup: { author: AUTHOR }, invalidate: ['comment:{id}'] }).problems;
+    expect(unused.map((p) => [p.severity, p.message])).toEqual([['warning', 'lookup "author" is not used by any key']]);
+    const typo = compile({ lookup: { author: AUTHOR }, invalidate: ['comment:{id}', 'comments:name={author.name'] }).problems;
+    expect(typo.map((p) => p.message)).toHaveLength(1);
+    expect(typo[0]!.severity ?? 'error').toBe('error');
+    expect(typo[0]!.message).not.toContain('not used');
+  });
+
   it("an insert invalidates its author's key", () => {
     const { requests, evaluation } = run(rules, change('insert', null, { id: '10', user_id: '1' }), (p) => ({ ok: true, rows: users[p[0] as string] ?? [] }));
     expect(requests.map((r) => r.params)).toEqual([['1']]);
