@@ -39,7 +39,7 @@ type TextResult = { fields: pg.FieldDef[]; rows: Value[][] };
  * its requests run one by one, each with its own retries, so one bad value fails only its own.
  *
  * A lookup reads the database as it is now, which may be newer than the change being processed:
- * README explains when that matters.
+ * docs/configuration.md (Lookups) explains when that matters.
  */
 export class PostgresLookupRunner implements LookupRunner {
   /**
