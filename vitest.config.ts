@@ -15,5 +15,7 @@ export default defineConfig({
     isolate: true,
     maxWorkers: 2,
     reporters: ['default', './test/harness/summary-reporter.ts'],
+    // Fails a file that leaves a process it started running (test/harness/leak-check.ts).
+    setupFiles: ['./test/harness/leak-check.ts'],
   },
 });
