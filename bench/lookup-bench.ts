@@ -3,7 +3,7 @@
 // rule looks the group's name up. All slots are created before the load, so every consumer replays
 // exactly the same single-row transactions; each is timed from replication start to its last change.
 // See bench/README.md ("Lookups").
-import { tearDown } from './teardown.js';
+import { startServers, tearDown, type BenchServers } from './servers.js';
 import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -14,8 +14,6 @@ import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { OrphanGuard } from '../test/harness/orphan-guard.js';
-import { PostgresServer } from '../test/harness/postgres.js';
-import { RedisServer } from '../test/harness/redis.js';
 import { diffStats, procStats, type ProcStats } from './proc-stats.js';
 import type { ConsumeResult } from './replication-consumer.js';
 import { CLI } from './worker-process.js';
@@ -78,24 +76,15 @@ export async function runLookupBench(opts: LookupBenchOptions): Promise<LookupBe
   const timeoutMs = opts.timeoutMs ?? 600_000;
   const dir = mkdtempSync(join(tmpdir(), 'cdc-lookup-bench-'));
   const guard = new OrphanGuard(dir);
-  let postgres: PostgresServer | undefined;
-  let redisServer: RedisServer | undefined;
-  let db: pg.Client | undefined;
-  let redis: Redis | undefined;
+  const servers: BenchServers = {};
   try {
     say('starting PostgreSQL and Redis');
-    [postgres, redisServer] = await Promise.all([
-      // A slot per consumer per round, all made before the load.
-      PostgresServer.start({ settings: { max_wal_size: '4GB', checkpoint_timeout: '30min', max_replication_slots: Math.max(10, rounds * (workers.length + 1) + 2) } }),
-      RedisServer.start({ args: ['--notify-keyspace-events', 'Kg'] }),
-    ]);
-    const url = await postgres.createDatabase('lookup_bench');
-    const redisUrl = redisServer.url();
-    db = new pg.Client({ connectionString: url });
-    await db.connect();
-    redis = new Redis(redisUrl);
-    const pgVersion = (await db.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]!.v;
-    const redisVersion = /redis_version:(\S+)/.exec(await redis.info('server'))?.[1] ?? '?';
+    // A slot per consumer per round, all made before the load.
+    const { db, redis, url, redisUrl, pgVersion, redisVersion } = await startServers(servers, 'lookup_bench', {
+      max_wal_size: '4GB',
+      checkpoint_timeout: '30min',
+      max_replication_slots: Math.max(10, rounds * (workers.length + 1) + 2),
+    });
 
     await db.query('CREATE TABLE groups (id int PRIMARY KEY, name text NOT NULL)');
     await db.query("INSERT INTO groups SELECT g, 'g' || g FROM generate_series(1, $1::int) g", [distinctParams]);
@@ -165,7 +154,7 @@ export async function runLookupBench(opts: LookupBenchOptions): Promise<LookupBe
     }
     return result;
   } finally {
-    await tearDown({ db, slotPattern: 'lookup\\_bench\\_%', redis, servers: [postgres, redisServer], guard, dir, say });
+    await tearDown({ servers, slotPattern: 'lookup\\_bench\\_%', guard, dir, say });
   }
 }
 

@@ -7,7 +7,7 @@
 //   (c) slot bench_c: the same decoding, then `await redis.del(key)` for each change in turn
 // then, with the worker caught up, the latency from a lone commit to its key being deleted.
 // See bench/README.md.
-import { tearDown } from './teardown.js';
+import { startServers, tearDown, type BenchServers } from './servers.js';
 import { newestProfile } from './cpu-profile.js';
 import { positiveInt } from './env.js';
 import { execFile } from 'node:child_process';
@@ -20,8 +20,6 @@ import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { OrphanGuard } from '../test/harness/orphan-guard.js';
-import { PostgresServer } from '../test/harness/postgres.js';
-import { RedisServer } from '../test/harness/redis.js';
 import { formatSummary, summarise, type ProfileSummary } from './cpu-profile.js';
 import { liveRun, prepareLive, type LiveRange, type LiveRun } from './live.js';
 import { bigTransaction, slowRedis } from './memory.js';
@@ -616,32 +614,22 @@ async function live(s: Services, ranges: RateRanges[], binDir: string): Promise<
 
 async function main(): Promise<void> {
   say(`N=${N} single-row transactions, ${LATENCY_SAMPLES} latency samples${PROFILE ? ', CPU profile of a 4th run' : ''}`);
-  let postgres: PostgresServer | undefined;
-  let redisServer: RedisServer | undefined;
-  let db: pg.Client | undefined;
-  let redis: Redis | undefined;
+  const servers: BenchServers = {};
   const dir = mkdtempSync(join(tmpdir(), 'cdc-bench-'));
   // The harness's watcher: SIGKILLs the worker and removes `dir` if this process dies abruptly.
   const guard = new OrphanGuard(dir);
   const onSignal = () => {
     say('interrupted; cleaning up');
-    void Promise.allSettled([postgres?.destroy(), redisServer?.destroy()]).then(() => process.exit(130));
+    void Promise.allSettled([servers.postgres?.destroy(), servers.redisServer?.destroy()]).then(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
     say('starting PostgreSQL and Redis');
-    [postgres, redisServer] = await Promise.all([
-      PostgresServer.start({ settings: { max_wal_size: '4GB', checkpoint_timeout: '30min' } }),
-      RedisServer.start({ args: ['--notify-keyspace-events', 'Kg'] }),
-    ]);
-    const url = await postgres.createDatabase('bench');
-    const redisUrl = redisServer.url();
-    db = new pg.Client({ connectionString: url });
-    await db.connect();
-    redis = new Redis(redisUrl);
-    const pgVersion = (await db.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]!.v;
-    const redisVersion = /redis_version:(\S+)/.exec(await redis.info('server'))?.[1] ?? '?';
+    const { postgres, db, redis, url, redisUrl, pgVersion, redisVersion } = await startServers(servers, 'bench', {
+      max_wal_size: '4GB',
+      checkpoint_timeout: '30min',
+    });
 
     // Rows 1..N: the catch-up backlog; then the idle latency samples; then the live runs' ranges.
     const liveRanges = liveRangesAfter(N + 3 * LATENCY_SAMPLES);
@@ -731,7 +719,7 @@ async function main(): Promise<void> {
   } finally {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
-    await tearDown({ db, slotPattern: 'bench\\_%', redis, servers: [postgres, redisServer], guard, dir, say });
+    await tearDown({ servers, slotPattern: 'bench\\_%', guard, dir, say });
   }
 }
 
