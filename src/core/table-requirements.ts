@@ -105,3 +105,15 @@ export function describeGap(gap: OldRowGap, identity: Identity): string {
     `${gap.ops.map((op) => `${op}s`).join(' and ')}`
   );
 }
+
+/**
+ * The rules of a table that name columns it does not have (any more: a schema change while
+ * streaming), each with those columns.
+ */
+export function rulesMissingColumns(rules: readonly CompiledRule[], columns: readonly string[]): { rule: CompiledRule; missing: string[] }[] {
+  const have = new Set(columns);
+  return rules.flatMap((rule) => {
+    const missing = ruleColumns(rule).filter((c) => !have.has(c));
+    return missing.length === 0 ? [] : [{ rule, missing }];
+  });
+}

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { Change } from '../../core/change.js';
-import { ruleColumns, type RuleSet } from '../../core/rules.js';
+import { rulesMissingColumns } from '../../core/table-requirements.js';
 import { formatLsn, maxLsn, ZERO_LSN, type Lsn } from '../../core/lsn.js';
 import { InvalidatorError, SlotInUseError, SlotLostError, SourceUnavailableError } from '../../errors.js';
 import type { Logger } from '../../log.js';
@@ -10,52 +10,15 @@ import type { Source, SourceBatch, SourceStatus } from '../../ports/source.js';
 import { PgoutputDecoder } from './decoder.js';
 import { heartbeat } from './heartbeat.js';
 import { SlotMonitor } from './slot-monitor.js';
-import { TransactionIds, VisibilityGate, type VisibilityMode } from './visibility.js';
+import { TransactionIds, VisibilityGate } from './visibility.js';
+import type { PgPosition, PostgresSourceOptions } from './source-options.js';
 import { parseCopyData } from './protocol.js';
 import { StandbyStatus } from './standby-status.js';
 import { prepareWithRetry, recreateSlot, type MappedTable } from './setup.js';
 import { classify, connectionOf, endClient } from '../../lib/pg/connection.js';
 import { libpqConnectionString, quoteIdent, quoteLiteral } from '../../lib/pg/sql.js';
 
-export interface PostgresSourceOptions {
-  url: string;
-  slot: string;
-  publication: string;
-  /** The rules: the tables to stream, and what each needs from its columns and old rows. */
-  rules: RuleSet;
-  /** check: refuse rules a table cannot serve; full: set REPLICA IDENTITY FULL where they need it. */
-  replicaIdentity: 'check' | 'full';
-  heartbeatSeconds: number;
-  maxWaitMs: number;
-  /** Changes buffered before the socket is paused; keeps memory bounded under a 1M-row transaction. */
-  highWaterChanges: number;
-  /** Bytes of changes (as received) buffered before the socket is paused: bounds memory for wide rows. */
-  highWaterBytes?: number;
-  /** Bytes of changes (as received) handed to the worker in one batch, one change at least. */
-  maxBatchBytes?: number;
-  /** How often the slot's lag and retained WAL are read. */
-  slotStatsIntervalMs?: number;
-  /**
-   * Called when the slot lost WAL and was recreated, with the server's WAL position: invalidates
-   * whatever the lost changes could have touched. Without it, a lost slot is fatal.
-   */
-  recoverLostChanges?: (versionLsn: bigint) => Promise<void>;
-  /** consistency.visibility: hold batches until their transactions are visible to new snapshots. */
-  visibility?: VisibilityMode;
-  /**
-   * Standby status updates while nothing else is sent. Default: a third of the server's
-   * wal_sender_timeout (at most 10 s), so a worker blocked on Redis is never cut off.
-   */
-  statusIntervalMs?: number;
-  logger: Logger;
-}
-
-/** Internal to this source: what acknowledging a batch confirms. */
-export interface PgPosition {
-  endLsn: Lsn;
-  /** A keepalive position reached while nothing was pending, not a commit. */
-  keepalive?: true;
-}
+export type { PgPosition, PostgresSourceOptions } from './source-options.js';
 
 /**
  * Streams a pgoutput logical replication slot.
@@ -301,12 +264,7 @@ export class PostgresSource implements Source<PgPosition | null> {
    * columns, and must be processed with the rules that name them.
    */
   private checkColumns(schema: string, table: string, columns: readonly string[]): void {
-    const rules = this.options.rules.bySchema.get(schema)?.get(table);
-    if (rules === undefined) return;
-    const have = new Set(columns);
-    for (const rule of rules) {
-      const missing = ruleColumns(rule).filter((c) => !have.has(c));
-      if (missing.length === 0) continue;
+    for (const { rule, missing } of rulesMissingColumns(this.options.rules.bySchema.get(schema)?.get(table) ?? [], columns)) {
       this.log.error(
         { rule: rule.id, table: `${schema}.${table}`, missing, columns },
         'a mapped table no longer has columns its rule names (changed while streaming): their changes run the ' +
