@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parseCliArgs, usageOf, USAGE, type ParsedArgs } from './cli-args.js';
 import { loadConfig, type LoadedConfig } from './config/load.js';
+import { LOG_LEVELS } from './config/schema.js';
 import { runCheck } from './commands/check.js';
 import { explainChange } from './commands/explain.js';
 import { teardown } from './commands/teardown.js';
@@ -16,7 +17,6 @@ import type { LookupRunner } from './ports/lookups.js';
 const EXIT_OK = 0;
 const EXIT_RUNTIME = 1;
 const EXIT_CONFIG = 2;
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 async function main(argv: string[]): Promise<number> {
   let args: ParsedArgs;

@@ -41,10 +41,7 @@ export function sentinelSettings(sentinel: SentinelTarget, commandTimeoutMs: num
   const first = new URL(sentinel.nodes[0]!);
   return {
     ...connectionSettings('redis://localhost', commandTimeoutMs),
-    sentinels: sentinel.nodes.map((url) => {
-      const u = new URL(url);
-      return { host: u.hostname, port: Number(u.port || 26379) };
-    }),
+    sentinels: sentinel.nodes.map((url) => hostAndPort(url, 26379)),
     name: sentinel.name,
     role: 'master',
     ...(sentinel.username !== undefined ? { username: sentinel.username } : {}),
@@ -68,4 +65,10 @@ export function sentinelSettings(sentinel: SentinelTarget, commandTimeoutMs: num
 export function failureWithCause(err: unknown, cause: Error | null): string {
   const message = err instanceof Error ? err.message : String(err);
   return cause !== null && cause.message !== message ? `${message} (${cause.message})` : message;
+}
+
+/** The host and port of a redis:// URL, for ioredis' cluster seeds and sentinel lists. */
+export function hostAndPort(url: string, defaultPort = 6379): { host: string; port: number } {
+  const u = new URL(url);
+  return { host: u.hostname, port: Number(u.port || defaultPort) };
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
 import { DEFAULT_REDIS_URL } from '../../config/schema.js';
-import { connectionSettings, sentinelSettings, type SentinelTarget } from '../../lib/redis-connection.js';
+import { connectionSettings, hostAndPort, sentinelSettings, type SentinelTarget } from '../../lib/redis-connection.js';
 import type { Failure, RedisFacts } from './facts.js';
 import { failure } from './gather-postgres.js';
 
@@ -39,7 +39,7 @@ export async function gatherRedisFacts(target: RedisTarget): Promise<RedisFacts>
       : seeds === undefined
       ? new Redis(target.url ?? DEFAULT_REDIS_URL, { ...settings, lazyConnect: true, retryStrategy: () => null, enableOfflineQueue: false })
       : new Cluster(
-          seeds.map((url) => ({ host: new URL(url).hostname, port: Number(new URL(url).port || 6379) })),
+          seeds.map((url) => hostAndPort(url)),
           { lazyConnect: true, enableOfflineQueue: false, clusterRetryStrategy: () => null, redisOptions: { ...connectionSettings(seeds[0]!, timeoutMs), ...settings } },
         );
   const where =

@@ -12,7 +12,7 @@ import { forEachLimited } from './limited.js';
 import { planNotifications } from './notify.js';
 import { planBatch, type RedisPlan } from './plan.js';
 import { APPLIED_POSITION_SCRIPT } from './scripts.js';
-import { connectionSettings, failureWithCause } from '../../lib/redis-connection.js';
+import { connectionSettings, failureWithCause, hostAndPort } from '../../lib/redis-connection.js';
 import { deadLetterFields, DEAD_LETTER_MAXLEN, type RedisSinkOptions } from './redis-sink.js';
 
 export interface RedisClusterSinkOptions extends Omit<RedisSinkOptions, 'url'> {
@@ -75,11 +75,7 @@ export class RedisClusterSink implements Sink {
   readonly target: string;
 
   constructor(private readonly options: RedisClusterSinkOptions) {
-    const seeds = options.seeds.map((url) => {
-      const u = new URL(url);
-      return { host: u.hostname, port: Number(u.port || 6379) };
-    });
-    this.cluster = new Cluster(seeds, {
+    this.cluster = new Cluster(options.seeds.map((url) => hostAndPort(url)), {
       lazyConnect: true,
       enableOfflineQueue: false,
       enableReadyCheck: true,
