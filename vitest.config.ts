@@ -17,5 +17,7 @@ export default defineConfig({
     reporters: ['default', './test/harness/summary-reporter.ts'],
     // Fails a file that leaves a process it started running (test/harness/leak-check.ts).
     setupFiles: ['./test/harness/leak-check.ts'],
+    // Where server binaries are missing and a Docker engine answers, those servers run in containers.
+    globalSetup: ['./test/harness/global-setup.ts'],
   },
 });

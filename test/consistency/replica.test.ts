@@ -23,7 +23,7 @@ let primary: PostgresServer;
 let redis: RedisServer;
 let replica: PostgresStandby;
 beforeAll(async () => {
-  if (servicesMissing('postgres', 'redis')) return;
+  if (servicesMissing('postgres-binaries', 'redis')) return;
   primary = await PostgresServer.start();
   redis = await RedisServer.start();
   replica = await PostgresStandby.start(primary, { applyDelay: APPLY_DELAY_MS });
@@ -69,7 +69,7 @@ function staleOf(result: ConsistencyResult): Record<string, number> {
   return Object.fromEntries(result.clients.map((c) => [c.client, c.staleKeys]));
 }
 
-describe.skipIf(servicesMissing('postgres', 'redis'))(`reads from a replica with a ${APPLY_DELAY_MS} ms apply delay`, () => {
+describe.skipIf(servicesMissing('postgres-binaries', 'redis'))(`reads from a replica with a ${APPLY_DELAY_MS} ms apply delay`, () => {
   it('control, no replicas setting: keys refilled from the lagging replica stay stale', { timeout: 90_000 }, async () => {
     const result = await run('R1', 'none (no replicas listed)', false, 'stale keys');
     expect(staleOf(result)['cache-aside']).toBeGreaterThan(0);

@@ -30,7 +30,7 @@ let primary: PostgresServer;
 let redis: RedisServer;
 let standby: PostgresStandby;
 beforeAll(async () => {
-  if (servicesMissing('postgres', 'redis')) return;
+  if (servicesMissing('postgres-binaries', 'redis')) return;
   primary = await PostgresServer.start();
   redis = await RedisServer.start();
   standby = await PostgresStandby.start(primary, { synchronous: true });
@@ -93,7 +93,7 @@ function staleOf(result: ConsistencyResult): Record<string, number> {
   return Object.fromEntries(result.clients.map((c) => [c.client, c.staleKeys]));
 }
 
-describe.skipIf(servicesMissing('postgres', 'redis'))('reads from the primary, synchronous standby paused mid-commit', () => {
+describe.skipIf(servicesMissing('postgres-binaries', 'redis'))('reads from the primary, synchronous standby paused mid-commit', () => {
   it('control, visibility off: keys invalidated before their commit was visible stay stale', { timeout: 90_000 }, async () => {
     const result = await run('P1', 'consistency.visibility: off', 'consistency:\n  visibility: off\n', 'stale keys');
     // Through either client: a lease taken after the invalidation does not help.

@@ -266,7 +266,7 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('the built binary', () => 
     worker = spawnCli(['run', '--config', s.configPath]);
     await waitFor(() => worker!.output().includes('replication started'), { timeoutMs: 30_000, message: 'worker did not start' });
     // Redis hangs: the worker buffers up to its high-water mark (5,000 here), then pauses the socket.
-    redis.pause();
+    await redis.pause();
     try {
       await s.sql(`INSERT INTO items SELECT generate_series(1, 50000)`);
       await new Promise((r) => setTimeout(r, 3_000));
@@ -277,7 +277,7 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('the built binary', () => 
       expect(code).toBe(0);
       expect(Date.now() - stopAt).toBeLessThan(30_000);
     } finally {
-      redis.resume();
+      await redis.resume();
     }
   });
 });

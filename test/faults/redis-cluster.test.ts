@@ -22,7 +22,7 @@ let pgServer: PostgresServer;
 let cluster: RedisCluster;
 let redis: Cluster;
 beforeAll(async () => {
-  if (servicesMissing('postgres', 'redis')) return;
+  if (servicesMissing('postgres', 'redis-binaries')) return;
   [pgServer, cluster] = await Promise.all([PostgresServer.start(), RedisCluster.start({ masters: 3, replicasPerMaster: 1, nodeTimeoutMs: 1_000 })]);
   redis = new Cluster(cluster.seeds().map((u) => ({ host: '127.0.0.1', port: Number(new URL(u).port) })), { redisOptions: { maxRetriesPerRequest: 3 } });
   redis.on('error', () => undefined);
@@ -42,7 +42,7 @@ afterEach(async () => {
 const ROWS = 3_000;
 const PER_TXN = 20;
 
-describe.skipIf(servicesMissing('postgres', 'redis'))('redis cluster under the worker', () => {
+describe.skipIf(servicesMissing('postgres', 'redis-binaries'))('redis cluster under the worker', () => {
   it('a drain through a slot migration, a failover and a master killed with -9 loses nothing', async () => {
     const url = await pgServer.createDatabase(uniqueName('db'));
     const client = new pg.Client({ connectionString: url });

@@ -46,7 +46,7 @@ afterAll(async () => {
 let worker: RunningWorker | undefined;
 const closers: Array<() => Promise<void>> = [];
 afterEach(async () => {
-  redisServer?.resume();
+  await redisServer?.resume();
   // FAULT_LOGS=dir keeps the worker's log of each test there.
   if (process.env['FAULT_LOGS'] && worker !== undefined) {
     writeFileSync(join(process.env['FAULT_LOGS'], `${expect.getState().currentTestName?.slice(-50).replace(/\W+/g, '-')}.log`), worker.output());
@@ -297,14 +297,14 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('Redis outages mid-stream 
     const samples = sample(s.slot, worker!.port);
 
     const pausedAt = Date.now();
-    redisServer.pause();
+    await redisServer.pause();
     // Besides the steady writes, more changes than the worker buffers: it stops reading the
     // replication socket, so only its own status updates keep the connection alive.
     await sleep(5_000);
     await pgServer.query(`INSERT INTO items (id) SELECT generate_series(1000001, 1030000)`, [], s.db);
     await sleep(90_000 - (Date.now() - pausedAt));
     const lastBeforeUp = writes.lastCommitted();
-    redisServer.resume();
+    await redisServer.resume();
     const upAt = Date.now();
     const bulk = range(1_000_001, 1_030_000);
     await waitFor(async () => (await s.unapplied([...range(1, lastBeforeUp), ...bulk])).length === 0, {

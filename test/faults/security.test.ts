@@ -67,7 +67,7 @@ let pgServer: PostgresServer;
 let redis: SecureRedis;
 let cert: Certificate;
 
-const missing = servicesMissing('postgres', 'redis') || opensslMissing();
+const missing = servicesMissing('postgres-binaries', 'redis-binaries') || opensslMissing();
 
 /** A database whose tables belong to `owner`, who may create a publication in it. */
 async function ownedDatabase(owner: string, schemaSql: string, ownedTables: string[], ownedSchemas: string[]) {

@@ -40,7 +40,7 @@ afterAll(async () => {
 let worker: RunningWorker | undefined;
 const closers: Array<() => Promise<void>> = [];
 afterEach(async () => {
-  redisServer?.resume();
+  await redisServer?.resume();
   if (process.env['FAULT_LOGS'] && worker !== undefined) writeFileSync(join(process.env['FAULT_LOGS'], 'slow-redis.log'), worker.output());
   await killWorker(worker);
   worker = undefined;
@@ -154,9 +154,9 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('a slow Redis while a back
     const drained = () => announced.length > 0 && Math.max(...announced.slice(-5_000)) === TRANSACTIONS;
     const slowLoop = (async () => {
       while (running) {
-        redisServer.pause();
+        await redisServer.pause();
         await sleep(200);
-        redisServer.resume();
+        await redisServer.resume();
         cycles++;
         await sleep(200);
       }

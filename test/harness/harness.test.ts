@@ -80,14 +80,14 @@ describe.skipIf(servicesMissing('redis'))('RedisServer', () => {
       await redis.set(`${prefix}:a`, '1');
       expect(await redis.get(`${prefix}:a`)).toBe('1');
 
-      server.pause();
+      await server.pause();
       const late = redis.get(`${prefix}:a`);
       let answered = false;
       void late.then(() => (answered = true));
       // A paused server holds the reply back; it comes once the server resumes.
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(answered).toBe(false);
-      server.resume();
+      await server.resume();
       expect(await late).toBe('1');
 
       const port = server.port;

@@ -19,15 +19,15 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { createConnection } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
 import pg from 'pg';
+import { backendFor, IMAGES } from './backend.js';
+import { addressInNetwork } from './container-addresses.js';
+import type { ServerContainer } from './containers.js';
 import { freePort } from './free-port.js';
 import { OrphanGuard } from './orphan-guard.js';
 import {
-  findOnPath,
-  isExecutable,
   logSize,
   logTail,
   makeTempDir,
@@ -35,12 +35,22 @@ import {
   removeDir,
   ServerProcess,
   type ExitStatus,
+  type RunningServer,
 } from './server-process.js';
 import { isCI } from './ci.js';
+import { findJava, kafkaLibDir, kafkaMissingReason } from './kafka-binaries.js';
+
+export { findJava, kafkaLibDir, kafkaMissingReason } from './kafka-binaries.js';
 import { AbortWaitError, waitFor } from './wait-for.js';
 
-const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const START_ATTEMPTS = 5;
+/** The broker's ports inside its container (server-backend.ts): clients, other containers, controller. */
+const CONTAINER_KAFKA_PORT = 9092;
+const CONTAINER_INTERNAL_PORT = 9094;
+const CONTAINER_CONTROLLER_PORT = 9093;
+/** Kafka Connect's REST port inside its container. */
+const CONTAINER_CONNECT_PORT = 8083;
+const CONTAINER_CONNECT_OFFSETS = '/tmp/connect.offsets';
 /** Small heaps and a fast-starting JIT: the broker and the worker each need well under 300 MB this way. */
 const JVM_OPTIONS = [
   '-Xms64m',
@@ -52,41 +62,7 @@ const JVM_OPTIONS = [
   '-Djava.net.preferIPv4Stack=true',
 ];
 
-// --- where the jars and java are ---
-
-/** The folder holding broker/ and connect/ jar folders: $KAFKA_LIB_DIR, else .tools/kafka-lib. */
-export function kafkaLibDir(): string {
-  return process.env.KAFKA_LIB_DIR || join(REPO_ROOT, '.tools', 'kafka-lib');
-}
-
-function hasJars(dir: string): boolean {
-  try {
-    return readdirSync(dir).some((name) => name.endsWith('.jar'));
-  } catch {
-    return false;
-  }
-}
-
-/** java from $JAVA_HOME, else PATH. */
-export function findJava(): string | undefined {
-  const home = process.env.JAVA_HOME;
-  if (home) {
-    const candidate = join(home, 'bin', 'java');
-    if (isExecutable(candidate)) return candidate;
-  }
-  return findOnPath('java') ?? ['/usr/bin/java'].find(isExecutable);
-}
-
-/** Why the Kafka tests cannot run here, or undefined when they can. */
-export function kafkaMissingReason(): string | undefined {
-  const reasons: string[] = [];
-  if (findJava() === undefined) reasons.push('java not found in $JAVA_HOME or PATH (Debian: apt-get install default-jdk-headless).');
-  const lib = kafkaLibDir();
-  if (!hasJars(join(lib, 'broker')) || !hasJars(join(lib, 'broker4')) || !hasJars(join(lib, 'connect'))) {
-    reasons.push(`the Kafka and Debezium jars are not in ${lib}: run mvn -q -f test/kafka/pom.xml dependency:copy-dependencies`);
-  }
-  return reasons.length === 0 ? undefined : reasons.join(' ');
-}
+// --- where the jars and java are: kafka-binaries.ts ---
 
 /**
  * Like servicesMissing(): a reason to skip (with a warning), or false. Always false under CI=true, so that
@@ -94,10 +70,16 @@ export function kafkaMissingReason(): string | undefined {
  */
 export function kafkaMissing(): string | false {
   if (isCI()) return false;
-  const reason = kafkaMissingReason();
-  if (reason === undefined) return false;
+  const choice = backendFor('kafka');
+  if (choice.backend !== undefined) return false;
+  const reason = `${kafkaMissingReason() ?? ''} Containers: ${choice.reason}.`.trim();
   console.warn(`skipping: ${reason}`);
   return reason;
+}
+
+/** True when the broker and Connect run in containers here (server-backend.ts). */
+function kafkaInContainers(): boolean {
+  return backendFor('kafka').backend === 'containers';
 }
 
 function requireJava(): string {
@@ -219,7 +201,7 @@ function properties(values: Record<string, string | number | boolean>): string {
     .join('\n')}\n`;
 }
 
-function describeExit(proc: ServerProcess): string {
+function describeExit(proc: RunningServer): string {
   const status = proc.status;
   if (status === undefined) return 'still running';
   return status.signal !== null ? `signal ${status.signal}` : `exit code ${status.code}`;
@@ -274,7 +256,10 @@ export class KafkaBroker {
   readonly clusterId: string;
   #port = 0;
   #controllerPort = 0;
-  #process: ServerProcess | undefined;
+  #process: RunningServer | undefined;
+  /** Set when the broker runs in a container: java is then the image's. */
+  #container: ServerContainer | undefined;
+  readonly #inContainer: boolean;
   /** Set while the running JVM records a class data sharing archive (see cdsPlan). */
   #cdsRecording: { file: string; archive: string } | undefined;
   #destroyed = false;
@@ -282,8 +267,9 @@ export class KafkaBroker {
   readonly #options: KafkaBrokerOptions;
   readonly #orphanGuard: OrphanGuard;
 
-  private constructor(java: string, dir: string, options: KafkaBrokerOptions) {
-    this.#java = java;
+  private constructor(java: string | undefined, dir: string, options: KafkaBrokerOptions) {
+    this.#java = java ?? '';
+    this.#inContainer = java === undefined;
     this.dir = dir;
     this.logFile = join(dir, 'kafka.log');
     this.dataDir = join(dir, 'data');
@@ -299,7 +285,7 @@ export class KafkaBroker {
 
   /** Formats a fresh log dir and starts the broker on free ports of 127.0.0.1; resolves once it serves metadata. */
   static async start(options: KafkaBrokerOptions = {}): Promise<KafkaBroker> {
-    const java = requireJava();
+    const java = kafkaInContainers() ? undefined : requireJava();
     const broker = new KafkaBroker(java, makeTempDir('cdc-kafka-'), options);
     try {
       const quiet = ['kafka.log', 'state.change.logger', 'kafka.coordinator', 'org.apache.kafka.storage', 'org.apache.kafka.raft', 'org.apache.kafka.image', 'org.apache.kafka.metadata', 'org.apache.kafka.controller', 'kafka.server.metadata'];
@@ -310,7 +296,7 @@ export class KafkaBroker {
         broker.#controllerPort = await freePort();
         broker.#writeConfig();
         try {
-          if (attempt === 1) await broker.#format();
+          if (attempt === 1 && !broker.#inContainer) await broker.#format();
           await broker.#startOnce();
           return broker;
         } catch (err: unknown) {
@@ -354,7 +340,7 @@ export class KafkaBroker {
   async stop(): Promise<void> {
     const proc = this.#process;
     if (proc === undefined || !proc.running) return;
-    proc.signal('SIGTERM');
+    await proc.signal('SIGTERM');
     await proc.waitExit(60_000);
   }
 
@@ -362,8 +348,13 @@ export class KafkaBroker {
   async kill(): Promise<void> {
     const proc = this.#process;
     if (proc === undefined || !proc.running) return;
-    proc.signal('SIGKILL');
+    await proc.signal('SIGKILL');
     await proc.exited;
+  }
+
+  /** The container's id when the broker runs in one. */
+  get containerId(): string | undefined {
+    return this.#container?.id;
   }
 
   /** Starts the broker again on the same ports and data (stopping it first if it runs). */
@@ -380,7 +371,8 @@ export class KafkaBroker {
     try {
       // A JVM recording its class data sharing archive writes it on a clean exit only.
       if (this.#cdsRecording !== undefined) await this.stop();
-      await this.kill();
+      if (this.#container !== undefined) await this.#container.destroy();
+      else await this.kill();
     } finally {
       this.#orphanGuard.release();
       removeDir(this.dir);
@@ -389,6 +381,30 @@ export class KafkaBroker {
 
   #writeConfig(): void {
     const settings: Record<string, string | number | boolean> = {
+      ...this.#settings(),
+      // In a container: this machine's clients on the published port (advertised as 127.0.0.1:port),
+      // other containers (Kafka Connect) on the network's alias, and the controller inside.
+      ...(this.#inContainer
+        ? {
+            'controller.quorum.voters': `1@localhost:${CONTAINER_CONTROLLER_PORT}`,
+            listeners: `PLAINTEXT://0.0.0.0:${CONTAINER_KAFKA_PORT},INTERNAL://0.0.0.0:${CONTAINER_INTERNAL_PORT},CONTROLLER://localhost:${CONTAINER_CONTROLLER_PORT}`,
+            'advertised.listeners': `PLAINTEXT://127.0.0.1:${this.#port},INTERNAL://${this.#alias}:${CONTAINER_INTERNAL_PORT}`,
+            'inter.broker.listener.name': 'INTERNAL',
+            'listener.security.protocol.map': 'PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT',
+            'log.dirs': '/var/lib/kafka/data',
+          }
+        : {}),
+      ...this.#options.settings,
+    };
+    writeFileSync(join(this.dir, 'server.properties'), properties(settings));
+  }
+
+  get #alias(): string {
+    return `kafka-${this.#port}`;
+  }
+
+  #settings(): Record<string, string | number | boolean> {
+    return {
       'process.roles': 'broker,controller',
       'node.id': 1,
       'controller.quorum.voters': `1@127.0.0.1:${this.#controllerPort}`,
@@ -413,16 +429,19 @@ export class KafkaBroker {
       'background.threads': 2,
       'log.cleaner.enable': false,
       'log.segment.bytes': 16 * 1024 * 1024,
-      ...this.#options.settings,
     };
-    writeFileSync(join(this.dir, 'server.properties'), properties(settings));
   }
 
   /** `kafka-storage format`: kafka.tools.StorageTool (in kafka_2.13 for 3.x). */
   /** The broker's release, from its jar's name (kafka_2.13-<version>.jar). */
   get version(): string {
+    if (this.#inContainer) return this.#image.slice(this.#image.lastIndexOf(':') + 1);
     const jar = readdirSync(join(kafkaLibDir(), this.#jars)).find((name) => /^kafka_2\.13-.+\.jar$/.test(name));
     return jar?.slice('kafka_2.13-'.length, -'.jar'.length) ?? 'unknown';
+  }
+
+  get #image(): string {
+    return this.#options.version === 4 ? IMAGES.kafka4() : IMAGES.kafka();
   }
 
   get #jars(): JarSet {
@@ -461,8 +480,8 @@ export class KafkaBroker {
     }
   }
 
-  async #startOnce(): Promise<void> {
-    const logStart = logSize(this.logFile);
+  async #launch(): Promise<RunningServer> {
+    if (this.#inContainer) return await this.#launchContainer();
     const cp = classpath(this.#jars);
     const cds = cdsPlan(this.#jars, this.#java, cp, this.dir, this.#cdsRecording === undefined);
     const args = [
@@ -477,7 +496,6 @@ export class KafkaBroker {
       join(this.dir, 'server.properties'),
     ];
     const proc = await ServerProcess.spawn(this.#java, args, { cwd: this.dir, logFile: this.logFile, env: javaEnv(this.dir) });
-    this.#process = proc;
     this.#cdsRecording = cds.recording;
     this.#orphanGuard.track(proc.pid);
     void proc.exited.then((status) => {
@@ -487,6 +505,44 @@ export class KafkaBroker {
         if (this.#cdsRecording === cds.recording) this.#cdsRecording = undefined;
       }
     });
+    return proc;
+  }
+
+  /** The image's own scripts format the log dir (once) and start the broker on the harness's config. */
+  async #launchContainer(): Promise<RunningServer> {
+    if (this.#container !== undefined) return await this.#container.startAgain();
+    const { ServerContainer } = await import('./containers.js');
+    const config = '/tmp/harness-server.properties';
+    try {
+      this.#container = await ServerContainer.start({
+        image: this.#image,
+        command: [
+          '/bin/sh',
+          '-c',
+          `set -e; /opt/kafka/bin/kafka-storage.sh format --ignore-formatted --cluster-id '${this.clusterId}' --config ${config}; ` +
+            `exec /opt/kafka/bin/kafka-server-start.sh ${config}`,
+        ],
+        env: { KAFKA_HEAP_OPTS: '-Xms64m -Xmx256m' },
+        containerPort: CONTAINER_KAFKA_PORT,
+        hostPort: this.#port,
+        logFile: this.logFile,
+        files: { [config]: readFileSync(join(this.dir, 'server.properties'), 'utf8') },
+        alias: this.#alias,
+        networkPort: CONTAINER_INTERNAL_PORT,
+      });
+    } catch (err: unknown) {
+      if (/port is already allocated|address already in use/i.test(String(err))) throw new PortInUseError('kafka');
+      throw err;
+    }
+    const run = this.#container.current;
+    if (run === undefined) throw new Error('the kafka container did not start');
+    return run;
+  }
+
+  async #startOnce(): Promise<void> {
+    const logStart = logSize(this.logFile);
+    const proc = await this.#launch();
+    this.#process = proc;
     try {
       await waitFor(
         async () => {
@@ -504,7 +560,7 @@ export class KafkaBroker {
         },
       );
     } catch (err: unknown) {
-      proc.signal('SIGKILL');
+      await proc.signal('SIGKILL');
       await proc.exited;
       if (err instanceof PortInUseError) throw err;
       const message = err instanceof Error ? err.message : String(err);
@@ -598,7 +654,10 @@ export class ConnectWorker {
   readonly logFile: string;
   readonly offsetsFile: string;
   #restPort = 0;
-  #process: ServerProcess | undefined;
+  #process: RunningServer | undefined;
+  /** Set when the worker runs in a container (the Debezium image's Kafka, standalone as here). */
+  #container: ServerContainer | undefined;
+  readonly #inContainer: boolean;
   /** Set while the running JVM records a class data sharing archive (see cdsPlan). */
   #cdsRecording: { file: string; archive: string } | undefined;
   #destroyed = false;
@@ -608,8 +667,9 @@ export class ConnectWorker {
   /** Connector configs created so far, re-created after restart() (standalone keeps none across starts). */
   readonly #connectors = new Map<string, Record<string, string>>();
 
-  private constructor(java: string, dir: string, options: ConnectWorkerOptions) {
-    this.#java = java;
+  private constructor(java: string | undefined, dir: string, options: ConnectWorkerOptions) {
+    this.#java = java ?? '';
+    this.#inContainer = java === undefined;
     this.dir = dir;
     this.logFile = join(dir, 'connect.log');
     this.offsetsFile = join(dir, 'connect.offsets');
@@ -618,7 +678,7 @@ export class ConnectWorker {
   }
 
   static async start(options: ConnectWorkerOptions): Promise<ConnectWorker> {
-    const java = requireJava();
+    const java = kafkaInContainers() ? undefined : requireJava();
     const worker = new ConnectWorker(java, makeTempDir('cdc-connect-'), options);
     try {
       writeFileSync(
@@ -673,11 +733,12 @@ export class ConnectWorker {
   /** The Debezium properties the harness uses; exported through createPostgresConnector's result too. */
   postgresConnectorConfig(options: PostgresConnectorOptions): Record<string, string> {
     const pgOptions = this.#options.postgres;
+    const database = this.#inContainer ? this.#reachable(pgOptions.host, pgOptions.port, 'Postgres') : pgOptions;
     const config: Record<string, string | number | boolean> = {
       'connector.class': 'io.debezium.connector.postgresql.PostgresConnector',
       'tasks.max': 1,
-      'database.hostname': pgOptions.host,
-      'database.port': pgOptions.port,
+      'database.hostname': database.host,
+      'database.port': database.port,
       'database.user': pgOptions.user,
       'database.password': pgOptions.password ?? '',
       'database.dbname': options.database ?? pgOptions.database ?? 'postgres',
@@ -773,7 +834,7 @@ export class ConnectWorker {
   async stop(): Promise<void> {
     const proc = this.#process;
     if (proc === undefined || !proc.running) return;
-    proc.signal('SIGTERM');
+    await proc.signal('SIGTERM');
     await proc.waitExit(60_000);
   }
 
@@ -781,8 +842,29 @@ export class ConnectWorker {
   async kill(): Promise<void> {
     const proc = this.#process;
     if (proc === undefined || !proc.running) return;
-    proc.signal('SIGKILL');
+    await proc.signal('SIGKILL');
     await proc.exited;
+  }
+
+  /** The container's id when the worker runs in one. */
+  get containerId(): string | undefined {
+    return this.#container?.id;
+  }
+
+  /**
+   * A server of this machine's 127.0.0.1 as the worker's container reaches it: through the network of
+   * the test process's containers. A server outside them (one started from binaries) it cannot reach.
+   */
+  #reachable(host: string, port: number, what: string): { host: string; port: number } {
+    const local = host === '127.0.0.1' || host === 'localhost';
+    const address = local ? addressInNetwork(port) : { host, port };
+    if (address === undefined) {
+      throw new Error(
+        `Kafka Connect runs in a container here and cannot reach ${what} at ${host}:${port}, which is not one of ` +
+          `the test's containers (start ${what} through the harness, which runs it in a container too)`,
+      );
+    }
+    return address;
   }
 
   /**
@@ -806,7 +888,8 @@ export class ConnectWorker {
     try {
       // A JVM recording its class data sharing archive writes it on a clean exit only.
       if (this.#cdsRecording !== undefined) await this.stop();
-      await this.kill();
+      if (this.#container !== undefined) await this.#container.destroy();
+      else await this.kill();
     } finally {
       this.#orphanGuard.release();
       removeDir(this.dir);
@@ -831,13 +914,29 @@ export class ConnectWorker {
       // Topics are created by the broker on first write (auto.create.topics.enable), one partition.
       'topic.creation.enable': true,
       'task.shutdown.graceful.timeout.ms': 5_000,
+      ...(this.#inContainer
+        ? {
+            'bootstrap.servers': this.#options.bootstrap
+              .split(',')
+              .map((server) => {
+                const at = server.lastIndexOf(':');
+                const address = this.#reachable(server.slice(0, at), Number(server.slice(at + 1)), 'the Kafka broker');
+                return `${address.host}:${address.port}`;
+              })
+              .join(','),
+            'offset.storage.file.filename': CONTAINER_CONNECT_OFFSETS,
+            listeners: `http://0.0.0.0:${CONTAINER_CONNECT_PORT}`,
+            // The image keeps Debezium's connectors as plugins, off the classpath.
+            'plugin.path': '/kafka/connect',
+          }
+        : {}),
       ...this.#options.settings,
     };
     writeFileSync(join(this.dir, 'worker.properties'), properties(settings));
   }
 
-  async #startOnce(): Promise<void> {
-    const logStart = logSize(this.logFile);
+  async #launch(): Promise<RunningServer> {
+    if (this.#inContainer) return await this.#launchContainer();
     const cp = classpath('connect');
     const cds = cdsPlan('connect', this.#java, cp, this.dir, this.#cdsRecording === undefined);
     const args = [
@@ -851,7 +950,6 @@ export class ConnectWorker {
       join(this.dir, 'worker.properties'),
     ];
     const proc = await ServerProcess.spawn(this.#java, args, { cwd: this.dir, logFile: this.logFile, env: javaEnv(this.dir) });
-    this.#process = proc;
     this.#cdsRecording = cds.recording;
     this.#orphanGuard.track(proc.pid);
     void proc.exited.then((status) => {
@@ -861,6 +959,38 @@ export class ConnectWorker {
         if (this.#cdsRecording === cds.recording) this.#cdsRecording = undefined;
       }
     });
+    return proc;
+  }
+
+  /** The Debezium image's Kafka runs Connect standalone, on the harness's worker config. */
+  async #launchContainer(): Promise<RunningServer> {
+    if (this.#container !== undefined) return await this.#container.startAgain();
+    const { ServerContainer } = await import('./containers.js');
+    const config = '/tmp/harness-worker.properties';
+    try {
+      this.#container = await ServerContainer.start({
+        image: IMAGES.connect(),
+        command: ['/kafka/bin/connect-standalone.sh', config],
+        env: { KAFKA_HEAP_OPTS: '-Xms64m -Xmx256m' },
+        containerPort: CONTAINER_CONNECT_PORT,
+        hostPort: this.#restPort,
+        logFile: this.logFile,
+        files: { [config]: readFileSync(join(this.dir, 'worker.properties'), 'utf8') },
+        alias: `connect-${this.#restPort}`,
+      });
+    } catch (err: unknown) {
+      if (/port is already allocated|address already in use/i.test(String(err))) throw new PortInUseError('kafka connect');
+      throw err;
+    }
+    const run = this.#container.current;
+    if (run === undefined) throw new Error('the kafka connect container did not start');
+    return run;
+  }
+
+  async #startOnce(): Promise<void> {
+    const logStart = logSize(this.logFile);
+    const proc = await this.#launch();
+    this.#process = proc;
     try {
       await waitFor(
         async () => {
@@ -875,7 +1005,7 @@ export class ConnectWorker {
         { timeoutMs: this.#options.startTimeoutMs ?? 90_000, intervalMs: 200, message: `kafka connect REST API on ${this.restUrl}` },
       );
     } catch (err: unknown) {
-      proc.signal('SIGKILL');
+      await proc.signal('SIGKILL');
       await proc.exited;
       if (err instanceof PortInUseError) throw err;
       const message = err instanceof Error ? err.message : String(err);

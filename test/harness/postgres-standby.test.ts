@@ -9,7 +9,7 @@ afterEach(async () => {
   for (const s of standbys.splice(0)) await s.destroy();
 });
 
-describe.skipIf(servicesMissing('postgres'))('PostgresStandby', () => {
+describe.skipIf(servicesMissing('postgres-binaries'))('PostgresStandby', () => {
   it('replays with recovery_min_apply_delay: a commit shows on the replica only after the delay', async () => {
     const primary = await sharedPostgres();
     const db = uniqueName('db');

@@ -5,6 +5,8 @@ import { appendFileSync, chownSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg, { type QueryResultRow } from 'pg';
+import { backendFor, IMAGES } from './backend.js';
+import type { ServerContainer } from './containers.js';
 import { freePort } from './free-port.js';
 import { OrphanGuard } from './orphan-guard.js';
 import { findPostgresBinDir, missingPostgresMessage } from './postgres-binaries.js';
@@ -20,6 +22,7 @@ import {
   runningAsRoot,
   ServerProcess,
   waitForPidsGone,
+  type RunningServer,
   type UserIds,
 } from './server-process.js';
 import { AbortWaitError, waitFor } from './wait-for.js';
@@ -57,7 +60,10 @@ export class PostgresServer {
   readonly logFile: string;
   readonly binDir: string;
   #port = 0;
-  #process: ServerProcess | undefined;
+  #process: RunningServer | undefined;
+  /** Set when the server runs in a container (server-backend.ts): its settings, then the container. */
+  #containerSettings: Record<string, string | number | boolean> | undefined;
+  #container: ServerContainer | undefined;
   readonly #user: UserIds | undefined;
   readonly #startTimeoutMs: number;
   readonly #orphanGuard: OrphanGuard;
@@ -73,9 +79,19 @@ export class PostgresServer {
     this.#orphanGuard = new OrphanGuard(dir);
   }
 
-  /** initdb's a fresh cluster in a temp dir and starts it on a free port of 127.0.0.1. */
+  /**
+   * initdb's a fresh cluster in a temp dir and starts it on a free port of 127.0.0.1; or, where the
+   * binaries are missing and Docker answers (server-backend.ts), the same in a container.
+   */
   static async start(options: PostgresServerOptions = {}): Promise<PostgresServer> {
+    const choice = backendFor('postgres');
+    if (choice.backend === 'containers') return await PostgresServer.#createInContainer(options);
     return await PostgresServer.#create(options.startTimeoutMs, (server) => server.#initdb(options));
+  }
+
+  /** True when servers started by start() run in containers: no data dir, binaries or OS user here. */
+  static get inContainers(): boolean {
+    return backendFor('postgres').backend === 'containers';
   }
 
   /**
@@ -100,7 +116,10 @@ export class PostgresServer {
     prepare: (server: PostgresServer) => Promise<void>,
   ): Promise<PostgresServer> {
     const binDir = findPostgresBinDir();
-    if (binDir === undefined) throw new Error(missingPostgresMessage());
+    if (binDir === undefined) {
+      const choice = backendFor('postgres');
+      throw new Error(choice.backend === undefined ? `${missingPostgresMessage()} Containers: ${choice.reason}.` : missingPostgresMessage());
+    }
     // initdb and postgres refuse to run as root; under root (CI) they run as the postgres OS user.
     const user = runningAsRoot() ? postgresOsUser() : undefined;
     const dir = makeTempDir('cdc-pg-', user);
@@ -115,8 +134,25 @@ export class PostgresServer {
     }
   }
 
+  static async #createInContainer(options: PostgresServerOptions): Promise<PostgresServer> {
+    const server = new PostgresServer('', makeTempDir('cdc-pg-'), undefined, options.startTimeoutMs ?? 120_000);
+    server.#containerSettings = { ...harnessSettings(options), ...options.settings };
+    try {
+      await server.#startOnFreePort();
+      return server;
+    } catch (err: unknown) {
+      await server.destroy().catch(() => undefined);
+      throw err;
+    }
+  }
+
   get port(): number {
     return this.#port;
+  }
+
+  /** The container's id when the server runs in one. */
+  get containerId(): string | undefined {
+    return this.#container?.id;
   }
 
   get running(): boolean {
@@ -161,7 +197,7 @@ export class PostgresServer {
   async stop(mode: PostgresStopMode = 'fast'): Promise<void> {
     const proc = this.#process;
     if (proc === undefined || !proc.running) return;
-    proc.signal(mode === 'fast' ? 'SIGINT' : 'SIGQUIT');
+    await proc.signal(mode === 'fast' ? 'SIGINT' : 'SIGQUIT');
     // The postmaster exits only after its children have; the timeout is for a wedged server.
     await proc.waitExit(60_000);
   }
@@ -174,8 +210,9 @@ export class PostgresServer {
   async kill(): Promise<void> {
     const proc = this.#process;
     if (proc === undefined || !proc.running) return;
-    const children = childPids(proc.pid);
-    proc.signal('SIGKILL');
+    // A container's main process takes every process of the container with it.
+    const children = this.#container === undefined ? childPids(proc.pid) : [];
+    await proc.signal('SIGKILL');
     for (const pid of children) killQuietly(pid);
     await proc.exited;
     await waitForPidsGone(children, 30_000, 'postgres backends');
@@ -193,7 +230,8 @@ export class PostgresServer {
     if (this.#destroyed) return;
     this.#destroyed = true;
     try {
-      await this.stop('immediate');
+      if (this.#container !== undefined) await this.#container.destroy();
+      else await this.stop('immediate');
     } finally {
       this.#killTreeNow();
       this.#orphanGuard.release();
@@ -229,24 +267,10 @@ export class PostgresServer {
   async #initdb(options: PostgresServerOptions): Promise<void> {
     await this.#run('initdb', ['-D', this.dataDir, '-U', SUPERUSER, '--auth=trust', '--encoding=UTF8', '--locale=C', '--no-sync']);
 
-    const walSenderTimeout =
-      typeof options.walSenderTimeout === 'number' ? `${options.walSenderTimeout}ms` : (options.walSenderTimeout ?? '60s');
     const settings: Record<string, string | number | boolean> = {
       listen_addresses: '127.0.0.1',
       unix_socket_directories: this.dir,
-      wal_level: 'logical',
-      max_replication_slots: 20,
-      max_wal_senders: 20,
-      wal_sender_timeout: walSenderTimeout,
-      // A throwaway cluster: surviving an OS crash buys nothing, and fsync costs seconds per test file.
-      // A killed *process* loses nothing with fsync off (written WAL stays in the page cache).
-      fsync: false,
-      // Kept on, deliberately: with it off, a commit returns before its WAL leaves shared memory, and a
-      // kill -9 within the next ~600 ms silently loses committed transactions, which would make every
-      // "kill Postgres, nothing was lost" test flaky. With fsync off it costs only a write() per commit.
-      synchronous_commit: true,
-      max_connections: 100,
-      shared_buffers: '32MB',
+      ...harnessSettings(options),
       ...options.settings,
     };
     const lines = Object.entries(settings).map(([name, value]) => `${name} = ${confValue(value)}`);
@@ -272,7 +296,7 @@ export class PostgresServer {
     // then pick another one.
     for (let attempt = 1; ; attempt++) {
       this.#port = await freePort();
-      this.#writeFile('harness-port.conf', `port = ${this.#port}\n`);
+      if (this.#containerSettings === undefined) this.#writeFile('harness-port.conf', `port = ${this.#port}\n`);
       try {
         await this.#startOnce();
         return;
@@ -282,19 +306,53 @@ export class PostgresServer {
     }
   }
 
-  async #startOnce(): Promise<void> {
-    const logStart = logSize(this.logFile);
+  /** Starts the postmaster (or the container) once; a port already taken is a PortInUseError. */
+  async #launch(): Promise<RunningServer> {
+    if (this.#containerSettings !== undefined) return await this.#launchContainer(this.#containerSettings);
     const proc = await ServerProcess.spawn(join(this.binDir, 'postgres'), ['-D', this.dataDir], {
       cwd: this.dir,
       logFile: this.logFile,
       user: this.#user,
       env: this.#env(),
     });
-    this.#process = proc;
     this.#orphanGuard.track(proc.pid);
     void proc.exited.then(() => {
       if (this.#process === proc) this.#orphanGuard.track(undefined);
     });
+    return proc;
+  }
+
+  async #launchContainer(settings: Record<string, string | number | boolean>): Promise<RunningServer> {
+    if (this.#container !== undefined) return await this.#container.startAgain();
+    const { ServerContainer } = await import('./containers.js');
+    try {
+      this.#container = await ServerContainer.start({
+        image: IMAGES.postgres(),
+        command: ['postgres', ...Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${plainValue(value)}`])],
+        env: {
+          POSTGRES_HOST_AUTH_METHOD: 'trust',
+          POSTGRES_INITDB_ARGS: '--encoding=UTF8 --locale=C --no-sync',
+          TZ: 'UTC',
+          PGTZ: 'UTC',
+        },
+        containerPort: 5432,
+        hostPort: this.#port,
+        logFile: this.logFile,
+        alias: `postgres-${this.#port}`,
+      });
+    } catch (err: unknown) {
+      if (/port is already allocated|address already in use/i.test(String(err))) throw new PortInUseError(this.#port);
+      throw err;
+    }
+    const run = this.#container.current;
+    if (run === undefined) throw new Error('the postgres container did not start');
+    return run;
+  }
+
+  async #startOnce(): Promise<void> {
+    const logStart = logSize(this.logFile);
+    const proc = await this.#launch();
+    this.#process = proc;
     try {
       await waitFor(
         async () => {
@@ -309,7 +367,7 @@ export class PostgresServer {
         { timeoutMs: this.#startTimeoutMs, intervalMs: 50, message: `postgres to accept connections on port ${this.#port}` },
       );
     } catch (err: unknown) {
-      proc.signal('SIGKILL');
+      await proc.signal('SIGKILL');
       await proc.exited;
       if (err instanceof PortInUseError) throw err;
       const message = err instanceof Error ? err.message : String(err);
@@ -336,7 +394,7 @@ export class PostgresServer {
 
   #killTreeNow(): void {
     const proc = this.#process;
-    if (proc === undefined || !proc.running) return;
+    if (proc === undefined || !proc.running || this.#container !== undefined) return;
     const children = childPids(proc.pid);
     killQuietly(proc.pid);
     for (const pid of children) killQuietly(pid);
@@ -349,10 +407,37 @@ class PortInUseError extends Error {
   }
 }
 
-function describeExit(proc: ServerProcess): string {
+function describeExit(proc: RunningServer): string {
   const status = proc.status;
   if (status === undefined) return 'still running';
   return status.signal !== null ? `signal ${status.signal}` : `exit code ${status.code}`;
+}
+
+/** The settings every harness server runs with, whether from binaries or in a container. */
+function harnessSettings(options: PostgresServerOptions): Record<string, string | number | boolean> {
+  const walSenderTimeout =
+    typeof options.walSenderTimeout === 'number' ? `${options.walSenderTimeout}ms` : (options.walSenderTimeout ?? '60s');
+  return {
+    wal_level: 'logical',
+    max_replication_slots: 20,
+    max_wal_senders: 20,
+    wal_sender_timeout: walSenderTimeout,
+    // A throwaway cluster: surviving an OS crash buys nothing, and fsync costs seconds per test file.
+    // A killed *process* loses nothing with fsync off (written WAL stays in the page cache).
+    fsync: false,
+    // Kept on, deliberately: with it off, a commit returns before its WAL leaves shared memory, and a
+    // kill -9 within the next ~600 ms silently loses committed transactions, which would make every
+    // "kill Postgres, nothing was lost" test flaky. With fsync off it costs only a write() per commit.
+    synchronous_commit: true,
+    max_connections: 100,
+    shared_buffers: '32MB',
+  };
+}
+
+/** A setting as `postgres -c name=value` takes it (no quoting: the value is one argument). */
+function plainValue(value: string | number | boolean): string {
+  if (typeof value === 'boolean') return value ? 'on' : 'off';
+  return String(value);
 }
 
 function confValue(value: string | number | boolean): string {

@@ -2,19 +2,23 @@
 // controls (stop, kill -9, pause, restart) for fault tests.
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
+import { backendFor, IMAGES } from './backend.js';
+import type { ServerContainer } from './containers.js';
 import { freePort } from './free-port.js';
 import { OrphanGuard } from './orphan-guard.js';
+import { findRedisServer, missingRedisMessage } from './redis-binaries.js';
 import {
-  findOnPath,
-  isExecutable,
   logSize,
   logTail,
   makeTempDir,
   readLogFrom,
   removeDir,
   ServerProcess,
+  type RunningServer,
 } from './server-process.js';
 import { AbortWaitError, waitFor } from './wait-for.js';
+
+export { findRedisServer, missingRedisMessage } from './redis-binaries.js';
 
 export interface RedisServerOptions {
   /** Further `--name value` arguments, after the harness defaults (so they win). */
@@ -30,15 +34,19 @@ export class RedisServer {
   readonly logFile: string;
   readonly binary: string;
   #port = 0;
-  #process: ServerProcess | undefined;
+  #process: RunningServer | undefined;
+  /** Set when the server runs in a container (server-backend.ts). */
+  readonly #inContainer: boolean;
+  #container: ServerContainer | undefined;
   #paused = false;
   #destroyed = false;
   readonly #extraArgs: string[];
   readonly #startTimeoutMs: number;
   readonly #orphanGuard: OrphanGuard;
 
-  private constructor(binary: string, dir: string, options: RedisServerOptions) {
-    this.binary = binary;
+  private constructor(binary: string | undefined, dir: string, options: RedisServerOptions) {
+    this.binary = binary ?? '';
+    this.#inContainer = binary === undefined;
     this.dir = dir;
     this.logFile = join(dir, 'redis.log');
     this.#extraArgs = options.args ?? [];
@@ -46,10 +54,16 @@ export class RedisServer {
     this.#orphanGuard = new OrphanGuard(dir);
   }
 
-  /** Starts redis-server on a free port of 127.0.0.1, without persistence, in its own temp dir. */
+  /**
+   * Starts redis-server on a free port of 127.0.0.1, without persistence, in its own temp dir; or, where
+   * the binary is missing and Docker answers (server-backend.ts), the same in a container.
+   */
   static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
-    const binary = findRedisServer();
-    if (binary === undefined) throw new Error(missingRedisMessage());
+    const choice = backendFor('redis');
+    const binary = choice.backend === 'containers' ? undefined : findRedisServer();
+    if (choice.backend !== 'containers' && binary === undefined) {
+      throw new Error(choice.backend === undefined ? `${missingRedisMessage()} Containers: ${choice.reason}.` : missingRedisMessage());
+    }
     const server = new RedisServer(binary, makeTempDir('cdc-redis-'), options);
     try {
       for (let attempt = 1; ; attempt++) {
@@ -80,6 +94,11 @@ export class RedisServer {
     return this.running ? this.#process?.pid : undefined;
   }
 
+  /** The container's id when the server runs in one. */
+  get containerId(): string | undefined {
+    return this.#container?.id;
+  }
+
   url(): string {
     return `redis://127.0.0.1:${this.#port}`;
   }
@@ -88,8 +107,8 @@ export class RedisServer {
   async stop(): Promise<void> {
     const proc = this.#process;
     if (proc === undefined || !proc.running) return;
-    this.resume();
-    proc.signal('SIGTERM');
+    await this.resume();
+    await proc.signal('SIGTERM');
     await proc.waitExit(30_000);
   }
 
@@ -97,7 +116,7 @@ export class RedisServer {
   async kill(): Promise<void> {
     const proc = this.#process;
     if (proc === undefined || !proc.running) return;
-    proc.signal('SIGKILL');
+    await proc.signal('SIGKILL');
     await proc.exited;
     this.#paused = false;
   }
@@ -106,17 +125,17 @@ export class RedisServer {
    * SIGSTOP: the server keeps its port and accepted connections but answers nothing, like a host that
    * hangs or a network partition (clients see timeouts, not refused connections).
    */
-  pause(): void {
+  async pause(): Promise<void> {
     if (!this.running || this.#paused) return;
-    this.#process?.signal('SIGSTOP');
     this.#paused = true;
+    await this.#process?.signal('SIGSTOP');
   }
 
   /** SIGCONT after pause(). */
-  resume(): void {
+  async resume(): Promise<void> {
     if (!this.#paused) return;
-    this.#process?.signal('SIGCONT');
     this.#paused = false;
+    await this.#process?.signal('SIGCONT');
   }
 
   get paused(): boolean {
@@ -135,7 +154,8 @@ export class RedisServer {
     if (this.#destroyed) return;
     this.#destroyed = true;
     try {
-      await this.kill();
+      if (this.#container !== undefined) await this.#container.destroy();
+      else await this.kill();
     } finally {
       this.#orphanGuard.release();
       removeDir(this.dir);
@@ -154,13 +174,15 @@ export class RedisServer {
       ...this.#extraArgs,
     ];
     const logStart = logSize(this.logFile);
-    const proc = await ServerProcess.spawn(this.binary, args, { cwd: this.dir, logFile: this.logFile });
+    const proc = this.#inContainer ? await this.#launchContainer() : await ServerProcess.spawn(this.binary, args, { cwd: this.dir, logFile: this.logFile });
     this.#process = proc;
     this.#paused = false;
-    this.#orphanGuard.track(proc.pid);
-    void proc.exited.then(() => {
-      if (this.#process === proc) this.#orphanGuard.track(undefined);
-    });
+    if (!this.#inContainer) {
+      this.#orphanGuard.track(proc.pid);
+      void proc.exited.then(() => {
+        if (this.#process === proc) this.#orphanGuard.track(undefined);
+      });
+    }
     try {
       await waitFor(
         async () => {
@@ -173,12 +195,35 @@ export class RedisServer {
         { timeoutMs: this.#startTimeoutMs, intervalMs: 20, message: `redis to answer PING on port ${this.#port}` },
       );
     } catch (err: unknown) {
-      proc.signal('SIGKILL');
+      await proc.signal('SIGKILL');
       await proc.exited;
       if (err instanceof PortInUseError) throw err;
       const message = err instanceof Error ? err.message : String(err);
       throw new Error(`${message}\n--- last lines of the redis log ---\n${logTail(this.logFile)}`, { cause: err });
     }
+  }
+
+  async #launchContainer(): Promise<RunningServer> {
+    if (this.#container !== undefined) return await this.#container.startAgain();
+    const { ServerContainer } = await import('./containers.js');
+    try {
+      this.#container = await ServerContainer.start({
+        image: IMAGES.redis(),
+        // Inside the container: every interface (the published port arrives from outside its loopback),
+        // hence no protected mode; the port is published on this machine's 127.0.0.1 only.
+        command: ['redis-server', '--port', '6379', '--bind', '0.0.0.0', '--protected-mode', 'no', '--save', '', '--appendonly', 'no', ...this.#extraArgs],
+        containerPort: 6379,
+        hostPort: this.#port,
+        logFile: this.logFile,
+        alias: `redis-${this.#port}`,
+      });
+    } catch (err: unknown) {
+      if (/port is already allocated|address already in use/i.test(String(err))) throw new PortInUseError(this.#port);
+      throw err;
+    }
+    const run = this.#container.current;
+    if (run === undefined) throw new Error('the redis container did not start');
+    return run;
   }
 }
 
@@ -205,15 +250,4 @@ async function ping(port: number): Promise<string> {
     });
     socket.once('close', () => reject(new Error('connection closed before a reply')));
   });
-}
-
-/** redis-server from $REDIS_SERVER or PATH (Debian also puts it in /usr/bin). */
-export function findRedisServer(): string | undefined {
-  const fromEnv = process.env.REDIS_SERVER;
-  if (fromEnv && isExecutable(fromEnv)) return fromEnv;
-  return findOnPath('redis-server') ?? ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find(isExecutable);
-}
-
-export function missingRedisMessage(): string {
-  return 'redis-server not found in $REDIS_SERVER or PATH. Install it (Debian: apt-get install redis-server) or set REDIS_SERVER.';
 }

@@ -135,8 +135,20 @@ export interface SpawnServerOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/** A server's main process while it runs: a process of this machine, or a container (containers.ts). */
+export interface RunningServer {
+  readonly pid: number;
+  readonly running: boolean;
+  readonly status: ExitStatus | undefined;
+  readonly exited: Promise<ExitStatus>;
+  /** Resolves once the signal was delivered (at once for a local process). */
+  signal(signal: NodeJS.Signals): void | Promise<void>;
+  /** Waits for the exit; SIGKILLs the server when it has not exited after `timeoutMs`. */
+  waitExit(timeoutMs: number): Promise<ExitStatus>;
+}
+
 /** A long-running server process whose output goes to a log file (appended across restarts). */
-export class ServerProcess {
+export class ServerProcess implements RunningServer {
   readonly pid: number;
   readonly exited: Promise<ExitStatus>;
   #status: ExitStatus | undefined;

@@ -3,12 +3,19 @@
 // a file never share a database, slot, publication or key prefix.
 import { randomBytes } from 'node:crypto';
 import { afterAll } from 'vitest';
+import { backendFor, inContainer } from './backend.js';
 import { isCI } from './ci.js';
 import { findPostgresBinDir, missingPostgresMessage } from './postgres-binaries.js';
 import { PostgresServer, type PostgresServerOptions } from './postgres.js';
-import { findRedisServer, missingRedisMessage, RedisServer } from './redis.js';
+import { findRedisServer, missingRedisMessage } from './redis-binaries.js';
+import { RedisServer } from './redis.js';
 
-export type ServiceKind = 'postgres' | 'redis';
+/**
+ * 'postgres' and 'redis': a server, from binaries or in a container (server-backend.ts).
+ * 'postgres-binaries' and 'redis-binaries': tests that need the binaries themselves (a standby from a base
+ * backup, TLS files in the data dir, a Redis Cluster or Sentinel on ports of their own).
+ */
+export type ServiceKind = 'postgres' | 'redis' | 'postgres-binaries' | 'redis-binaries';
 
 export { isCI } from './ci.js';
 
@@ -19,13 +26,28 @@ export { isCI } from './ci.js';
  */
 export function servicesMissing(...kinds: ServiceKind[]): string | false {
   if (isCI()) return false;
-  const reasons: string[] = [];
-  if (kinds.includes('postgres') && findPostgresBinDir() === undefined) reasons.push(missingPostgresMessage());
-  if (kinds.includes('redis') && findRedisServer() === undefined) reasons.push(missingRedisMessage());
+  const reasons = kinds.map(missingReason).filter((reason): reason is string => reason !== undefined);
   if (reasons.length === 0) return false;
   const reason = reasons.join(' ');
   console.warn(`skipping: ${reason}`);
   return reason;
+}
+
+function missingReason(kind: ServiceKind): string | undefined {
+  switch (kind) {
+    case 'postgres':
+    case 'redis': {
+      const choice = backendFor(kind);
+      if (choice.backend !== undefined) return undefined;
+      return `${kind === 'postgres' ? missingPostgresMessage() : missingRedisMessage()} Containers: ${choice.reason}.`;
+    }
+    case 'postgres-binaries':
+      if (findPostgresBinDir() === undefined) return `this test needs the PostgreSQL binaries themselves: ${missingPostgresMessage()}`;
+      return inContainer('postgres') ? 'this test needs the PostgreSQL binaries themselves, and Postgres runs in containers here' : undefined;
+    case 'redis-binaries':
+      if (findRedisServer() === undefined) return `this test needs redis-server itself: ${missingRedisMessage()}`;
+      return inContainer('redis') ? 'this test needs redis-server itself, and Redis runs in containers here' : undefined;
+  }
 }
 
 let postgres: Promise<PostgresServer> | undefined;

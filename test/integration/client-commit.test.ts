@@ -114,11 +114,11 @@ describe.skipIf(servicesMissing('redis'))('cache.waitForCommit', () => {
       },
       { message: 'connected' },
     );
-    server.pause();
+    await server.pause();
     try {
       expect(await c.waitForCommit('0/1', { timeoutMs: 300 })).toBe(false);
     } finally {
-      server.resume();
+      await server.resume();
     }
     expect(errors.map((e) => e.during)).toEqual(['commit']);
   });

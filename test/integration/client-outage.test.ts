@@ -59,7 +59,7 @@ describe.skipIf(servicesMissing('redis'))('cache-aside client: Redis down or fro
 
   it('Redis frozen: get returns the loader value within the operation timeout, and after the freeze works as before', async () => {
     const { server, cache, errors } = await setup();
-    server.pause();
+    await server.pause();
     try {
       const { value, ms } = await timed(() => cache.get('k', async () => 'from db'));
       console.log(`[client-outage] Redis frozen: get answered from the loader in ${ms.toFixed(0)} ms`);
@@ -67,7 +67,7 @@ describe.skipIf(servicesMissing('redis'))('cache-aside client: Redis down or fro
       expect(ms).toBeLessThan(DEGRADED_WITHIN_MS);
       expect(errors[0]).toMatchObject({ during: 'read', err: expect.any(CacheTimeoutError) });
     } finally {
-      server.resume();
+      await server.resume();
     }
     await waitFor(async () => (await cache.get('k', async () => 'fresh')) === 'fresh' && cache.stats.fills === 2, { message: 'filled after the freeze' });
   });
@@ -76,14 +76,14 @@ describe.skipIf(servicesMissing('redis'))('cache-aside client: Redis down or fro
     const { server, redis, admin, cache, errors, prefix } = await setup();
     const full = `${prefix}row:1`;
     const value = await cache.get('row:1', async () => {
-      server.pause(); // the fill will wait on the frozen server
+      await server.pause(); // the fill will wait on the frozen server
       return 'read before the change';
     });
     expect(value).toBe('read before the change');
     expect(errors[0]).toMatchObject({ during: 'fill', err: expect.any(CacheTimeoutError) });
     // The change commits; the worker sends its invalidation, which waits on the frozen server too.
     const invalidation = admin.del(full, leaseKey(full));
-    server.resume();
+    await server.resume();
     await invalidation;
     await redis.ping(); // the late fill has run by now: it was sent before this on the same connection
     // Whichever ran first, the invalidation wins: the fill was refused or its value deleted.
@@ -94,11 +94,11 @@ describe.skipIf(servicesMissing('redis'))('cache-aside client: Redis down or fro
     const { server, redis, admin, cache, prefix } = await setup({ leaseTtlMs: 300 });
     const full = `${prefix}row:2`;
     await cache.get('row:2', async () => {
-      server.pause();
+      await server.pause();
       return 'v';
     });
     await new Promise((resolve) => setTimeout(resolve, 600)); // the lease expires on the server's clock
-    server.resume();
+    await server.resume();
     await redis.ping();
     expect(await admin.exists(full, leaseKey(full))).toBe(0);
   });
@@ -112,7 +112,8 @@ describe.skipIf(servicesMissing('redis'))('cache-aside client: Redis down or fro
     redis.callBuffer = ((name: string, args: unknown[]) => {
       if (!frozen && (name === 'EVALSHA' || name === 'EVAL')) {
         frozen = true;
-        server.pause();
+        // The script is sent only once the server is frozen.
+        return server.pause().then(() => callBuffer(name, args as never));
       }
       return callBuffer(name, args as never);
     }) as typeof redis.callBuffer;
@@ -120,7 +121,7 @@ describe.skipIf(servicesMissing('redis'))('cache-aside client: Redis down or fro
     expect(await cache.get('row:3', async () => 'loaded without the cache')).toBe('loaded without the cache');
     expect(cache.stats.uncachedLoads - before.uncachedLoads).toBe(1);
     expect(cache.stats.leases).toBe(before.leases);
-    server.resume();
+    await server.resume();
     await redis.ping(); // the late script has run
     await waitFor(async () => (await admin.exists(leaseKey(full))) === 0, { message: 'the late lease released' });
     // The next caller takes the lease at once instead of waiting out leaseTtlMs.
@@ -132,11 +133,11 @@ describe.skipIf(servicesMissing('redis'))('cache-aside client: Redis down or fro
 
   it('invalidate throws a CacheTimeoutError when Redis does not answer', async () => {
     const { server, cache } = await setup({ operationTimeoutMs: 100 });
-    server.pause();
+    await server.pause();
     try {
       await expect(cache.invalidate('k')).rejects.toBeInstanceOf(CacheTimeoutError);
     } finally {
-      server.resume();
+      await server.resume();
     }
   });
 });

@@ -19,7 +19,7 @@ import { servicesMissing, uniqueName } from '../harness/services.js';
 
 const LEASE = 'cdc-lease:';
 
-describe.skipIf(servicesMissing('redis'))('redis cluster sink', () => {
+describe.skipIf(servicesMissing('redis-binaries'))('redis cluster sink', () => {
   let cluster: RedisCluster;
   let redis: Cluster;
   const sinks: RedisClusterSink[] = [];

@@ -18,7 +18,7 @@ import { createTestDatabase, servicesMissing, sharedPostgres, uniqueName } from 
 import { waitFor } from '../harness/wait-for.js';
 import { render } from '../unit/check-fixtures.js';
 
-describe.skipIf(servicesMissing('postgres', 'redis'))('redis sink on a Sentinel set', () => {
+describe.skipIf(servicesMissing('postgres', 'redis-binaries'))('redis sink on a Sentinel set', () => {
   let set: RedisSentinelSet;
   beforeAll(async () => {
     set = await RedisSentinelSet.start({ replicas: 1, downAfterMs: 1_000 });
