@@ -15,6 +15,7 @@ const OPTIONS = {
   op: { type: 'string' },
   before: { type: 'string' },
   after: { type: 'string' },
+  rule: { type: 'string' },
   yes: { type: 'boolean' },
 } as const;
 
@@ -23,7 +24,7 @@ const COMMAND_OPTIONS: Record<Command, readonly string[]> = {
   run: [],
   validate: [],
   check: [],
-  explain: ['table', 'op', 'before', 'after'],
+  explain: ['table', 'op', 'before', 'after', 'rule'],
   teardown: ['yes'],
 };
 
@@ -36,6 +37,7 @@ export interface ParsedArgs {
   op?: string;
   before?: string;
   after?: string;
+  rule?: string;
   yes: boolean;
 }
 
@@ -60,7 +62,7 @@ export function parseCliArgs(argv: readonly string[]): ParsedArgs {
   }
   if (command !== null) {
     const allowed = COMMAND_OPTIONS[command as Command];
-    for (const option of ['table', 'op', 'before', 'after', 'yes'] as const) {
+    for (const option of ['table', 'op', 'before', 'after', 'rule', 'yes'] as const) {
       if (values[option] !== undefined && !allowed.includes(option)) {
         throw new Error(`--${option} is not an option of "${command}"${option === 'yes' ? ' (it belongs to teardown)' : ' (it belongs to explain)'}`);
       }
@@ -75,6 +77,7 @@ export function parseCliArgs(argv: readonly string[]): ParsedArgs {
     ...(values.op !== undefined ? { op: values.op } : {}),
     ...(values.before !== undefined ? { before: values.before } : {}),
     ...(values.after !== undefined ? { after: values.after } : {}),
+    ...(values.rule !== undefined ? { rule: values.rule } : {}),
     yes: values.yes === true,
   };
 }
@@ -83,7 +86,7 @@ export function parseCliArgs(argv: readonly string[]): ParsedArgs {
 export function commandOf(argv: readonly string[]): string | undefined {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (arg === '--config' || arg === '-c' || arg === '--table' || arg === '--op' || arg === '--before' || arg === '--after') {
+    if (arg === '--config' || arg === '-c' || arg === '--table' || arg === '--op' || arg === '--before' || arg === '--after' || arg === '--rule') {
       i++;
       continue;
     }
@@ -95,7 +98,7 @@ export function commandOf(argv: readonly string[]): string | undefined {
 /** node:util's messages, in the CLI's words. */
 function readable(message: string): string {
   const unknown = /^Unknown option '([^']+)'/.exec(message);
-  if (unknown) return `unknown option ${unknown[1]} (options: --config FILE, --help, --version; explain: --table --op --before --after; teardown: --yes)`;
+  if (unknown) return `unknown option ${unknown[1]} (options: --config FILE, --help, --version; explain: --table --op --before --after, or --rule; teardown: --yes)`;
   const missing = /^Option '(?:-\w, )?(--[\w-]+)[^']*' argument missing/.exec(message);
   if (missing) return `${missing[1]} needs a value`;
   return message;
@@ -147,9 +150,11 @@ Connects to the database and Redis as the config says and checks what the worker
 settings, the role's privileges, the slot and publication, each mapped table and its replica identity,
 the lookups, Redis' version, mode, replicas and scripts, and that the HTTP port is free. Changes nothing.`,
   explain: `usage: cdc-invalidator explain [--config FILE] --table T --op insert|update|delete|truncate [--before JSON] [--after JSON]
+       cdc-invalidator explain [--config FILE] --rule FILE[#rules[N]]|all
 
 Prints the key operations one change would produce under the mapping files, and why. Lookups run
-against source.url when a rule has them.`,
+against source.url when a rule has them. With --rule, prints the rules of a mapping file (or one of
+them, or all) in mapping syntax, each query rule as the table rules derived from it.`,
   teardown: `usage: cdc-invalidator teardown [--config FILE] --yes
 
 Drops the replication slot and the publication named in the config (a slot left behind keeps WAL on

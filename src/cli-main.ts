@@ -7,7 +7,7 @@ import { parseCliArgs, usageOf, USAGE, type ParsedArgs } from './cli-args.js';
 import { loadConfig, type LoadedConfig } from './config/load.js';
 import { LOG_LEVELS } from './config/schema.js';
 import { runCheck } from './commands/check.js';
-import { explainChange } from './commands/explain.js';
+import { explainChange, explainRules } from './commands/explain.js';
 import { teardown } from './commands/teardown.js';
 import { ConfigError, formatProblem, InvalidatorError, RulesMismatchError, toError } from './errors.js';
 import { createLogger } from './log.js';
@@ -112,8 +112,21 @@ async function teardownCommand(configPath: string, yes: boolean): Promise<number
 }
 
 async function explainCommand(configPath: string, args: ParsedArgs): Promise<number> {
+  if (args.rule !== undefined && [args.table, args.op, args.before, args.after].some((v) => v !== undefined)) {
+    process.stderr.write('cdc-invalidator explain: --rule prints rules; --table, --op, --before and --after explain one change: give one or the other\n');
+    return EXIT_CONFIG;
+  }
   const loaded = await load(configPath);
   if (loaded === null) return EXIT_CONFIG;
+  if (args.rule !== undefined) {
+    const printed = explainRules(loaded.rules, args.rule);
+    if (!printed.ok) {
+      process.stderr.write(`cdc-invalidator explain: ${printed.error}\n`);
+      return EXIT_CONFIG;
+    }
+    process.stdout.write(printed.text);
+    return EXIT_OK;
+  }
   let runner: LookupRunner | undefined;
   const result = await explainChange(loaded.rules, args, async (requests) => {
     runner = buildLookups(loaded.config, createLogger({ level: 'silent' }));

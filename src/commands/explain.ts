@@ -1,6 +1,7 @@
 import { OPERATIONS, type Change, type KeyOperation, type Operation, type Row } from '../core/change.js';
 import { emptyEvaluation, evaluate, lookupsFor } from '../core/evaluate.js';
 import { NO_LOOKUP_RESULTS, type LookupRequest, type LookupResults } from '../core/lookup.js';
+import { Document, isScalar, visit } from 'yaml';
 import { parseTableName, type RuleSet } from '../core/rules.js';
 
 export interface ExplainArgs {
@@ -113,4 +114,45 @@ function parseRow(flag: string, text: string | undefined): Row | null | string {
 
 class JsonNumber {
   constructor(readonly text: string) {}
+}
+
+/**
+ * `explain --rule`: the rules of a mapping file (`mappings/x.yaml`), of one rule of it
+ * (`mappings/x.yaml#rules[0]`), or of every file (`all`), in mapping syntax. A query rule shows as the
+ * table rules derived from it, which can be read, tested or copied into a mapping file as they are.
+ */
+export function explainRules(rules: RuleSet, ref: string): { ok: true; text: string } | { ok: false; error: string } {
+  const all = [...rules.byTable.values()].flat().filter((rule) => rule.spec !== undefined);
+  const wanted = ref === 'all' ? all : all.filter((rule) => rule.file === ref || baseId(rule.id) === ref);
+  if (wanted.length === 0) {
+    const known = [...new Set(all.map((rule) => baseId(rule.id)))].sort();
+    return { ok: false, error: `--rule ${ref} matches no rule (rules: ${known.join(', ') || 'none'}; or a mapping file, or all)` };
+  }
+  wanted.sort((a, b) => (a.file === b.file ? a.index - b.index : a.file < b.file ? -1 : 1));
+  const blocks = wanted.map((rule) => {
+    const derived = rule.id !== baseId(rule.id);
+    const heading = derived ? `# ${rule.id}: derived from the query of ${baseId(rule.id)}` : `# ${rule.id}`;
+    const doc = new Document([rule.spec]);
+    // Lists of names and keys on one line, as mapping files usually write them.
+    visit(doc, {
+      Seq(_, node) {
+        if (node.items.every((item) => isScalar(item))) node.flow = true;
+      },
+    });
+    return `${heading}\n${doc.toString({ lineWidth: 0, flowCollectionPadding: false }).trimEnd()}`;
+  });
+  return { ok: true, text: `rules:\n${blocks.map((b) => indent(b)).join('\n')}\n` };
+}
+
+/** `file#rules[i]` of a rule id, without a query rule's `(alias)`. */
+function baseId(id: string): string {
+  const open = id.lastIndexOf('](');
+  return open < 0 ? id : id.slice(0, open + 1);
+}
+
+function indent(text: string): string {
+  return text
+    .split('\n')
+    .map((line) => (line === '' ? line : `  ${line}`))
+    .join('\n');
 }

@@ -2,6 +2,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { lostChangesOperations } from '../core/recovery.js';
 import { compileRules, type MappingSpec, type RuleSet } from '../core/rules.js';
+import { loadSqlParser } from '../lib/sql-parser.js';
 import { ConfigError, type FileProblem } from '../errors.js';
 import { configSchema, mappingFileSchema, ruleSchema, type Config, type Rule } from './schema.js';
 import { substituteEnv, type Env } from './substitute-env.js';
@@ -59,7 +60,8 @@ export async function loadConfig(configPath: string, env: Env): Promise<LoadedCo
   if (mappingsUsable) mappings = await loadMappings(document, path.dirname(configFile), mappingsValue);
   problems.push(...mappings.problems);
 
-  const compiled = compileRules(mappings.specs);
+  const hasQueries = mappings.specs.some((spec) => spec.rules.some((rule) => rule?.query !== undefined));
+  const compiled = compileRules(mappings.specs, { parseSql: hasQueries ? await loadSqlParser() : undefined });
   for (const problem of compiled.problems) {
     const doc = mappings.documents.get(problem.file);
     if (doc !== undefined) {

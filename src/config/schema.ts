@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { OPERATIONS } from '../core/change.js';
-import type { RuleSpec } from '../core/rules.js';
+import type { RuleEntry } from '../core/rules.js';
 import { DEFAULT_LEASE_PREFIX } from '../lib/cache-keys.js';
 
 /**
@@ -265,27 +265,60 @@ const actionsSchema = {
   patterns: templateList.optional(),
 };
 
-export const ruleSchema = z.strictObject({
-  table: z.string(),
-  on: z
-    .array(z.enum(OPERATIONS))
-    .min(1)
-    .superRefine((ops, ctx) => {
-      ops.forEach((op, i) => {
-        if (ops.indexOf(op) !== i) ctx.addIssue({ code: 'custom', path: [i], input: op, message: `"${op}" is listed twice` });
-      });
-    })
-    .optional(),
-  when: z.strictObject({ changed: z.array(z.string()) }).optional(),
-  lookup: z
-    .record(
-      z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a lookup name is a letter or _ followed by letters, digits or _'),
-      lookupSchema,
-    )
-    .optional(),
-  ...actionsSchema,
-  fallback: z.strictObject(actionsSchema).optional(),
-});
+export const ruleSchema = z
+  .strictObject({
+    /** The table whose changes the rule maps to keys. */
+    table: z.string().optional(),
+    /**
+     * Or: the SELECT the application caches, with $1..$n; the worker derives the rule of every table it
+     * reads (docs/configuration.md#query-rules).
+     */
+    query: z.string().min(1).optional(),
+    /** A query rule's names for $1..$n, in order: its key templates use them. */
+    params: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a parameter name is a letter or _ followed by letters, digits or _')).optional(),
+    /** A query rule's lookups (derived): statement timeout and retries. */
+    lookupTimeoutMs: z.number().int().min(1).max(600_000).optional(),
+    lookupRetries: z.number().int().min(0).max(100).optional(),
+    on: z
+      .array(z.enum(OPERATIONS))
+      .min(1)
+      .superRefine((ops, ctx) => {
+        ops.forEach((op, i) => {
+          if (ops.indexOf(op) !== i) ctx.addIssue({ code: 'custom', path: [i], input: op, message: `"${op}" is listed twice` });
+        });
+      })
+      .optional(),
+    when: z.strictObject({ changed: z.array(z.string()) }).optional(),
+    lookup: z
+      .record(
+        z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a lookup name is a letter or _ followed by letters, digits or _'),
+        lookupSchema,
+      )
+      .optional(),
+    ...actionsSchema,
+    fallback: z.strictObject(actionsSchema).optional(),
+  })
+  .superRefine((rule, ctx) => {
+    if (rule.table === undefined && rule.query === undefined) {
+      ctx.addIssue({ code: 'custom', path: [], input: rule, message: 'a rule needs "table" (the table it maps) or "query" (the SELECT the application caches)' });
+    }
+    if (rule.table !== undefined && rule.query !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['query'], input: rule.query, message: 'a rule has "table" or "query", not both: a query rule derives the rule of every table it reads' });
+    }
+    if (rule.query !== undefined) {
+      for (const key of ['on', 'when', 'lookup'] as const) {
+        if (rule[key] !== undefined) {
+          ctx.addIssue({ code: 'custom', path: [key], input: rule[key], message: `a query rule derives "${key}" from the query: remove it (explain --rule shows what is derived)` });
+        }
+      }
+    } else {
+      for (const key of ['params', 'lookupTimeoutMs', 'lookupRetries'] as const) {
+        if (rule[key] !== undefined) {
+          ctx.addIssue({ code: 'custom', path: [key], input: rule[key], message: `"${key}" belongs to a query rule (one with "query"), not to a table rule` });
+        }
+      }
+    }
+  });
 
 export const mappingFileSchema = z.strictObject({
   rules: z.array(ruleSchema),
@@ -295,5 +328,5 @@ export type Rule = z.infer<typeof ruleSchema>;
 export type MappingFile = z.infer<typeof mappingFileSchema>;
 
 // The rules compiler takes what this schema produces; this line stops the two from drifting apart.
-export type RuleFitsCompiler = Rule extends RuleSpec ? true : never;
+export type RuleFitsCompiler = Rule extends RuleEntry ? true : never;
 true satisfies RuleFitsCompiler;

@@ -1,35 +1,27 @@
 import { scanSql } from '../lib/sql-lexer.js';
 import type { Operation } from './change.js';
 import { OPERATIONS } from './change.js';
+import { deriveQueryRules, type ParseSql, type QueryRuleSpec } from './query-rules.js';
+import type { ActionsSpec, LookupSpec, RuleSpec } from './rule-spec.js';
 import { parseTemplate, TemplateSyntaxError, type Template } from './template.js';
 
-interface ActionsSpec {
-  invalidate?: string[] | undefined;
-  bump?: string[] | undefined;
-  tags?: string[] | undefined;
-  patterns?: string[] | undefined;
-}
+export type { ActionsSpec, LookupSpec, RuleSpec } from './rule-spec.js';
 
-export interface LookupSpec {
-  sql: string;
-  params: string[];
-  timeoutMs: number;
-  retries: number;
-}
-
-/** A rule as written in a mapping file, after schema validation. */
-export interface RuleSpec extends ActionsSpec {
-  table: string;
-  on?: Operation[] | undefined;
-  when?: { changed?: string[] | undefined } | undefined;
-  lookup?: Record<string, LookupSpec> | undefined;
-  fallback?: ActionsSpec | undefined;
-}
+/** A rule of a mapping file: a table rule, or a query rule (docs/configuration.md#query-rules). */
+export type RuleEntry = Omit<RuleSpec, 'table'> &
+  Partial<Omit<QueryRuleSpec, keyof ActionsSpec | 'fallback'>> & {
+    table?: string | undefined;
+  };
 
 export interface MappingSpec {
   /** The file the rules came from, for messages. */
   file: string;
-  rules: RuleSpec[];
+  rules: RuleEntry[];
+}
+
+export interface CompileOptions {
+  /** PostgreSQL's parser: needed when a rule has a query (config/load.ts loads it then). */
+  parseSql?: ParseSql | undefined;
 }
 
 export interface CompiledActions {
@@ -52,7 +44,7 @@ export interface CompiledLookup extends LookupSpec {
 }
 
 export interface CompiledRule {
-  /** `file#rules[i]`: names the rule in logs, fallback records and dead letters. */
+  /** `file#rules[i]`: names the rule in logs, fallback records and dead letters (a query rule's: `file#rules[i](alias)`). */
   id: string;
   /** The mapping file and the rule's index in it, to place a problem found later (at start). */
   file: string;
@@ -66,6 +58,8 @@ export interface CompiledRule {
   lookups: ReadonlyMap<string, CompiledLookup>;
   actions: CompiledActions;
   fallback: CompiledActions | null;
+  /** The rule as written, or as derived from a query rule: what `explain --rule` prints. */
+  spec?: RuleSpec;
 }
 
 export interface RuleSet {
@@ -132,14 +126,30 @@ export function parseTableName(text: string): { schema: string; table: string } 
  * Compiles every mapping file's rules once at start: templates parsed, rules indexed by table.
  * Returns every problem found rather than stopping at the first, so a user fixes them in one go.
  */
-export function compileRules(mappings: MappingSpec[]): { rules: RuleSet; problems: CompileProblem[] } {
+export function compileRules(mappings: MappingSpec[], options: CompileOptions = {}): { rules: RuleSet; problems: CompileProblem[] } {
   const byTable = new Map<string, CompiledRule[]>();
   const tables: Array<readonly [string, string]> = [];
   const problems: CompileProblem[] = [];
   const lookupKeys = new Map<string, string>();
 
   for (const mapping of mappings) {
-    mapping.rules.forEach((spec, index) => {
+    mapping.rules.forEach((entry, index) => {
+      if (entry === undefined) return;
+      if (entry.query === undefined) {
+        if (entry.table !== undefined) compileOne({ ...entry, table: entry.table }, index, '');
+        return;
+      }
+      const at = (...rest: (string | number)[]) => ['rules', index, ...rest];
+      if (options.parseSql === undefined) {
+        problems.push({ file: mapping.file, path: at('query'), message: 'query rules need the SQL parser, which was not loaded' });
+        return;
+      }
+      const derived = deriveQueryRules({ ...entry, query: entry.query }, options.parseSql);
+      for (const p of derived.problems) problems.push({ file: mapping.file, path: at(...p.path), message: p.message });
+      for (const rule of derived.rules) compileOne(rule.spec, index, `(${rule.alias})`);
+    });
+
+    function compileOne(spec: RuleSpec, index: number, suffix: string): void {
       const at = (...rest: (string | number)[]) => ['rules', index, ...rest];
       const problem = (path: (string | number)[], message: string) =>
         problems.push({ file: mapping.file, path, message });
@@ -226,7 +236,7 @@ export function compileRules(mappings: MappingSpec[]): { rules: RuleSet; problem
       }
 
       const rule: CompiledRule = {
-        id: `${mapping.file}#rules[${index}]`,
+        id: `${mapping.file}#rules[${index}]${suffix}`,
         file: mapping.file,
         index,
         schema: name.schema,
@@ -243,6 +253,7 @@ export function compileRules(mappings: MappingSpec[]): { rules: RuleSet; problem
         lookups,
         actions,
         fallback,
+        spec,
       };
       const key = tableKey(rule.schema, rule.table);
       let list = byTable.get(key);
@@ -252,7 +263,7 @@ export function compileRules(mappings: MappingSpec[]): { rules: RuleSet; problem
         tables.push([rule.schema, rule.table]);
       }
       list.push(rule);
-    });
+    }
   }
   const bySchema = new Map<string, Map<string, CompiledRule[]>>();
   for (const list of byTable.values()) {

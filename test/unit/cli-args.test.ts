@@ -14,6 +14,8 @@ describe('the command line', () => {
       op: 'insert',
       after: '{"id":1}',
     });
+    expect(parseCliArgs(['explain', '--rule', 'mappings/users.yaml#rules[0]'])).toMatchObject({ command: 'explain', rule: 'mappings/users.yaml#rules[0]' });
+    expect(usageOf('explain')).toContain('--rule FILE[#rules[N]]|all');
   });
 
   it('gives help for any command, and the version', () => {
@@ -40,6 +42,7 @@ describe('the command line', () => {
     [['run', '--config'], '--config needs a value'],
     [['run', '--table', 'users'], '--table is not an option of "run" (it belongs to explain)'],
     [['check', '--yes'], '--yes is not an option of "check" (it belongs to teardown)'],
+    [['validate', '--rule', 'all'], '--rule is not an option of "validate" (it belongs to explain)'],
   ])('refuses %j with a message for the user', (argv, message) => {
     expect(() => parseCliArgs(argv)).toThrow(message);
   });

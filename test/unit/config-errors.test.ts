@@ -19,6 +19,8 @@ const config = (extra: string) => BASE_CONFIG + extra;
 const source = (extra: string) => `source:\n  kind: postgres\n  url: postgres://localhost/app\n${extra}mappings: mappings\n`;
 const DEBEZIUM = 'source:\n  kind: debezium\n  brokers: [localhost:9092]\n  topics: [app.public.users]\n';
 const rule = (extra: string) => `rules:\n  - table: users\n${extra}`;
+/** A query rule keyed by its one parameter, `id`. */
+const query = (sql: string, extra = '') => `rules:\n  - query: "${sql}"\n    params: [id]\n    invalidate: ["k:{id}"]\n${extra}`;
 
 type Expected = [file: string, line: number, column: number, path: string, fragment: string];
 interface Case {
@@ -167,7 +169,6 @@ const cases: Case[] = [
   { name: 'rules is a map', files: { [M]: 'rules:\n  table: users\n' }, errors: [[M, 2, 3, 'rules', 'expected a list, got a map']] },
   { name: 'unknown mapping top-level key', files: { [M]: BASE_MAPPING + 'version: 2\n' }, errors: [[M, 4, 1, 'version', 'unknown key "version"']] },
   // mapping files: rules
-  { name: 'rule without table', files: { [M]: 'rules:\n  - invalidate: [a]\n' }, errors: [[M, 2, 5, 'rules[0].table', 'missing required key "table"']] },
   { name: 'bad operation', files: { [M]: rule('    on: [insert, upsert]\n    invalidate: [a]\n') }, errors: [[M, 3, 18, 'rules[0].on[1]', 'expected one of insert, update, delete, truncate, got "upsert"']] },
   { name: 'operation twice', files: { [M]: rule('    on: [insert, delete, insert]\n    invalidate: [a]\n') }, errors: [[M, 3, 26, 'rules[0].on[2]', '"insert" is listed twice']] },
   { name: 'no operation', files: { [M]: rule('    on: []\n    invalidate: [a]\n') }, errors: [[M, 3, 9, 'rules[0].on', 'must list at least 1 item']] },
@@ -209,6 +210,30 @@ const cases: Case[] = [
   { name: 'bad table name', files: { [M]: 'rules:\n  - table: app.public.users\n    bump: [v]\n' }, errors: [[M, 2, 12, 'rules[0].table', 'table must be "table" or "schema.table", got "app.public.users"']] },
   { name: 'unclosed quote in table name', files: { [M]: 'rules:\n  - table: \'"My Table\'\n    bump: [v]\n' }, errors: [[M, 2, 12, 'rules[0].table', 'unclosed quote in table name']] },
   { name: 'when.changed empty', files: { [M]: rule('    when: { changed: [] }\n    bump: [v]\n') }, errors: [[M, 3, 22, 'rules[0].when.changed', 'when.changed lists no column']] },
+  // mapping files: query rules
+  { name: 'query and table both', files: { [M]: rule('    query: "SELECT id FROM users WHERE id = $1"\n    params: [id]\n    invalidate: ["user:{id}"]\n') }, errors: [[M, 3, 12, 'rules[0].query', 'a rule has "table" or "query", not both']] },
+  { name: 'rule without table or query', files: { [M]: 'rules:\n  - invalidate: [a]\n' }, errors: [[M, 2, 5, 'rules[0]', 'a rule needs "table" (the table it maps) or "query"']] },
+  { name: 'query rule with when', files: { [M]: query('SELECT id FROM users WHERE id = $1', '    when: { changed: [id] }\n') }, errors: [[M, 5, 11, 'rules[0].when', 'a query rule derives "when" from the query']] },
+  { name: 'params on a table rule', files: { [M]: rule('    params: [id]\n    invalidate: ["user:{id}"]\n') }, errors: [[M, 3, 13, 'rules[0].params', '"params" belongs to a query rule']] },
+  { name: 'query does not parse', files: { [M]: query('SELECT id FROM users WHER id = $1') }, errors: [[M, 2, 12, 'rules[0].query', 'the query does not parse: syntax error at or near "id"']] },
+  { name: 'query not a SELECT', files: { [M]: query('UPDATE users SET name = $1') }, errors: [[M, 2, 12, 'rules[0].query', 'the query must be a SELECT']] },
+  { name: 'query of two statements', files: { [M]: query('SELECT id FROM users WHERE id = $1; SELECT 1') }, errors: [[M, 2, 12, 'rules[0].query', 'the query must be one statement, found 2']] },
+  { name: 'query params do not match placeholders', files: { [M]: 'rules:\n  - query: "SELECT id FROM users WHERE id = $1 AND org = $2"\n    params: [id]\n    invalidate: ["user:{id}"]\n' }, errors: [[M, 3, 13, 'rules[0].params', 'the query uses $1..$2 but params names 1']] },
+  { name: 'query key names no parameter', files: { [M]: 'rules:\n  - query: "SELECT id FROM users WHERE id = $1"\n    params: [id]\n    invalidate: ["user:{ident}"]\n' }, errors: [[M, 4, 18, 'rules[0].invalidate[0]', '"{ident}" in "user:{ident}" is not a parameter of the query (its parameters are id)']] },
+  { name: 'query parameter name invalid', files: { [M]: 'rules:\n  - query: "SELECT id FROM users WHERE id = $1"\n    params: ["user id"]\n    invalidate: ["k"]\n' }, errors: [[M, 3, 14, 'rules[0].params[0]', 'a parameter name is a letter or _']] },
+  { name: 'query with an OR across tables', files: { [M]: query('SELECT c.id FROM comments c JOIN users u ON u.id = c.user_id WHERE u.id = $1 AND (u.active OR c.pinned)') }, errors: [[M, 2, 12, 'rules[0].query', 'a condition on several tables (u, c) other than an equality between two columns is not supported']] },
+  { name: 'query with a non-equality join', files: { [M]: query('SELECT c.id FROM comments c JOIN users u ON c.created > u.created WHERE u.id = $1') }, errors: [[M, 2, 12, 'rules[0].query', 'a condition on several tables (c, u)']] },
+  { name: 'query with a subquery', files: { [M]: query('SELECT id FROM users WHERE id = $1 AND id IN (SELECT user_id FROM admins)') }, errors: [[M, 2, 12, 'rules[0].query', 'subqueries are not supported']] },
+  { name: 'query with an outer join', files: { [M]: query('SELECT c.id FROM users u LEFT JOIN comments c ON c.user_id = u.id WHERE u.id = $1') }, errors: [[M, 2, 12, 'rules[0].query', 'LEFT JOIN is not supported, only inner joins on equalities']] },
+  { name: 'query with a key parameter compared by range', files: { [M]: query('SELECT id FROM comments WHERE likes > $1') }, errors: [[M, 2, 12, 'rules[0].query', '$1 (id) is in the key, so it must be compared by equality with a column']] },
+  {
+    name: 'query with key parameters on two tables',
+    files: { [M]: 'rules:\n  - query: "SELECT c.id FROM comments c JOIN users u ON u.id = c.user_id WHERE u.name = $1 AND c.kind = $2"\n    params: [name, kind]\n    invalidate: ["k:{name}:{kind}"]\n' },
+    errors: [[M, 2, 12, 'rules[0].query', "the key's parameters bind to different tables ($1 on u, $2 on c)"]],
+  },
+  { name: 'query with an unqualified column in a join', files: { [M]: query('SELECT c.id FROM comments c JOIN users u ON u.id = c.user_id WHERE name = $1') }, errors: [[M, 2, 12, 'rules[0].query', 'column "name" is not qualified']] },
+  { name: 'query on tables not joined', files: { [M]: query('SELECT c.id FROM comments c, users u WHERE u.id = $1') }, errors: [[M, 2, 12, 'rules[0].query', 'u is not joined to c by an equality between columns']] },
+  { name: 'query joined with USING', files: { [M]: query('SELECT c.id FROM comments c JOIN users u USING (id) WHERE u.id = $1') }, errors: [[M, 2, 12, 'rules[0].query', 'JOIN ... USING is not supported']] },
   {
     name: 'schema and template problems in one file keep their rule index',
     files: { [M]: 'rules:\n  - table: users\n    on: [upsert]\n    bump: [v]\n  - table: posts\n    invalidate: ["post:{id"]\n' },
