@@ -128,7 +128,7 @@ export function explainRules(rules: RuleSet, ref: string): { ok: true; text: str
     const known = [...new Set(all.map((rule) => baseId(rule.id)))].sort();
     return { ok: false, error: `--rule ${ref} matches no rule (rules: ${known.join(', ') || 'none'}; or a mapping file, or all)` };
   }
-  wanted.sort((a, b) => (a.file === b.file ? a.index - b.index : a.file < b.file ? -1 : 1));
+  wanted.sort((a, b) => (a.file !== b.file ? (a.file < b.file ? -1 : 1) : a.index !== b.index ? a.index - b.index : a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const blocks = wanted.map((rule) => {
     const derived = rule.id !== baseId(rule.id);
     const heading = derived ? `# ${rule.id}: derived from the query of ${baseId(rule.id)}` : `# ${rule.id}`;
