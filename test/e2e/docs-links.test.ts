@@ -29,7 +29,8 @@ function links(markdown: string): string[] {
   for (const line of markdown.split('\n')) {
     if (line.startsWith('```')) fence = !fence;
     if (fence) continue;
-    for (const m of line.matchAll(/\]\(([^)\s]+)\)/g)) out.push(m[1]!);
+    // Inline code is not a link: `file#rules[2](c)` names a rule.
+    for (const m of line.replace(/`[^`]*`/g, '').matchAll(/\]\(([^)\s]+)\)/g)) out.push(m[1]!);
   }
   return out;
 }

@@ -72,6 +72,13 @@ describe('example config and mappings', () => {
     expect(result.code).toBe(0);
   });
 
+  it('validate succeeds on the query-rule example (examples/query-rules/)', async () => {
+    const result = await cli(['validate', '--config', 'examples/query-rules/cdc-invalidator.yaml']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/1 mapping file\(s\), 8 rule\(s\) on 2 table\(s\)\n$/);
+  });
+
   it('validate succeeds on cdc-invalidator.yaml', async () => {
     const result = await cli(['validate', '--config', 'cdc-invalidator.yaml']);
     expect(result.stderr).toBe('');
@@ -101,7 +108,7 @@ describe('README.md', () => {
   const named = explains.map((e, i) => {
     const words = shellWords(e.command);
     const flag = (f: string) => words[words.indexOf(f) + 1];
-    return [`#${i + 1}: ${flag('--op')} on ${flag('--table')}`, e] as const;
+    return [words.includes('--rule') ? `#${i + 1}: --rule ${flag('--rule')}` : `#${i + 1}: ${flag('--op')} on ${flag('--table')}`, e] as const;
   });
 
   it.each(named)('explain example %s prints what the README shows', async (_name, example) => {

@@ -41,7 +41,7 @@ const LOADERS: Array<[RegExp, (m: RegExpMatchArray) => [string, unknown[]]]> = [
   [/^comments:user:(\d+)$/, (m) => [`SELECT id, content FROM comments WHERE user_id = $1 ORDER BY id`, [m[1]]]],
 ];
 
-async function runScenario(replicaIdentity: 'full' | 'check'): Promise<{ stale: string[]; checked: number }> {
+async function runScenario(replicaIdentity: 'full' | 'check', mappings = 'mappings'): Promise<{ stale: string[]; checked: number }> {
   const pg = await sharedPostgres();
   const redisServer = await sharedRedis();
   const db = await createTestDatabase('we');
@@ -49,7 +49,7 @@ async function runScenario(replicaIdentity: 'full' | 'check'): Promise<{ stale: 
   const schema = readFileSync(join(ROOT, 'examples/schema.sql'), 'utf8').replace(/^ALTER TABLE \w+ REPLICA IDENTITY FULL;$/gm, '');
   await pg.query(schema, [], db.name);
   dir = mkdtempSync(join(tmpdir(), 'cdc-we-'));
-  cpSync(join(ROOT, 'mappings'), join(dir, 'mappings'), { recursive: true });
+  cpSync(join(ROOT, mappings), join(dir, 'mappings'), { recursive: true });
   const prefix = `${uniqueName('we')}:`;
   const config = readFileSync(join(ROOT, 'cdc-invalidator.yaml'), 'utf8')
     .replace('slot: cdc_invalidator', `slot: ${uniqueName('slot')}`)
@@ -124,6 +124,12 @@ async function runScenario(replicaIdentity: 'full' | 'check'): Promise<{ stale: 
 describe.skipIf(servicesMissing('postgres', 'redis'))('the worked example on tables at the default replica identity', () => {
   it('with the example config (replicaIdentity: full), a plain cache-aside app reads fresh data after every write', async () => {
     const { stale, checked } = await runScenario('full');
+    expect(checked).toBeGreaterThan(50);
+    expect(stale).toEqual([]);
+  }, 120_000);
+
+  it('the same cache written as query rules (examples/query-rules): fresh after every write too', async () => {
+    const { stale, checked } = await runScenario('full', 'examples/query-rules/mappings');
     expect(checked).toBeGreaterThan(50);
     expect(stale).toEqual([]);
   }, 120_000);

@@ -3,6 +3,9 @@
 // groups and change keys, deletes). After each write the worker has applied (a barrier), the query is
 // run again for every tuple: each tuple whose result changed must have had its key deleted by the worker
 // (a miss fails the test); each deleted key whose result did not change counts against precision.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { servicesMissing } from '../harness/services.js';
@@ -174,7 +177,23 @@ const SHAPES: Shape[] = [
 
 const results: Array<Record<string, unknown>> = [];
 afterAll(() => {
-  if (results.length > 0) console.log(`query-rule oracle: ${JSON.stringify(results)}`);
+  if (results.length === 0) return;
+  console.log(`query-rule oracle: ${JSON.stringify(results)}`);
+  // `CDC_RECORD_RESULTS=1 npx vitest run test/integration/query-rules-oracle.test.ts` records the figures
+  // docs/configuration.md quotes.
+  if (process.env['CDC_RECORD_RESULTS'] !== '1' || results.length !== SHAPES.length) return;
+  const dir = fileURLToPath(new URL('./results/', import.meta.url));
+  mkdirSync(dir, { recursive: true });
+  const git = (...args: string[]) => execFileSync('git', args, { cwd: fileURLToPath(new URL('../../', import.meta.url)), encoding: 'utf8' }).trim();
+  const dirty = git('status', '--porcelain', '--', 'src') !== '';
+  const recorded = {
+    command: 'CDC_RECORD_RESULTS=1 npx vitest run test/integration/query-rules-oracle.test.ts',
+    worker: `${git('rev-parse', '--short', 'HEAD')}${dirty ? '-dirty' : ''}`,
+    recordedAt: new Date().toISOString(),
+    writesPerShape: WRITES,
+    shapes: results,
+  };
+  writeFileSync(`${dir}query-rules-oracle.json`, `${JSON.stringify(recorded, null, 2)}\n`);
 });
 
 describe.skipIf(servicesMissing('postgres', 'redis'))('query rules against an oracle', () => {
