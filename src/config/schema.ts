@@ -279,6 +279,11 @@ export const ruleSchema = z
     /** A query rule's lookups (derived): statement timeout and retries. */
     lookupTimeoutMs: z.number().int().min(1).max(600_000).optional(),
     lookupRetries: z.number().int().min(0).max(100).optional(),
+    /**
+     * A query rule whose shape is not supported is refused, unless this says how to cover it coarsely:
+     * any change to a table it mentions deletes every key of the rule, by pattern or by a tag.
+     */
+    coarse: z.union([z.literal('pattern'), z.strictObject({ tag: z.string().min(1) })]).optional(),
     on: z
       .array(z.enum(OPERATIONS))
       .min(1)
@@ -312,7 +317,7 @@ export const ruleSchema = z
         }
       }
     } else {
-      for (const key of ['params', 'lookupTimeoutMs', 'lookupRetries'] as const) {
+      for (const key of ['params', 'lookupTimeoutMs', 'lookupRetries', 'coarse'] as const) {
         if (rule[key] !== undefined) {
           ctx.addIssue({ code: 'custom', path: [key], input: rule[key], message: `"${key}" belongs to a query rule (one with "query"), not to a table rule` });
         }

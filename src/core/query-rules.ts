@@ -10,6 +10,7 @@
 // so its lookup finds the parameters the result had before (and its own image gives its old and new
 // values). That holds for a path; with parameters on two tables a transaction can change rows on both
 // branches, and no lookup after the commit can see the result as it was. Such queries are refused.
+import { escapeGlob } from './glob.js';
 import type { LookupSpec, RuleSpec } from './rule-spec.js';
 import { parseTemplate, TemplateSyntaxError } from './template.js';
 
@@ -26,6 +27,12 @@ export interface QueryRuleSpec {
   fallback?: RuleSpec['fallback'];
   lookupTimeoutMs?: number | undefined;
   lookupRetries?: number | undefined;
+  /**
+   * For a query whose shape is not supported: cover it coarsely instead of refusing it. Any change to a
+   * table the query mentions then deletes every key of the rule: by pattern (a parameter matches
+   * anything), or by a tag the application registers the keys under.
+   */
+  coarse?: 'pattern' | { tag: string } | undefined;
 }
 
 /** What the parser gives for one SQL text: its parse tree (libpg_query's JSON), or throws. */
@@ -35,6 +42,8 @@ export interface QueryProblem {
   /** Path inside the rule, e.g. ['query'] or ['invalidate', 0]. */
   path: (string | number)[];
   message: string;
+  /** A coarse rule stands in for a query whose shape is not supported: a warning. Default: error. */
+  severity?: 'warning';
 }
 
 /** One table occurrence's derived rule, with the alias it has in the query (for messages and explain). */
@@ -69,46 +78,80 @@ interface ColumnTerm {
   column: string;
 }
 
+/** Why a query rule cannot be derived. 'shape': the query is valid but not supported (coarse can cover it). */
 class Refused extends Error {
   constructor(
     message: string,
     readonly path: (string | number)[] = ['query'],
+    readonly kind: 'shape' | 'input' = 'shape',
   ) {
     super(message);
   }
 }
 
+interface QueryInput {
+  tree: unknown;
+  select: Node;
+  paramNames: string[];
+  keyParams: Set<number>;
+}
+
 /**
  * Derives the per-table rules of one query rule. Problems say why a query is refused, and what to
- * write instead.
+ * write instead; with `coarse`, a query of an unsupported shape gets coarse rules and a warning.
  */
 export function deriveQueryRules(spec: QueryRuleSpec, parse: ParseSql): DerivedRules {
+  let input: QueryInput;
   try {
-    return { rules: derive(spec, parse), problems: [] };
+    input = readInput(spec, parse);
   } catch (err) {
     if (err instanceof Refused) return { rules: [], problems: [{ path: err.path, message: err.message }] };
     throw err;
   }
+  try {
+    return { rules: derive(spec, input), problems: [] };
+  } catch (err) {
+    if (!(err instanceof Refused)) throw err;
+    if (spec.coarse === undefined || err.kind !== 'shape') {
+      const hint = err.kind === 'shape' ? ' (or set "coarse: pattern" to cover it coarsely: any change to its tables deletes every key of the rule)' : '';
+      return { rules: [], problems: [{ path: err.path, message: `${err.message}${hint}` }] };
+    }
+    try {
+      const coarse = coarseRules(spec, input);
+      return { rules: coarse.rules, problems: [{ path: ['query'], message: `${err.message}. Covered coarsely: ${coarse.summary}`, severity: 'warning' }] };
+    } catch (inner) {
+      if (inner instanceof Refused) return { rules: [], problems: [{ path: inner.path, message: inner.message }] };
+      throw inner;
+    }
+  }
+}
+
+/** The checks every query rule passes, supported shape or not: it parses, is one SELECT, its parameters and keys fit. */
+function readInput(spec: QueryRuleSpec, parse: ParseSql): QueryInput {
+  let tree: unknown;
+  try {
+    tree = parse(spec.query);
+  } catch (err) {
+    throw new Refused(`the query does not parse: ${err instanceof Error ? err.message : String(err)}`, ['query'], 'input');
+  }
+  const stmts = (tree as { stmts?: Array<{ stmt?: Node }> }).stmts ?? [];
+  if (stmts.length !== 1) throw new Refused(`the query must be one statement, found ${stmts.length}`, ['query'], 'input');
+  const select = stmts[0]!.stmt?.['SelectStmt'] as Node | undefined;
+  if (select === undefined) throw new Refused('the query must be a SELECT', ['query'], 'input');
+  if (select['intoClause'] !== undefined) throw new Refused('SELECT INTO is not a cached read', ['query'], 'input');
+  const paramNames = checkParams(spec, select);
+  const keyParams = keyParameters(spec, paramNames);
+  return { tree, select, paramNames, keyParams };
 }
 
 const HAND_WRITTEN =
   'write rules by hand for it (one per table: its keys, a lookup back to the parameters\' table, and a fallback tag or version bump where a key cannot be named)';
 
-function derive(spec: QueryRuleSpec, parse: ParseSql): DerivedRule[] {
-  let tree: unknown;
-  try {
-    tree = parse(spec.query);
-  } catch (err) {
-    throw new Refused(`the query does not parse: ${err instanceof Error ? err.message : String(err)}`);
-  }
-  const stmts = (tree as { stmts?: Array<{ stmt?: Node }> }).stmts ?? [];
-  if (stmts.length !== 1) throw new Refused(`the query must be one statement, found ${stmts.length}`);
-  const select = stmts[0]!.stmt?.['SelectStmt'] as Node | undefined;
-  if (select === undefined) throw new Refused('the query must be a SELECT');
+function derive(spec: QueryRuleSpec, input: QueryInput): DerivedRule[] {
+  const { select, paramNames, keyParams } = input;
   if (select['withClause'] !== undefined) throw new Refused(`WITH (common table expressions) is not supported: ${HAND_WRITTEN}`);
   if (select['op'] !== undefined && select['op'] !== 'SETOP_NONE') throw new Refused(`UNION, INTERSECT and EXCEPT are not supported: ${HAND_WRITTEN}`);
   if (select['valuesLists'] !== undefined) throw new Refused('the query must read tables (VALUES alone has nothing to invalidate)');
-  if (select['intoClause'] !== undefined) throw new Refused('SELECT INTO is not a cached read');
 
   const occurrences: Occurrence[] = [];
   const conditions: Node[] = [];
@@ -118,8 +161,6 @@ function derive(spec: QueryRuleSpec, parse: ParseSql): DerivedRule[] {
   if (where !== undefined) conditions.push(where);
 
   const resolve = resolver(occurrences);
-  const paramNames = checkParams(spec, select);
-  const keyParams = keyParameters(spec, paramNames);
 
   // Equalities between columns and parameters, as classes: `u.id = c.user_id AND u.id = $1` puts
   // u.id, c.user_id and $1 in one class.
@@ -367,6 +408,82 @@ function bfs(start: Occurrence, adjacency: ReadonlyMap<Occurrence, ReadonlySet<O
   return seen;
 }
 
+// --- coarse rules, for queries of an unsupported shape ---
+
+/**
+ * One rule per table the query mentions anywhere (joins, subqueries, CTEs, set operations): any change
+ * deletes every key of the rule, a parameter matching anything. Never wrong; a SCAN per change with
+ * patterns, or nothing to scan with a tag the application registers the keys under.
+ */
+function coarseRules(spec: QueryRuleSpec, input: QueryInput): { rules: DerivedRule[]; summary: string } {
+  const tables = mentionedTables(input.tree);
+  if (tables.length === 0) throw new Refused('the query mentions no table', ['query'], 'input');
+  const tag = typeof spec.coarse === 'object' ? spec.coarse.tag : undefined;
+  const asPattern = (source: string) =>
+    parseTemplate(source)
+      .parts.map((part) => (part.kind === 'text' ? escapeGlob(part.text).replace(/\{/g, '{{').replace(/\}/g, '}}') : '*'))
+      .join('');
+  const fixed = (kind: 'bump' | 'tags') =>
+    (spec[kind] ?? []).map((source, i) => {
+      if (parseTemplate(source).columns.length > 0) {
+        throw new Refused(`"${source}" names a parameter: a coarse rule cannot name it (only invalidate and patterns keys can be matched by pattern)`, [kind, i], 'input');
+      }
+      return source;
+    });
+  const patterns = [...(tag === undefined ? (spec.invalidate ?? []) : []), ...(spec.patterns ?? [])].map(asPattern);
+  const tags = [...fixed('tags'), ...(tag === undefined ? [] : [tag])];
+  const bump = fixed('bump');
+  const rules = tables.map(({ schema, table }) => {
+    const derived: RuleSpec = { table: qualifiedName(schema, table) };
+    if (patterns.length > 0) derived.patterns = patterns;
+    if (tags.length > 0) derived.tags = tags;
+    if (bump.length > 0) derived.bump = bump;
+    if (spec.fallback !== undefined) derived.fallback = spec.fallback;
+    return { alias: qualifiedName(schema, table), spec: derived };
+  });
+  const what = [
+    ...patterns.map((p) => `pattern "${p}"`),
+    ...(tag === undefined ? [] : [`tag "${tag}"`]),
+  ];
+  const summary =
+    `any change to ${tables.map((t) => qualifiedName(t.schema, t.table)).join(', ')} deletes every key of this rule ` +
+    `(${what.join(', ') || 'its fixed keys'}${patterns.length > 0 ? ': a SCAN of the keyspace each time' : ''})`;
+  return { rules, summary };
+}
+
+/** Every table the query names, anywhere, sorted; names of its CTEs left out. */
+function mentionedTables(tree: unknown): Array<{ schema: string; table: string }> {
+  const ctes = new Set<string>();
+  const found = new Map<string, { schema: string; table: string }>();
+  const visit = (value: unknown): void => {
+    if (Array.isArray(value)) return value.forEach(visit);
+    if (value === null || typeof value !== 'object') return;
+    const n = value as Node;
+    const range = n['RangeVar'] as Node | undefined;
+    if (range !== undefined) {
+      const table = String(range['relname']);
+      const schema = typeof range['schemaname'] === 'string' ? range['schemaname'] : undefined;
+      if (schema !== undefined || !ctes.has(table)) {
+        const key = `${schema ?? 'public'}.${table}`;
+        if (!found.has(key)) found.set(key, { schema: schema ?? 'public', table });
+      }
+    }
+    for (const v of Object.values(n)) visit(v);
+  };
+  // CTE names first: a CTE may be used before (textually) the WITH that names it is visited.
+  const collectCtes = (value: unknown): void => {
+    if (Array.isArray(value)) return value.forEach(collectCtes);
+    if (value === null || typeof value !== 'object') return;
+    const n = value as Node;
+    const cte = n['CommonTableExpr'] as Node | undefined;
+    if (cte !== undefined && typeof cte['ctename'] === 'string') ctes.add(cte['ctename']);
+    for (const v of Object.values(n)) collectCtes(v);
+  };
+  collectCtes(tree);
+  visit(tree);
+  return [...found.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, t]) => t);
+}
+
 // --- the FROM clause ---
 
 function collectFrom(item: unknown, occurrences: Occurrence[], conditions: Node[]): void {
@@ -603,13 +720,14 @@ function checkParams(spec: QueryRuleSpec, select: Node): string[] {
       `the query uses ${highest === 0 ? 'no parameter' : `$1..$${highest}`} but params names ${names.length}: give each ` +
         `placeholder a name, in order, for the key templates`,
       ['params'],
+      'input',
     );
   }
   for (let n = 1; n <= highest; n++) {
-    if (!numbers.has(n)) throw new Refused(`the query never uses $${n} (params[${n - 1}] "${names[n - 1]}")`, ['params', n - 1]);
+    if (!numbers.has(n)) throw new Refused(`the query never uses $${n} (params[${n - 1}] "${names[n - 1]}")`, ['params', n - 1], 'input');
   }
   names.forEach((name, i) => {
-    if (names.indexOf(name) !== i) throw new Refused(`parameter name "${name}" is given twice`, ['params', i]);
+    if (names.indexOf(name) !== i) throw new Refused(`parameter name "${name}" is given twice`, ['params', i], 'input');
   });
   return names;
 }
@@ -628,7 +746,7 @@ function keyParameters(spec: QueryRuleSpec, names: readonly string[]): Set<numbe
       } catch (err) {
         if (err instanceof TemplateSyntaxError) {
           const known = names.length === 0 ? 'the query has no parameter' : `parameters: ${names.join(', ')}`;
-          throw new Refused(`${err.message} (a query rule's keys name its parameters; ${known})`, [kind, i]);
+          throw new Refused(`${err.message} (a query rule's keys name its parameters; ${known})`, [kind, i], 'input');
         }
         throw err;
       }
@@ -636,13 +754,13 @@ function keyParameters(spec: QueryRuleSpec, names: readonly string[]): Set<numbe
         const n = names.indexOf(column);
         if (n < 0) {
           const known = names.length === 0 ? 'the query has no parameter' : `its parameters are ${names.join(', ')}`;
-          throw new Refused(`"{${column}}" in "${source}" is not a parameter of the query (${known})`, [kind, i]);
+          throw new Refused(`"{${column}}" in "${source}" is not a parameter of the query (${known})`, [kind, i], 'input');
         }
         used.add(n + 1);
       }
     });
   }
-  if (count === 0) throw new Refused('rule has no action: give it "invalidate", "bump", "tags" or "patterns"', []);
+  if (count === 0) throw new Refused('rule has no action: give it "invalidate", "bump", "tags" or "patterns"', [], 'input');
   return used;
 }
 

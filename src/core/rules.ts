@@ -145,7 +145,9 @@ export function compileRules(mappings: MappingSpec[], options: CompileOptions = 
         return;
       }
       const derived = deriveQueryRules({ ...entry, query: entry.query }, options.parseSql);
-      for (const p of derived.problems) problems.push({ file: mapping.file, path: at(...p.path), message: p.message });
+      for (const p of derived.problems) {
+        problems.push({ file: mapping.file, path: at(...p.path), message: p.message, ...(p.severity === undefined ? {} : { severity: p.severity }) });
+      }
       for (const rule of derived.rules) compileOne(rule.spec, index, `(${rule.alias})`);
     });
 

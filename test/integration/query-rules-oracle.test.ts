@@ -173,6 +173,18 @@ const SHAPES: Shape[] = [
     key: ([slug]) => `named:org=${slug}`,
     write: orgsTasksWrite,
   },
+  {
+    name: 'a subquery, which is not supported: covered coarsely (coarse: pattern), never wrong',
+    schema: USERS_COMMENTS,
+    query: 'SELECT c.id FROM comments c WHERE c.user_id IN (SELECT u.id FROM users u WHERE u.email = $1) AND c.likes >= 2 ORDER BY c.id',
+    rule: `  - query: "SELECT c.id FROM comments c WHERE c.user_id IN (SELECT u.id FROM users u WHERE u.email = $1) AND c.likes >= 2 ORDER BY c.id"
+    params: [email]
+    invalidate: ["liked:email={email}"]
+    coarse: pattern`,
+    tuples: EMAILS.map((e) => [e]),
+    key: ([email]) => `liked:email=${email}`,
+    write: usersCommentsWrite,
+  },
 ];
 
 const results: Array<Record<string, unknown>> = [];

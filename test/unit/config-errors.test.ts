@@ -233,6 +233,8 @@ const cases: Case[] = [
   },
   { name: 'query with an unqualified column in a join', files: { [M]: query('SELECT c.id FROM comments c JOIN users u ON u.id = c.user_id WHERE name = $1') }, errors: [[M, 2, 12, 'rules[0].query', 'column "name" is not qualified']] },
   { name: 'query on tables not joined', files: { [M]: query('SELECT c.id FROM comments c, users u WHERE u.id = $1') }, errors: [[M, 2, 12, 'rules[0].query', 'u is not joined to c by an equality between columns']] },
+  { name: 'coarse on a table rule', files: { [M]: rule('    coarse: pattern\n    invalidate: ["user:{id}"]\n') }, errors: [[M, 3, 13, 'rules[0].coarse', '"coarse" belongs to a query rule']] },
+  { name: 'coarse not pattern or a tag', files: { [M]: query('SELECT id FROM users WHERE id = $1', '    coarse: scan\n') }, errors: [[M, 5, 13, 'rules[0].coarse', '']] },
   { name: 'query joined with USING', files: { [M]: query('SELECT c.id FROM comments c JOIN users u USING (id) WHERE u.id = $1') }, errors: [[M, 2, 12, 'rules[0].query', 'JOIN ... USING is not supported']] },
   {
     name: 'schema and template problems in one file keep their rule index',

@@ -147,3 +147,58 @@ describe('query rules in the compiler and explain --rule', () => {
     expect(explainRules(rules, 'x.yaml#rules[9]')).toEqual({ ok: false, error: '--rule x.yaml#rules[9] matches no rule (rules: m.yaml#rules[0], m.yaml#rules[1]; or a mapping file, or all)' });
   });
 });
+
+describe('coarse: a query of an unsupported shape, covered anyway', () => {
+  it('refuses it without coarse, and says coarse would cover it', () => {
+    const out = deriveQueryRules({ query: 'SELECT id FROM posts WHERE author_id IN (SELECT id FROM users WHERE name = $1)', params: ['name'], invalidate: ['posts:{name}'] }, parseSql);
+    expect(out.rules).toEqual([]);
+    expect(out.problems).toEqual([{ path: ['query'], message: expect.stringContaining('subqueries are not supported') }]);
+    expect(out.problems[0]!.message).toContain('or set "coarse: pattern" to cover it coarsely');
+  });
+
+  it('coarse: pattern: every table it mentions (subqueries and CTEs too, not the CTE names) deletes every key, a parameter matching anything', () => {
+    const out = deriveQueryRules(
+      {
+        query: 'WITH recent AS (SELECT * FROM public.comments WHERE likes > 3) SELECT p.id FROM posts p WHERE p.author_id IN (SELECT r.user_id FROM recent r JOIN users u ON u.id = r.user_id WHERE u.name = $1)',
+        params: ['name'],
+        invalidate: ['posts[by]:{name}:*'],
+        bump: ['posts:version'],
+        coarse: 'pattern',
+      },
+      parseSql,
+    );
+    expect(out.rules.map((r) => r.spec)).toEqual(
+      ['public.comments', 'public.posts', 'public.users'].map((table) => ({ table, patterns: ['posts\\[by\\]:*:\\*'], bump: ['posts:version'] })),
+    );
+    expect(out.problems).toEqual([
+      {
+        path: ['query'],
+        severity: 'warning',
+        message: expect.stringMatching(/^WITH \(common table expressions\) is not supported.*Covered coarsely: any change to public\.comments, public\.posts, public\.users deletes every key of this rule \(pattern "posts\\\[by\\\]:\*:\\\*": a SCAN of the keyspace each time\)$/),
+      },
+    ]);
+  });
+
+  it('coarse with a tag: the tag the application registers the keys under, no SCAN', () => {
+    const out = deriveQueryRules(
+      { query: 'SELECT c.id FROM comments c JOIN users u ON u.id = c.user_id WHERE u.name = $1 AND c.kind = $2', params: ['name', 'kind'], invalidate: ['k:{name}:{kind}'], coarse: { tag: 'comments-by-author' } },
+      parseSql,
+    );
+    expect(out.rules.map((r) => r.spec)).toEqual([
+      { table: 'public.comments', tags: ['comments-by-author'] },
+      { table: 'public.users', tags: ['comments-by-author'] },
+    ]);
+    expect(out.problems[0]).toMatchObject({ severity: 'warning', message: expect.stringContaining('(tag "comments-by-author")') });
+  });
+
+  it('a version bump keyed by a parameter cannot be covered coarsely', () => {
+    const out = deriveQueryRules({ query: 'SELECT id FROM posts WHERE id > $1', params: ['after'], bump: ['posts:after:{after}'], coarse: 'pattern' }, parseSql);
+    expect(out.rules).toEqual([]);
+    expect(out.problems).toEqual([{ path: ['bump', 0], message: expect.stringContaining('names a parameter: a coarse rule cannot name it') }]);
+  });
+
+  it('mistakes in the rule itself stay errors, coarse or not', () => {
+    const out = deriveQueryRules({ query: 'SELECT id FROM posts WHERE id = $1', params: ['id'], invalidate: ['post:{ident}'], coarse: 'pattern' }, parseSql);
+    expect(out.problems).toEqual([{ path: ['invalidate', 0], message: expect.stringContaining('is not a parameter of the query') }]);
+  });
+});
