@@ -10,6 +10,7 @@
 // so its lookup finds the parameters the result had before (and its own image gives its old and new
 // values). That holds for a path; with parameters on two tables a transaction can change rows on both
 // branches, and no lookup after the commit can see the result as it was. Such queries are refused.
+import { numberNamedPlaceholders } from '../lib/sql-lexer.js';
 import { escapeGlob } from './glob.js';
 import type { LookupSpec, RuleSpec } from './rule-spec.js';
 import { parseTemplate, TemplateSyntaxError } from './template.js';
@@ -128,9 +129,14 @@ export function deriveQueryRules(spec: QueryRuleSpec, parse: ParseSql): DerivedR
 
 /** The checks every query rule passes, supported shape or not: it parses, is one SELECT, its parameters and keys fit. */
 function readInput(spec: QueryRuleSpec, parse: ParseSql): QueryInput {
+  // `:name` placeholders, as ORMs write them, become $1..$n; their names are the parameters'.
+  const numbered = numberNamedPlaceholders(spec.query);
+  if (numbered !== null && spec.params !== undefined) {
+    throw new Refused(`the query names its parameters (:${numbered.names.join(', :')}): leave "params" out`, ['params'], 'input');
+  }
   let tree: unknown;
   try {
-    tree = parse(spec.query);
+    tree = parse(numbered?.sql ?? spec.query);
   } catch (err) {
     throw new Refused(`the query does not parse: ${err instanceof Error ? err.message : String(err)}`, ['query'], 'input');
   }
@@ -139,7 +145,7 @@ function readInput(spec: QueryRuleSpec, parse: ParseSql): QueryInput {
   const select = stmts[0]!.stmt?.['SelectStmt'] as Node | undefined;
   if (select === undefined) throw new Refused('the query must be a SELECT', ['query'], 'input');
   if (select['intoClause'] !== undefined) throw new Refused('SELECT INTO is not a cached read', ['query'], 'input');
-  const paramNames = checkParams(spec, select);
+  const paramNames = checkParams(numbered?.names ?? spec.params ?? [], select);
   const keyParams = keyParameters(spec, paramNames);
   return { tree, select, paramNames, keyParams };
 }
@@ -703,7 +709,7 @@ function describe(node: Node): string {
 
 // --- parameters and keys ---
 
-function checkParams(spec: QueryRuleSpec, select: Node): string[] {
+function checkParams(names: readonly string[], select: Node): string[] {
   const numbers = new Set<number>();
   const visit = (value: unknown): void => {
     if (Array.isArray(value)) return value.forEach(visit);
@@ -714,7 +720,6 @@ function checkParams(spec: QueryRuleSpec, select: Node): string[] {
   };
   visit(select);
   const highest = Math.max(0, ...numbers);
-  const names = spec.params ?? [];
   if (names.length !== highest) {
     throw new Refused(
       `the query uses ${highest === 0 ? 'no parameter' : `$1..$${highest}`} but params names ${names.length}: give each ` +
@@ -729,7 +734,7 @@ function checkParams(spec: QueryRuleSpec, select: Node): string[] {
   names.forEach((name, i) => {
     if (names.indexOf(name) !== i) throw new Refused(`parameter name "${name}" is given twice`, ['params', i], 'input');
   });
-  return names;
+  return [...names];
 }
 
 /** The parameters the key templates use, checked to be parameter names. */

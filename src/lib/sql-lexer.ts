@@ -13,8 +13,17 @@ export interface Placeholder {
   end: number;
 }
 
+/** A `:name` placeholder, as ORMs and query builders write them (never part of a `::type` cast). */
+export interface NamedPlaceholder {
+  name: string;
+  start: number;
+  end: number;
+}
+
 export interface SqlScan {
   placeholders: Placeholder[];
+  /** `:name` outside literals and comments; PostgreSQL itself has none: see numberNamedPlaceholders. */
+  named: NamedPlaceholder[];
   /** Offsets of every `;` outside literals and comments. */
   semicolons: number[];
   /**
@@ -45,6 +54,7 @@ const isTagCont = (c: string) => isIdentStart(c) || isDigit(c);
 export function scanSql(sql: string, options: ScanOptions = {}): SqlScan {
   const scs = options.standardConformingStrings ?? true;
   const placeholders: Placeholder[] = [];
+  const named: NamedPlaceholder[] = [];
   const semicolons: number[] = [];
   let end = 0;
   let problem: string | null = null;
@@ -129,6 +139,14 @@ export function scanSql(sql: string, options: ScanOptions = {}): SqlScan {
         // A lone `$`: not a token the server accepts here; it will say so.
         i++;
       }
+    } else if (c === ':' && next === ':') {
+      // A cast: `x::text`.
+      i += 2;
+    } else if (c === ':' && next !== undefined && isIdentStart(next)) {
+      let j = i + 2;
+      while (j < n && isTagCont(sql[j]!)) j++;
+      named.push({ name: sql.slice(i + 1, j), start: i, end: j });
+      i = j;
     } else if (isIdentStart(c)) {
       let j = i + 1;
       while (j < n && isIdentCont(sql[j]!)) j++;
@@ -149,5 +167,25 @@ export function scanSql(sql: string, options: ScanOptions = {}): SqlScan {
     }
     end = i;
   }
-  return { placeholders, semicolons, end, problem };
+  return { placeholders, named, semicolons, end, problem };
+}
+
+/**
+ * A statement written with `:name` placeholders as PostgreSQL takes it: `$1`, `$2`... in order of each
+ * name's first use (a name used twice is one parameter), and the names in that order. A statement that
+ * has `$n` placeholders is left alone (a `:x` in it is something else, an array slice say).
+ */
+export function numberNamedPlaceholders(sql: string): { sql: string; names: string[] } | null {
+  const scan = scanSql(sql);
+  if (scan.named.length === 0 || scan.placeholders.length > 0) return null;
+  const names: string[] = [];
+  let out = '';
+  let at = 0;
+  for (const p of scan.named) {
+    let index = names.indexOf(p.name);
+    if (index < 0) index = names.push(p.name) - 1;
+    out += `${sql.slice(at, p.start)}$${index + 1}`;
+    at = p.end;
+  }
+  return { sql: out + sql.slice(at), names };
 }

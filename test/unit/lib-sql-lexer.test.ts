@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { scanSql } from '../../src/lib/sql-lexer.js';
+import { numberNamedPlaceholders, scanSql } from '../../src/lib/sql-lexer.js';
 
 /** The placeholders the scan finds, as `$n@offset`. */
 const found = (sql: string, standardConformingStrings = true) =>
@@ -74,5 +74,17 @@ describe('scanSql: problems', () => {
     ['SELECT $1_', /runs into a name/],
   ])('%j', (sql, message) => {
     expect(scanSql(sql).problem).toMatch(message);
+  });
+});
+
+describe(':name placeholders', () => {
+  it('are numbered in order of first use; casts, literals, comments and $n statements are left alone', () => {
+    expect(numberNamedPlaceholders("SELECT a::text, ':x', \"b:y\" /* :z */ FROM t WHERE n = :name AND e = :email OR n2 = :name -- :w")).toEqual({
+      sql: "SELECT a::text, ':x', \"b:y\" /* :z */ FROM t WHERE n = $1 AND e = $2 OR n2 = $1 -- :w",
+      names: ['name', 'email'],
+    });
+    expect(numberNamedPlaceholders('SELECT arr[1:n] FROM t WHERE id = $1')).toBeNull();
+    expect(numberNamedPlaceholders('SELECT 1 FROM t WHERE f(a := 1)')).toBeNull();
+    expect(numberNamedPlaceholders('SELECT id FROM t')).toBeNull();
   });
 });

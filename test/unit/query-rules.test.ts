@@ -93,6 +93,14 @@ describe('rules derived from a query', () => {
     expect(out.rules[1]!.spec.lookup!['query']!.sql).toBe('SELECT DISTINCT a.email AS email FROM public.users AS a WHERE a.id = $1');
   });
 
+  it(':name placeholders, as ORMs write them, name the parameters themselves', () => {
+    const rules = derive({ query: 'SELECT c.id FROM comments c JOIN users u ON u.id = c.user_id WHERE u.name = :name AND u.email = :email', invalidate: ['k:{name}:{email}'] });
+    expect(rules['u']).toMatchObject({ invalidate: ['k:{name}:{email}'] });
+    expect(rules['c']!.lookup!['query']!.sql).toBe('SELECT DISTINCT u.name AS name, u.email AS email FROM public.users AS u WHERE u.id = $1');
+    const both = deriveQueryRules({ query: 'SELECT id FROM users WHERE id = :id', params: ['id'], invalidate: ['k:{id}'] }, parseSql);
+    expect(both.problems).toEqual([{ path: ['params'], message: 'the query names its parameters (:id): leave "params" out' }]);
+  });
+
   it('a condition on parameters outside the key, or on one table, narrows nothing it must not', () => {
     const rules = derive({ query: 'SELECT c.id FROM comments c WHERE c.user_id = $1 AND c.likes > $2 LIMIT $3', params: ['user', 'min', 'n'], invalidate: ['c:{user}'] });
     expect(rules['c']).toMatchObject({ invalidate: ['c:{user_id}'], when: { changed: ['id', 'likes', 'user_id'] } });
