@@ -2,7 +2,8 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { lostChangesOperations } from '../core/recovery.js';
 import { compileRules, type MappingSpec, type RuleSet } from '../core/rules.js';
-import { loadSqlParser } from '../lib/sql-parser.js';
+import { queryText } from '../core/query-rules.js';
+import { loadSqlParser, type ParseSql } from '../lib/sql-parser.js';
 import { ConfigError, type FileProblem } from '../errors.js';
 import { configSchema, mappingFileSchema, ruleSchema, type Config, type Rule } from './schema.js';
 import { substituteEnv, type Env } from './substitute-env.js';
@@ -60,8 +61,17 @@ export async function loadConfig(configPath: string, env: Env): Promise<LoadedCo
   if (mappingsUsable) mappings = await loadMappings(document, path.dirname(configFile), mappingsValue);
   problems.push(...mappings.problems);
 
-  const hasQueries = mappings.specs.some((spec) => spec.rules.some((rule) => rule?.query !== undefined));
-  const compiled = compileRules(mappings.specs, { parseSql: hasQueries ? await loadSqlParser() : undefined });
+  // Query rules: PostgreSQL's parser runs once, in a child process, for all of them.
+  const queries = mappings.specs.flatMap((spec) => spec.rules.flatMap((rule) => (rule?.query === undefined ? [] : [queryText(rule.query)])));
+  let parseSql: ParseSql | undefined;
+  if (queries.length > 0) {
+    try {
+      parseSql = await loadSqlParser(queries);
+    } catch (err) {
+      problems.push(document.problem(['mappings'], `query rules need PostgreSQL's parser, which did not run: ${err instanceof Error ? err.message : String(err)}`));
+    }
+  }
+  const compiled = compileRules(mappings.specs, { parseSql });
   for (const problem of compiled.problems) {
     const doc = mappings.documents.get(problem.file);
     if (doc !== undefined) {

@@ -127,6 +127,11 @@ export function deriveQueryRules(spec: QueryRuleSpec, parse: ParseSql): DerivedR
   }
 }
 
+/** The text of a query rule's SQL that is parsed: `:name` placeholders numbered. */
+export function queryText(query: string): string {
+  return numberNamedPlaceholders(query)?.sql ?? query;
+}
+
 /** The checks every query rule passes, supported shape or not: it parses, is one SELECT, its parameters and keys fit. */
 function readInput(spec: QueryRuleSpec, parse: ParseSql): QueryInput {
   // `:name` placeholders, as ORMs write them, become $1..$n; their names are the parameters'.
