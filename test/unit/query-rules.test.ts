@@ -210,3 +210,14 @@ describe('coarse: a query of an unsupported shape, covered anyway', () => {
     expect(out.problems).toEqual([{ path: ['invalidate', 0], message: expect.stringContaining('is not a parameter of the query') }]);
   });
 });
+
+describe('the parser stays out of the worker process', () => {
+  it('loading a config with query rules adds no WebAssembly memory here (libpg_query runs in a child)', async () => {
+    const { loadConfig } = await import('../../src/config/load.js');
+    const before = process.memoryUsage().external;
+    const loaded = await loadConfig(new URL('../../examples/query-rules/cdc-invalidator.yaml', import.meta.url).pathname, { DATABASE_URL: 'postgres://x@127.0.0.1/app' });
+    expect(loaded.rules.tables.length).toBe(2);
+    // The parser's WebAssembly memory alone is 130 MB, and its optimisation took 550 MB more at peak.
+    expect(process.memoryUsage().external - before).toBeLessThan(32 * 1024 * 1024);
+  });
+});
