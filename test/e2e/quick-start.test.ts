@@ -80,4 +80,17 @@ describe.skipIf(servicesMissing('postgres', 'redis'))('the quick start', () => {
     expect(await pg.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = 'cdc_invalidator'")).toEqual([]);
     expect(await pg.query("SELECT 1 FROM pg_publication WHERE pubname = 'cdc_invalidator'", [], db.name)).toEqual([]);
   });
+
+  it('check passes on the worked example written as query rules, and sees their derived lookup', { timeout: 60_000 }, async () => {
+    const pg = await sharedPostgres();
+    const db = await createTestDatabase('app');
+    await pg.query(readFileSync(join(ROOT, 'examples', 'schema.sql'), 'utf8'), [], db.name);
+    const dir = mkdtempSync(join(tmpdir(), 'cdc-quick-'));
+    cpSync(join(ROOT, 'examples', 'query-rules'), dir, { recursive: true });
+    const redisServer = await sharedRedis();
+    const checked = await runCli(['check', '--config', join(dir, 'cdc-invalidator.yaml')], { DATABASE_URL: db.url, REDIS_URL: redisServer.url(), HTTP_PORT: '0' });
+    expect(checked.output.split('\n').filter((l) => /^(FAIL|fail)\b/.test(l))).toEqual([]);
+    expect(checked.code).toBe(0);
+    expect(checked.output).toContain('mappings/app.yaml#rules[2](c)');
+  });
 });
