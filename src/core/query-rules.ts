@@ -114,8 +114,7 @@ export function deriveQueryRules(spec: QueryRuleSpec, parse: ParseSql): DerivedR
   } catch (err) {
     if (!(err instanceof Refused)) throw err;
     if (spec.coarse === undefined || err.kind !== 'shape') {
-      const hint = err.kind === 'shape' ? ' (or set "coarse: pattern" to cover it coarsely: any change to its tables deletes every key of the rule)' : '';
-      return { rules: [], problems: [{ path: err.path, message: `${err.message}${hint}` }] };
+      return { rules: [], problems: [{ path: err.path, message: `${err.message}${err.kind === 'shape' ? coarseHint(spec, input) : ''}` }] };
     }
     try {
       const coarse = coarseRules(spec, input);
@@ -124,6 +123,17 @@ export function deriveQueryRules(spec: QueryRuleSpec, parse: ParseSql): DerivedR
       if (inner instanceof Refused) return { rules: [], problems: [{ path: inner.path, message: inner.message }] };
       throw inner;
     }
+  }
+}
+
+/** What `coarse: pattern` would derive, as the hand-written rules it amounts to. */
+function coarseHint(spec: QueryRuleSpec, input: QueryInput): string {
+  try {
+    const { rules } = coarseRules({ ...spec, coarse: 'pattern' }, input);
+    const written = rules.map((r) => `{ ${Object.entries(r.spec).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join(', ')} }`);
+    return `. Set "coarse: pattern" to cover it coarsely (any change to the tables it mentions deletes every key of the rule), as these rules written by hand would: ${written.join('; ')}`;
+  } catch {
+    return '';
   }
 }
 
@@ -156,7 +166,7 @@ function readInput(spec: QueryRuleSpec, parse: ParseSql): QueryInput {
 }
 
 const HAND_WRITTEN =
-  'write rules by hand for it (one per table: its keys, a lookup back to the parameters\' table, and a fallback tag or version bump where a key cannot be named)';
+  'write its rules by hand (one per table: its keys, a lookup back to the parameters\' table, and a fallback tag or version bump where a key cannot be named)';
 
 function derive(spec: QueryRuleSpec, input: QueryInput): DerivedRule[] {
   const { select, paramNames, keyParams } = input;
@@ -705,6 +715,11 @@ function operatorName(e: Node): string | undefined {
 }
 
 function describe(node: Node): string {
+  const sub = node['SubLink'] as Node | undefined;
+  if (sub !== undefined) {
+    const type = sub['subLinkType'];
+    return type === 'EXISTS_SUBLINK' ? 'EXISTS (SELECT ...)' : type === 'ANY_SUBLINK' ? 'IN (SELECT ...)' : type === 'ALL_SUBLINK' ? 'ALL (SELECT ...)' : '(SELECT ...)';
+  }
   const e = node['A_Expr'] as Node | undefined;
   if (e !== undefined) return `an expression with ${operatorName(e) ?? 'an operator'}`;
   const b = node['BoolExpr'] as Node | undefined;
