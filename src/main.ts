@@ -5,6 +5,7 @@ import { SlotLostError } from './errors.js';
 import type { Logger } from './log.js';
 import { HttpServer } from './http/server.js';
 import { PostgresLookupRunner } from './lookups/lookup-runner.js';
+import { MemcachedSink } from './sinks/memcached/memcached-sink.js';
 import { RedisClusterSink } from './sinks/redis/redis-cluster-sink.js';
 import { RedisSink } from './sinks/redis/redis-sink.js';
 import { PostgresCatalog } from './sources/debezium/catalog.js';
@@ -97,9 +98,11 @@ export function buildWorker(loaded: LoadedConfig, log: Logger): Assembly {
     logger: log,
   };
   const sink: Sink =
-    config.redis.cluster !== undefined
-      ? new RedisClusterSink({ ...redis, seeds: config.redis.cluster })
-      : new RedisSink({ ...redis, url: config.redis.url ?? DEFAULT_REDIS_URL, sentinel: config.redis.sentinel });
+    config.memcached !== undefined
+      ? new MemcachedSink({ ...config.memcached, logger: log })
+      : config.redis.cluster !== undefined
+        ? new RedisClusterSink({ ...redis, seeds: config.redis.cluster })
+        : new RedisSink({ ...redis, url: config.redis.url ?? DEFAULT_REDIS_URL, sentinel: config.redis.sentinel });
   const lookups = buildLookups(config, log);
   const replicas =
     config.consistency.replicas.length === 0

@@ -81,6 +81,24 @@ export async function loadConfig(configPath: string, env: Env): Promise<LoadedCo
   if (validated.ok && validated.data.source.kind === 'debezium' && compiled.rules.hasLookups && validated.data.source.url === undefined) {
     problems.push(document.problem(['source'], 'rules with a lookup need a database to query: set source.url (a PostgreSQL connection string)'));
   }
+  if (isRecord(data) && data['memcached'] !== undefined && data['redis'] !== undefined) {
+    problems.push(document.problem(['memcached'], 'give redis or memcached, not both: the worker writes to one cache'));
+  }
+  if (validated.ok && validated.data.memcached !== undefined) {
+    for (const rule of [...compiled.rules.byTable.values()].flat()) {
+      const doc = mappings.documents.get(rule.file);
+      const sets = rule.actions.tags.length > 0 || (rule.fallback?.tags.length ?? 0) > 0;
+      const scans = rule.actions.patterns.length > 0 || (rule.fallback?.patterns.length ?? 0) > 0;
+      if (doc === undefined || (!sets && !scans)) continue;
+      const derived = rule.id.endsWith(')');
+      const where = derived ? ['rules', rule.index, 'coarse'] : ['rules', rule.index, sets ? (rule.actions.tags.length > 0 ? 'tags' : 'fallback') : rule.actions.patterns.length > 0 ? 'patterns' : 'fallback'];
+      const problem = doc.problem(
+        where,
+        `memcached has no sets and no SCAN, so ${sets ? 'tags' : 'patterns'} cannot be invalidated there: name the keys (invalidate), or bump a version key the application reads, or use Redis`,
+      );
+      if (!problems.some((p) => p.file === problem.file && p.line === problem.line && p.column === problem.column)) problems.push(problem);
+    }
+  }
   if (validated.ok && validated.data.source.kind === 'debezium' && validated.data.consistency.replicas.length > 0) {
     problems.push(
       document.problem(

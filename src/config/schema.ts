@@ -182,6 +182,29 @@ const redisSchema = z
     return { ...r, url: single ? (r.url ?? DEFAULT_REDIS_URL) : undefined, waitReplicas: r.waitReplicas ?? (single ? 0 : 1) };
   });
 
+/** `host:port` of a memcached server (a bare host means port 11211; `[v6]:port` for IPv6). */
+const memcachedServer = z
+  .string()
+  .regex(/^(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+)(:\d{1,5})?$/, 'each memcached server is host:port, e.g. 127.0.0.1:11211 (no scheme)');
+
+const memcachedSchema = z.strictObject({
+  /**
+   * The servers, as the application's memcached client lists them: a key's server is chosen by
+   * libketama's consistent hashing over these names, so both sides must list the same ones.
+   */
+  servers: z.array(memcachedServer).min(1),
+  /** Prepended to every key the worker touches. */
+  keyPrefix: z.string().default(''),
+  /**
+   * delete: `md` removes the item. mark-stale: `md I` marks it stale for staleTtlSeconds, so that one
+   * reader refills it while the others are served the stale value (the client's leases).
+   */
+  invalidation: z.enum(['delete', 'mark-stale']).default('delete'),
+  staleTtlSeconds: z.number().int().min(1).max(2_592_000).default(30),
+  /** How long a request to one server may take before the batch counts as failed and is retried. */
+  commandTimeoutMs: z.number().int().positive().default(2_000),
+});
+
 const httpSchema = z.strictObject({
   host: z.string().min(1).default('0.0.0.0'),
   /** 0 picks a free port (logged at start). */
@@ -228,6 +251,8 @@ const logSchema = z.strictObject({
 export const configSchema = z.strictObject({
   source: sourceSchema,
   redis: redisSchema.prefault({}),
+  /** The cache is memcached instead of Redis (docs/memcached.md). */
+  memcached: memcachedSchema.optional(),
   /** A mapping file or a directory of them, relative to the config file's folder. */
   mappings: z.string().min(1),
   http: httpSchema.prefault({}),
@@ -240,6 +265,7 @@ export type Config = z.infer<typeof configSchema>;
 export type PostgresSourceConfig = z.infer<typeof postgresSourceSchema>;
 export type DebeziumSourceConfig = z.infer<typeof debeziumSourceSchema>;
 export type RedisConfig = Config['redis'];
+export type MemcachedConfig = NonNullable<Config['memcached']>;
 export type HttpConfig = Config['http'];
 export type BatchConfig = Config['batch'];
 export type ConsistencyConfig = Config['consistency'];

@@ -5,6 +5,7 @@
 import { kafkaMissingReason } from './kafka-binaries.js';
 import { findPostgresBinDir } from './postgres-binaries.js';
 import { findRedisServer } from './redis-binaries.js';
+import { findMemcached } from './memcached-binaries.js';
 import { chooseBackend, currentFacts, type BackendChoice, type DockerProbe, type HarnessService } from './server-backend.js';
 
 declare module 'vitest' {
@@ -21,6 +22,7 @@ export function binariesPresent(): Record<HarnessService, boolean> {
     postgres: findPostgresBinDir() !== undefined,
     redis: findRedisServer() !== undefined,
     kafka: kafkaMissingReason() === undefined,
+    memcached: findMemcached() !== undefined,
   };
 }
 
@@ -52,4 +54,5 @@ export const IMAGES = {
   kafka: () => process.env.CDC_TEST_KAFKA_IMAGE || 'apache/kafka:3.9.1',
   kafka4: () => process.env.CDC_TEST_KAFKA4_IMAGE || 'apache/kafka:4.4.0',
   connect: () => process.env.CDC_TEST_CONNECT_IMAGE || 'quay.io/debezium/connect:3.0.8.Final',
+  memcached: () => process.env.CDC_TEST_MEMCACHED_IMAGE || 'memcached:1.6',
 };

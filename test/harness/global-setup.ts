@@ -35,7 +35,7 @@ export default async function setup(project: TestProject): Promise<void> {
   project.provide('cdcDocker', docker);
   if (!mayUseDocker) return;
   const facts = { ci: false, requested, binaries, docker: () => docker };
-  const lines = (['postgres', 'redis', 'kafka'] as const).map((service) => {
+  const lines = (['postgres', 'redis', 'kafka', 'memcached'] as const).map((service) => {
     const choice = chooseBackend(service, facts);
     return `${service}: ${choice.backend ?? `unavailable (${choice.reason})`}`;
   });

@@ -4,7 +4,7 @@
 // facts, unit-tested in server-backend.test.ts, and CI never loads or contacts Docker.
 import { isCI } from './ci.js';
 
-export type HarnessService = 'postgres' | 'redis' | 'kafka';
+export type HarnessService = 'postgres' | 'redis' | 'kafka' | 'memcached';
 export type ServerBackend = 'binaries' | 'containers';
 
 /** What a Docker probe found: an engine that answered, or why there is none. */
@@ -14,7 +14,7 @@ export interface BackendFacts {
   ci: boolean;
   /** CDC_TEST_SERVERS: 'auto' (or unset), 'binaries' or 'containers'. */
   requested: string | undefined;
-  /** Whether each service's binaries were found (postgres and initdb; redis-server; java and the Kafka jars). */
+  /** Whether each service's binaries were found (postgres and initdb; redis-server; java and the Kafka jars; memcached). */
   binaries: Record<HarnessService, boolean>;
   /** Asked only when containers may be used: never under CI, never when every binary is here. */
   docker: () => DockerProbe;

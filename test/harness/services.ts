@@ -8,6 +8,7 @@ import { isCI } from './ci.js';
 import { findPostgresBinDir, missingPostgresMessage } from './postgres-binaries.js';
 import { PostgresServer, type PostgresServerOptions } from './postgres.js';
 import { findRedisServer, missingRedisMessage } from './redis-binaries.js';
+import { missingMemcachedMessage } from './memcached-binaries.js';
 import { RedisServer } from './redis.js';
 
 /**
@@ -15,7 +16,7 @@ import { RedisServer } from './redis.js';
  * 'postgres-binaries' and 'redis-binaries': tests that need the binaries themselves (a standby from a base
  * backup, TLS files in the data dir, a Redis Cluster or Sentinel on ports of their own).
  */
-export type ServiceKind = 'postgres' | 'redis' | 'postgres-binaries' | 'redis-binaries';
+export type ServiceKind = 'postgres' | 'redis' | 'memcached' | 'postgres-binaries' | 'redis-binaries';
 
 export { isCI } from './ci.js';
 
@@ -40,6 +41,10 @@ function missingReason(kind: ServiceKind): string | undefined {
       const choice = backendFor(kind);
       if (choice.backend !== undefined) return undefined;
       return `${kind === 'postgres' ? missingPostgresMessage() : missingRedisMessage()} Containers: ${choice.reason}.`;
+    }
+    case 'memcached': {
+      const choice = backendFor('memcached');
+      return choice.backend !== undefined ? undefined : `${missingMemcachedMessage()} Containers: ${choice.reason}.`;
     }
     case 'postgres-binaries':
       if (findPostgresBinDir() === undefined) return `this test needs the PostgreSQL binaries themselves: ${missingPostgresMessage()}`;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { chooseBackend, type BackendFacts, type DockerProbe, type HarnessService } from '../harness/server-backend.js';
 
-const ALL = { postgres: true, redis: true, kafka: true };
+const ALL = { postgres: true, redis: true, kafka: true, memcached: true };
 const ANSWERS: DockerProbe = { answers: true, version: '28.2.2' };
 const SILENT: DockerProbe = { answers: false, reason: 'no Docker engine answered (connect ENOENT /var/run/docker.sock)' };
 
@@ -26,19 +26,19 @@ function choices(f: BackendFacts): Record<HarnessService, string> {
     const choice = chooseBackend(service, f);
     return choice.backend ?? `missing: ${choice.reason}`;
   };
-  return { postgres: of('postgres'), redis: of('redis'), kafka: of('kafka') };
+  return { postgres: of('postgres'), redis: of('redis'), kafka: of('kafka'), memcached: of('memcached') };
 }
 
 describe('where the test servers come from', () => {
   it('uses the binaries when every one is here, without asking Docker', () => {
     const f = facts({ docker: 'never' });
-    expect(choices(f)).toEqual({ postgres: 'binaries', redis: 'binaries', kafka: 'binaries' });
+    expect(choices(f)).toEqual({ postgres: 'binaries', redis: 'binaries', kafka: 'binaries', memcached: 'binaries' });
     expect(f.asked()).toBe(0);
   });
 
   it('under CI uses the binaries even where they are missing (their tests fail with what to install), and never asks Docker', () => {
-    const f = facts({ ci: true, binaries: { postgres: false, redis: false, kafka: false }, docker: 'never' });
-    expect(choices(f)).toEqual({ postgres: 'binaries', redis: 'binaries', kafka: 'binaries' });
+    const f = facts({ ci: true, binaries: { postgres: false, redis: false, kafka: false, memcached: false }, docker: 'never' });
+    expect(choices(f)).toEqual({ postgres: 'binaries', redis: 'binaries', kafka: 'binaries', memcached: 'binaries' });
     expect(f.asked()).toBe(0);
   });
 
@@ -49,26 +49,29 @@ describe('where the test servers come from', () => {
   });
 
   it('runs only the missing service in a container when Docker answers', () => {
-    expect(choices(facts({ binaries: { postgres: true, redis: false, kafka: true }, docker: ANSWERS }))).toEqual({
+    expect(choices(facts({ binaries: { postgres: true, redis: false, kafka: true, memcached: true }, docker: ANSWERS }))).toEqual({
       postgres: 'binaries',
       redis: 'containers',
       kafka: 'binaries',
+      memcached: 'binaries',
     });
   });
 
   it('runs Postgres in a container too when Kafka does: Connect in a container reaches Postgres only on their network', () => {
-    expect(choices(facts({ binaries: { postgres: true, redis: true, kafka: false }, docker: ANSWERS }))).toEqual({
+    expect(choices(facts({ binaries: { postgres: true, redis: true, kafka: false, memcached: true }, docker: ANSWERS }))).toEqual({
       postgres: 'containers',
       redis: 'binaries',
       kafka: 'containers',
+      memcached: 'binaries',
     });
   });
 
   it('says why a service is missing when its binaries are and Docker does not answer; the others keep their binaries', () => {
-    expect(choices(facts({ binaries: { postgres: true, redis: true, kafka: false }, docker: SILENT }))).toEqual({
+    expect(choices(facts({ binaries: { postgres: true, redis: true, kafka: false, memcached: true }, docker: SILENT }))).toEqual({
       postgres: 'binaries',
       redis: 'binaries',
       kafka: `missing: its binaries are missing and ${SILENT.reason}`,
+      memcached: 'binaries',
     });
   });
 
@@ -77,6 +80,7 @@ describe('where the test servers come from', () => {
       postgres: 'containers',
       redis: 'containers',
       kafka: 'containers',
+      memcached: 'containers',
     });
     expect(chooseBackend('redis', facts({ requested: 'containers', docker: SILENT }))).toEqual({
       backend: undefined,
@@ -85,8 +89,8 @@ describe('where the test servers come from', () => {
   });
 
   it('CDC_TEST_SERVERS=binaries never asks Docker', () => {
-    const f = facts({ requested: 'binaries', binaries: { postgres: false, redis: false, kafka: false }, docker: 'never' });
-    expect(choices(f)).toEqual({ postgres: 'binaries', redis: 'binaries', kafka: 'binaries' });
+    const f = facts({ requested: 'binaries', binaries: { postgres: false, redis: false, kafka: false, memcached: false }, docker: 'never' });
+    expect(choices(f)).toEqual({ postgres: 'binaries', redis: 'binaries', kafka: 'binaries', memcached: 'binaries' });
   });
 
   it('treats an empty CDC_TEST_SERVERS as auto and refuses an unknown one', () => {
