@@ -7,6 +7,7 @@ import { lookupChecks } from './check/lookup-checks.js';
 import { gatherRedisFacts } from './check/gather-redis.js';
 import { httpChecks, httpPortFree } from './check/http-checks.js';
 import { publicationChecks } from './check/publication-checks.js';
+import { gatherMemcachedFacts, memcachedChecks } from './check/memcached-checks.js';
 import { redisChecks } from './check/redis-checks.js';
 import { exitCode, fail, formatReport, type CheckLine } from './check/report.js';
 import { serverChecks, slotChecks } from './check/server-checks.js';
@@ -21,15 +22,15 @@ export interface CheckWanted {
 }
 
 /**
- * `check`: the online preflight. Gathers facts from the database and Redis (reads, plus one probe
- * key in Redis), turns them into one line per check, and returns the report and exit code:
+ * `check`: the online preflight. Gathers facts from the database and the cache (reads, plus one probe
+ * key in Redis; memcached is asked its version), turns them into one line per check, and returns the report and exit code:
  * 0 when nothing failed (warnings allowed), 1 otherwise.
  */
 export async function runCheck(loaded: LoadedConfig): Promise<{ text: string; exitCode: 0 | 1 }> {
   const { config, rules } = loaded;
   const source = config.source;
   if (source.kind !== 'postgres') throw new Error('check runs against a postgres source');
-  const [postgres, redis, http] = await Promise.all([
+  const [postgres, cache, http] = await Promise.all([
     gatherPostgresFacts({
       url: source.url,
       slot: source.slot,
@@ -37,13 +38,19 @@ export async function runCheck(loaded: LoadedConfig): Promise<{ text: string; ex
       tables: rules.tables,
       lookups: lookupQueries(rules),
     }).catch((err: unknown) => toError(err)),
-    gatherRedisFacts({ url: config.redis.url, cluster: config.redis.cluster, sentinel: config.redis.sentinel, keyPrefix: config.redis.keyPrefix }).catch((err: unknown) => toError(err)),
+    config.memcached !== undefined
+      ? gatherMemcachedFacts(config.memcached.servers)
+      : gatherRedisFacts({ url: config.redis.url, cluster: config.redis.cluster, sentinel: config.redis.sentinel, keyPrefix: config.redis.keyPrefix }).catch((err: unknown) => toError(err)),
     config.http.port === 0 ? null : httpPortFree(config.http.host, config.http.port),
   ]);
   const wanted = { slot: source.slot, publication: source.publication, rules, replicaIdentity: source.replicaIdentity };
   const lines = [
     ...(postgres instanceof Error ? [stopped('database', postgres)] : postgresChecks(postgres, wanted)),
-    ...(redis instanceof Error ? [stopped('redis', redis)] : redisChecks(redis, { cluster: config.redis.cluster !== undefined, waitReplicas: config.redis.waitReplicas })),
+    ...(Array.isArray(cache)
+      ? memcachedChecks(cache)
+      : cache instanceof Error
+        ? [stopped('redis', cache)]
+        : redisChecks(cache, { cluster: config.redis.cluster !== undefined, waitReplicas: config.redis.waitReplicas })),
     ...httpChecks(config.http.host, config.http.port, http),
   ];
   return { text: formatReport(lines, [...urlSecrets(source.url), ...(config.redis.cluster ?? config.redis.sentinel?.nodes ?? [config.redis.url ?? '']).flatMap(urlSecrets), ...(config.redis.sentinel?.password === undefined ? [] : [config.redis.sentinel.password])]), exitCode: exitCode(lines) };

@@ -59,6 +59,18 @@ const cases: Case[] = [
   { name: 'redis.waitReplicas negative', files: { [C]: config('redis:\n  waitReplicas: -1\n') }, errors: [[C, 6, 17, 'redis.waitReplicas', '']] },
   { name: 'redis.waitTimeoutMs zero', files: { [C]: config('redis:\n  waitTimeoutMs: 0\n') }, errors: [[C, 6, 18, 'redis.waitTimeoutMs', '']] },
   { name: 'debezium sessionTimeoutMs too short', files: { [C]: `${DEBEZIUM}  sessionTimeoutMs: 500\nmappings: mappings\n` }, errors: [[C, 5, 21, 'source.sessionTimeoutMs', '']] },
+  { name: 'redis and memcached both', files: { [C]: config('redis:\n  url: redis://a:6379\nmemcached:\n  servers: [127.0.0.1:11211]\n') }, errors: [[C, 8, 3, 'memcached', 'give redis or memcached, not both']] },
+  { name: 'memcached server with a scheme', files: { [C]: config('memcached:\n  servers: [memcache://127.0.0.1:11211]\n') }, errors: [[C, 6, 13, 'memcached.servers[0]', 'each memcached server is host:port']] },
+  { name: 'memcached without servers', files: { [C]: config('memcached:\n  keyPrefix: app\n') }, errors: [[C, 6, 3, 'memcached.servers', 'missing required key "servers"']] },
+  { name: 'memcached invalidation misspelt', files: { [C]: config('memcached:\n  servers: [127.0.0.1:11211]\n  invalidation: stale\n') }, errors: [[C, 7, 17, 'memcached.invalidation', 'expected one of delete, mark-stale']] },
+  {
+    name: 'tags and patterns for a memcached target',
+    files: { [C]: config('memcached:\n  servers: [127.0.0.1:11211]\n'), [M]: 'rules:\n  - table: users\n    tags: ["user:{id}"]\n  - table: posts\n    invalidate: ["post:{id}"]\n    fallback:\n      patterns: ["post:*"]\n' },
+    errors: [
+      [M, 3, 11, 'rules[0].tags', 'memcached has no sets and no SCAN, so tags cannot be invalidated there'],
+      [M, 7, 7, 'rules[1].fallback', 'memcached has no sets and no SCAN, so patterns cannot be invalidated there'],
+    ],
+  },
   { name: 'config with two documents', files: { [C]: config('---\nlog: {}\n') }, errors: [[C, 5, 1, '', 'holds 2 YAML documents']] },
   { name: 'config empty', files: { [C]: '# nothing yet\n' }, errors: [[C, 1, 1, '', 'config file is empty']] },
   { name: 'config root is a list', files: { [C]: '- source\n' }, errors: [[C, 1, 1, '', 'expected a map, got a list']] },

@@ -2,7 +2,8 @@ import HashRing from 'hashring';
 import { describe, expect, it } from 'vitest';
 import { KetamaRing } from '../../src/lib/memcached/ketama.js';
 import { encode, encodeKey, parseReply, replyFlag } from '../../src/lib/memcached/meta-connection.js';
-import { planOperations, splitServer } from '../../src/sinks/memcached/memcached-sink.js';
+import { splitServer } from '../../src/lib/memcached/servers.js';
+import { planOperations } from '../../src/sinks/memcached/memcached-sink.js';
 
 /** Replies as memcached 1.6.18 wrote them to the commands beside them (recorded with `nc`). */
 const RECORDED: Array<[command: string, reply: string]> = [

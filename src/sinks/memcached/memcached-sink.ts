@@ -2,6 +2,7 @@ import type { KeyOperation } from '../../core/change.js';
 import { parseLsn } from '../../core/lsn.js';
 import { appliedKey } from '../../lib/cache-keys.js';
 import { KetamaRing } from '../../lib/memcached/ketama.js';
+import { splitServer } from '../../lib/memcached/servers.js';
 import { encodeKey, MetaConnection, replyFlag, type MetaCommand, type MetaReply } from '../../lib/memcached/meta-connection.js';
 import { SinkUnavailableError, toError } from '../../errors.js';
 import type { Logger } from '../../log.js';
@@ -234,13 +235,3 @@ export function planOperations(operations: readonly KeyOperation[], keyPrefix: s
   }
   return { deletes: [...deletes], bumpTo: [...bumpTo].map(([key, version]) => [key, version.toString()]), increments: [...increments] };
 }
-
-/** `host:port` (a bare host means 11211; `[v6]:port` for IPv6). */
-export function splitServer(server: string): { host: string; port: number } {
-  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(server);
-  if (v6 !== null) return { host: v6[1]!, port: v6[2] === undefined ? 11211 : Number(v6[2]) };
-  const at = server.lastIndexOf(':');
-  if (at < 0) return { host: server, port: 11211 };
-  return { host: server.slice(0, at), port: Number(server.slice(at + 1)) };
-}
-
