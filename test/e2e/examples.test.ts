@@ -72,6 +72,12 @@ describe('example config and mappings', () => {
     expect(result.code).toBe(0);
   });
 
+  it('validate succeeds on the memcached example (examples/memcached/)', async () => {
+    const result = await cli(['validate', '--config', 'examples/memcached/cdc-invalidator.yaml']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+  });
+
   it('validate succeeds on the query-rule example (examples/query-rules/)', async () => {
     const result = await cli(['validate', '--config', 'examples/query-rules/cdc-invalidator.yaml']);
     expect(result.stderr).toBe('');
