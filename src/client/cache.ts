@@ -299,7 +299,8 @@ export function createCache(redis: Redis | Cluster, options: CacheOptions = {}):
     async waitForCommit(lsn, waitOptions) {
       const target = commitLsn(lsn);
       const timeoutMs = commitTimeoutMs(waitOptions);
-      const reached = await waitForApplied({ redis, key: appliedKey(keyPrefix), operationTimeoutMs, report }, target, timeoutMs);
+      const key = appliedKey(keyPrefix);
+      const reached = await waitForApplied({ read: () => redis.get(key), key, operationTimeoutMs, report }, target, timeoutMs);
       // The worker's notification of the same commit may still be on its way to this process's
       // subscriber: empty the L1 so the reads that follow go to Redis, which has the deletions.
       if (reached) l1?.clear();

@@ -1,4 +1,3 @@
-import type { Cluster, Redis } from 'ioredis';
 import { parseLsn, type Lsn } from '../core/lsn.js';
 import { CacheTimeoutError } from './errors.js';
 import type { CacheErrorPhase } from './options.js';
@@ -36,8 +35,9 @@ export function commitTimeoutMs(options: WaitForCommitOptions | undefined): numb
 }
 
 export interface AppliedReader {
-  redis: Redis | Cluster;
-  /** `<keyPrefix>cdc-invalidator:applied` */
+  /** Reads the stored position (`<keyPrefix>cdc-invalidator:applied`): its text, or null when absent. */
+  read: () => Promise<string | null>;
+  /** The key, for messages. */
   key: string;
   operationTimeoutMs: number;
   report: (err: unknown, during: CacheErrorPhase) => void;
@@ -64,7 +64,7 @@ export async function waitForApplied(reader: AppliedReader, target: Lsn, timeout
     const limitMs = first ? reader.operationTimeoutMs : Math.max(1, Math.min(reader.operationTimeoutMs, deadline - Date.now()));
     first = false;
     try {
-      const stored = await withTimeout(reader.redis.get(reader.key), limitMs, 'GET');
+      const stored = await withTimeout(reader.read(), limitMs, 'GET');
       if (stored !== null) {
         let applied: Lsn | undefined;
         try {

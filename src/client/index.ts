@@ -5,6 +5,7 @@
  * notifications, and read-your-writes through the worker's applied position.
  */
 export { createCache, NOT_FOUND_MARKER, type Cache } from './cache.js';
+export { createMemcachedCache, type MemcachedCacheOptions } from './memcached-cache.js';
 export type { CacheErrorPhase, CacheOptions, CacheStats, GetOptions } from './options.js';
 export { DEFAULT_COMMIT_TIMEOUT_MS, type WaitForCommitOptions } from './commit.js';
 export { CacheDecodeError, CacheTimeoutError, UncacheableValueError } from './errors.js';
