@@ -7,7 +7,7 @@
 //   lib/       helpers shared by several of the above (backoff, SQL quoting, Postgres access, key names)
 //   client/    the application-side library: no worker code
 //   main.ts    the one place that builds adapters and wires them to the loop
-const ADAPTERS = '^src/(sources/postgres|sources/debezium|sinks/redis|lookups|http)/';
+const ADAPTERS = '^src/(sources/postgres|sources/debezium|sinks/redis|sinks/memcached|lookups|http)/';
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
