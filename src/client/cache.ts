@@ -3,9 +3,10 @@ import type { Cluster, Redis } from 'ioredis';
 import { appliedKey, leaseKey, staleKey, tagKey } from '../lib/cache-keys.js';
 import { sameSlotName } from '../lib/cluster-slot.js';
 import { commitLsn, commitTimeoutMs, waitForApplied, type WaitForCommitOptions } from './commit.js';
-import { CacheDecodeError, UncacheableValueError } from './errors.js';
+import { UncacheableValueError } from './errors.js';
+import { decoder, fillPayload, MAX_BAD_READS, statsAndReport, UNDECODABLE } from './fill-values.js';
 import { subscribeL1, type L1Subscription } from './l1-subscription.js';
-import { cacheSettings, type CacheErrorPhase, type CacheOptions, type CacheStats, type GetOptions } from './options.js';
+import { cacheSettings, type CacheOptions, type CacheStats, type GetOptions } from './options.js';
 import { FILL, READ_OR_LEASE, REGISTER_TAG, RELEASE, runScript } from './scripts.js';
 import { withTimeout } from './timeout.js';
 import { FillWaiters, nextPollMs } from './waiters.js';
@@ -39,21 +40,7 @@ export interface Cache {
   close(): Promise<void>;
 }
 
-/**
- * The value stored for a cached "not found". It starts with a NUL byte, which neither JSON nor any
- * sensible text format produces.
- */
-export const NOT_FOUND_MARKER = Buffer.from('\u0000cdc-invalidator:not-found');
-
-/** What `decode` returns for bytes the serializer rejects. */
-const UNDECODABLE = Symbol('undecodable');
-
-/** Reads of a value that does not decode before the caller gives up on the cache for this call. */
-const MAX_BAD_READS = 3;
-
-function toError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
-}
+export { NOT_FOUND_MARKER } from './fill-values.js';
 
 export function createCache(redis: Redis | Cluster, options: CacheOptions = {}): Cache {
   if (redis.options.keyPrefix || (redis.isCluster && (redis as Cluster).options.redisOptions?.keyPrefix)) {
@@ -63,17 +50,8 @@ export function createCache(redis: Redis | Cluster, options: CacheOptions = {}):
   }
   const settings = cacheSettings(options);
   const { keyPrefix, leasePrefix, leaseTtlMs, leaseSeconds, serializer, staleTtlMs, stalePrefix, operationTimeoutMs } = settings;
-  const onError = options.onError ?? (() => undefined);
-
-  const stats: CacheStats = { hits: 0, l1Hits: 0, leases: 0, fills: 0, fillsRefused: 0, waits: 0, staleServed: 0, uncachedLoads: 0, errors: 0 };
-  const report = (err: unknown, during: CacheErrorPhase) => {
-    stats.errors++;
-    try {
-      onError(toError(err), during);
-    } catch {
-      // a throwing error hook must not break the caller
-    }
-  };
+  const { stats, report } = statsAndReport(options.onError);
+  const decode = decoder(serializer, report);
 
   // Lease tokens: unique across processes (random) and within one (counter).
   const tokenBase = randomBytes(9).toString('base64url');
@@ -96,16 +74,6 @@ export function createCache(redis: Redis | Cluster, options: CacheOptions = {}):
   }
   const ttlMsOf = (seconds: number) => Math.max(1, Math.round(seconds * 1000 * (1 - settings.jitter * Math.random())));
   const command = <T>(promise: Promise<T>, name: string) => withTimeout(promise, operationTimeoutMs, name);
-
-  function decode(full: string, data: Buffer): unknown {
-    if (data.equals(NOT_FOUND_MARKER)) return undefined;
-    try {
-      return serializer.deserialize(data);
-    } catch (err) {
-      report(new CacheDecodeError(full, err), 'decode');
-      return UNDECODABLE;
-    }
-  }
 
   async function release(lease: string, token: string): Promise<void> {
     try {
@@ -253,17 +221,10 @@ export function createCache(redis: Redis | Cluster, options: CacheOptions = {}):
       await release(keys[1]!, token);
       return value;
     }
-    let payload: unknown;
-    try {
-      payload = notFound ? NOT_FOUND_MARKER : serializer.serialize(value);
-    } catch (err) {
-      payload = new UncacheableValueError(full, `the serializer threw: ${toError(err).message}`, err);
-    }
-    if (typeof payload !== 'string' && !Buffer.isBuffer(payload)) {
-      // Not representable (JSON of a function, or of an object whose toJSON() returns undefined): the
-      // caller still gets it, nothing is stored, and nobody waits on the lease.
-      const detail = `the serializer returned ${payload === null ? 'null' : typeof payload}, not a string or Buffer`;
-      report(payload instanceof UncacheableValueError ? payload : new UncacheableValueError(full, detail), 'fill');
+    const payload = fillPayload(full, value, serializer);
+    if (payload instanceof UncacheableValueError) {
+      // Not representable: the caller still gets it, nothing is stored, and nobody waits on the lease.
+      report(payload, 'fill');
       await release(keys[1]!, token);
       return value;
     }

@@ -12,10 +12,10 @@ import { KetamaRing } from '../lib/memcached/ketama.js';
 import { encodeKey, MetaConnection, replyFlag, type MetaCommand, type MetaReply } from '../lib/memcached/meta-connection.js';
 import { splitServer } from '../lib/memcached/servers.js';
 import type { Cache } from './cache.js';
-import { NOT_FOUND_MARKER } from './cache.js';
 import { commitLsn, commitTimeoutMs, waitForApplied } from './commit.js';
-import { CacheDecodeError, CacheTimeoutError, UncacheableValueError } from './errors.js';
-import { cacheSettings, type CacheErrorPhase, type CacheOptions, type CacheStats, type GetOptions } from './options.js';
+import { CacheTimeoutError, UncacheableValueError } from './errors.js';
+import { decoder, fillPayload, MAX_BAD_READS, statsAndReport, UNDECODABLE } from './fill-values.js';
+import { cacheSettings, type CacheOptions, type GetOptions } from './options.js';
 import { FillWaiters, nextPollMs } from './waiters.js';
 
 export interface MemcachedCacheOptions extends Omit<CacheOptions, 'l1' | 'leasePrefix' | 'keepStale'> {
@@ -26,12 +26,6 @@ export interface MemcachedCacheOptions extends Omit<CacheOptions, 'l1' | 'leaseP
   keepStale?: boolean;
 }
 
-const UNDECODABLE = Symbol('undecodable');
-const MAX_BAD_READS = 3;
-
-function toError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
-}
 
 /**
  * A cache on memcached servers, listed as the worker's `memcached.servers` lists them (keys are placed
@@ -45,21 +39,13 @@ export function createMemcachedCache(servers: readonly string[], options: Memcac
   const { keepStale, ...rest } = options;
   const settings = cacheSettings(rest);
   const { keyPrefix, serializer, operationTimeoutMs } = settings;
-  const onError = options.onError ?? (() => undefined);
   const leaseSeconds = Math.max(1, Math.ceil(settings.leaseTtlMs / 1000));
   const ring = new KetamaRing(servers);
   const connections = servers.map((server) => new MetaConnection({ ...splitServer(server), timeoutMs: operationTimeoutMs }));
   const waiters = new FillWaiters();
 
-  const stats: CacheStats = { hits: 0, l1Hits: 0, leases: 0, fills: 0, fillsRefused: 0, waits: 0, staleServed: 0, uncachedLoads: 0, errors: 0 };
-  const report = (err: unknown, during: CacheErrorPhase) => {
-    stats.errors++;
-    try {
-      onError(toError(err), during);
-    } catch {
-      // a throwing error hook must not break the caller
-    }
-  };
+  const { stats, report } = statsAndReport(options.onError);
+  const decode = decoder(serializer, report);
   const fullKey = (key: string) => keyPrefix + key;
   const connectionFor = (full: string) => connections[ring.indexFor(full)]!;
   const ttlSecondsOf = (seconds: number) => Math.max(1, Math.round(seconds * (1 - settings.jitter * Math.random())));
@@ -73,16 +59,6 @@ export function createMemcachedCache(servers: readonly string[], options: Memcac
       // The connection gives up after operationTimeoutMs, as Redis commands do.
       if (err instanceof Error && /did not answer within/.test(err.message)) throw new CacheTimeoutError(name, operationTimeoutMs);
       throw err;
-    }
-  }
-
-  function decode(full: string, data: Buffer): unknown {
-    if (data.equals(NOT_FOUND_MARKER)) return undefined;
-    try {
-      return serializer.deserialize(data);
-    } catch (err) {
-      report(new CacheDecodeError(full, err), 'decode');
-      return UNDECODABLE;
     }
   }
 
@@ -175,15 +151,9 @@ export function createMemcachedCache(servers: readonly string[], options: Memcac
       await release(full, cas);
       return value;
     }
-    let payload: unknown;
-    try {
-      payload = notFound ? NOT_FOUND_MARKER : serializer.serialize(value);
-    } catch (err) {
-      payload = new UncacheableValueError(full, `the serializer threw: ${toError(err).message}`, err);
-    }
-    if (typeof payload !== 'string' && !Buffer.isBuffer(payload)) {
-      const detail = `the serializer returned ${payload === null ? 'null' : typeof payload}, not a string or Buffer`;
-      report(payload instanceof UncacheableValueError ? payload : new UncacheableValueError(full, detail), 'fill');
+    const payload = fillPayload(full, value, serializer);
+    if (payload instanceof UncacheableValueError) {
+      report(payload, 'fill');
       await release(full, cas);
       return value;
     }

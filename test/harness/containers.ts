@@ -15,7 +15,7 @@ import {
   type WaitStrategy,
 } from 'testcontainers';
 import { addresses } from './container-addresses.js';
-import type { ExitStatus, RunningServer } from './server-process.js';
+import { waitExitOrKill, type ExitStatus, type RunningServer } from './server-process.js';
 
 export interface ContainerSpec {
   image: string;
@@ -235,18 +235,7 @@ export class ContainerRun implements RunningServer {
   }
 
   async waitExit(timeoutMs: number): Promise<ExitStatus> {
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), timeoutMs);
-    });
-    try {
-      const first = await Promise.race([this.exited, timedOut]);
-      if (first !== 'timeout') return first;
-      await this.signal('SIGKILL');
-      return await this.exited;
-    } finally {
-      clearTimeout(timer);
-    }
+    return await waitExitOrKill(this, timeoutMs);
   }
 }
 

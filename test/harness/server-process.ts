@@ -205,18 +205,23 @@ export class ServerProcess implements RunningServer {
 
   /** Waits for the process to exit; SIGKILLs it when it has not after `timeoutMs`. */
   async waitExit(timeoutMs: number): Promise<ExitStatus> {
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), timeoutMs);
-    });
-    try {
-      const first = await Promise.race([this.exited, timedOut]);
-      if (first !== 'timeout') return first;
-      this.signal('SIGKILL');
-      return await this.exited;
-    } finally {
-      clearTimeout(timer);
-    }
+    return await waitExitOrKill(this, timeoutMs);
+  }
+}
+
+/** Waits for a server's exit; SIGKILLs it when it has not exited after `timeoutMs`. */
+export async function waitExitOrKill(server: Pick<RunningServer, 'exited' | 'signal'>, timeoutMs: number): Promise<ExitStatus> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+  });
+  try {
+    const first = await Promise.race([server.exited, timedOut]);
+    if (first !== 'timeout') return first;
+    await server.signal('SIGKILL');
+    return await server.exited;
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -1,6 +1,7 @@
 import type { KeyOperation } from '../../core/change.js';
 import { parseLsn } from '../../core/lsn.js';
 import { appliedKey } from '../../lib/cache-keys.js';
+import { planKeyOperations, type KeyPlan } from '../../lib/key-operations.js';
 import { KetamaRing } from '../../lib/memcached/ketama.js';
 import { splitServer } from '../../lib/memcached/servers.js';
 import { encodeKey, MetaConnection, replyFlag, type MetaCommand, type MetaReply } from '../../lib/memcached/meta-connection.js';
@@ -201,37 +202,10 @@ function comparePositions(a: string, b: string): number {
   return x < y ? -1 : x > y ? 1 : 0;
 }
 
-interface MemcachedPlan {
-  deletes: string[];
-  bumpTo: [key: string, version: string][];
-  increments: string[];
-}
-
-/** What one batch asks of memcached, with the key prefix applied and duplicates removed. */
-export function planOperations(operations: readonly KeyOperation[], keyPrefix: string): MemcachedPlan {
-  const deletes = new Set<string>();
-  const bumpTo = new Map<string, bigint>();
-  const increments = new Set<string>();
-  for (const op of operations) {
-    switch (op.action) {
-      case 'delete':
-        deletes.add(keyPrefix + op.key);
-        break;
-      case 'bump': {
-        const key = keyPrefix + op.key;
-        if (op.version === null) {
-          increments.add(key);
-        } else {
-          const current = bumpTo.get(key);
-          if (current === undefined || op.version > current) bumpTo.set(key, op.version);
-        }
-        break;
-      }
-      case 'tag':
-      case 'pattern':
-        // validate refuses such rules for a memcached target: reaching here is a bug, never a silent skip.
-        throw new Error(`memcached cannot act on ${op.action === 'tag' ? `tag "${op.tag}"` : `pattern "${op.pattern}"`}: it has no sets and no SCAN`);
-    }
-  }
-  return { deletes: [...deletes], bumpTo: [...bumpTo].map(([key, version]) => [key, version.toString()]), increments: [...increments] };
+/** What one batch asks of memcached: tags and patterns it cannot do, and validate refuses them first. */
+export function planOperations(operations: readonly KeyOperation[], keyPrefix: string): KeyPlan {
+  return planKeyOperations(operations, keyPrefix, (op) => {
+    // Reaching here is a bug, never a silent skip.
+    throw new Error(`memcached cannot act on ${op.action === 'tag' ? `tag "${op.tag}"` : `pattern "${op.pattern}"`}: it has no sets and no SCAN`);
+  });
 }
