@@ -16,6 +16,8 @@ export interface SinkBatch {
 }
 
 export interface Sink {
+  /** What it writes to, for logs and /readyz: `redis` (the default) or `memcached`. */
+  readonly kind?: 'redis' | 'memcached';
   /** Where it writes, for logs: `host:port`, a cluster's seeds, a Sentinel set; never a password. */
   readonly target?: string;
   connect(): Promise<void>;

@@ -75,7 +75,7 @@ export class Health implements GaugeReadings, HealthReport {
     if (state !== 'running') reasons.push(`worker is ${state}`);
     if (role?.role === 'standby') reasons.push('standby: another worker streams the slot');
     else if (!source.connected) reasons.push('replication stream not connected');
-    if (!this.observed.sink.isConnected()) reasons.push('redis not connected');
+    if (!this.observed.sink.isConnected()) reasons.push(`${this.observed.sink.kind ?? 'redis'} not connected`);
     const lag = this.lagSeconds();
     if (lag > this.options.readyMaxLagSeconds) {
       reasons.push(`lag ${lag.toFixed(1)} s is over ${this.options.readyMaxLagSeconds} s`);

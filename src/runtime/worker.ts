@@ -54,6 +54,11 @@ export class Worker<P = unknown> {
   private resolveDone!: () => void;
   private readonly replicaStage: ReplicaStage<P> | null;
 
+  /** The cache's name in log lines (`redis apply failed; retrying`, with `redis: <target>`). */
+  get #cache(): 'redis' | 'memcached' {
+    return this.options.sink.kind ?? 'redis';
+  }
+
   constructor(private readonly options: WorkerOptions<P>) {
     this.log = options.logger.child({ component: 'worker' });
     this.done = new Promise((resolve) => {
@@ -125,8 +130,8 @@ export class Worker<P = unknown> {
         if (this.startAbort.signal.aborted) throw err;
         const delayMs = backoff.next();
         const e = toError(err);
-        this.log.warn({ error: e.message, redis: this.options.sink.target, attempt: backoff.attempts, delayMs }, 'redis not reachable; retrying');
-        this.log.debug({ err: e }, 'redis not reachable: stack');
+        this.log.warn({ error: e.message, [this.#cache]: this.options.sink.target, attempt: backoff.attempts, delayMs }, `${this.#cache} not reachable; retrying`);
+        this.log.debug({ err: e }, `${this.#cache} not reachable: stack`);
         await sleep(delayMs, this.startAbort.signal);
         if (this.startAbort.signal.aborted) throw err;
       }
@@ -214,7 +219,7 @@ export class Worker<P = unknown> {
       try {
         await this.options.sink.apply(batch);
         if (this.failingSinceMs !== null) {
-          this.log.info({ redis: this.options.sink.target, failedForMs: Date.now() - this.failingSinceMs, attempts: backoff.attempts }, 'redis applies again');
+          this.log.info({ [this.#cache]: this.options.sink.target, failedForMs: Date.now() - this.failingSinceMs, attempts: backoff.attempts }, `${this.#cache} applies again`);
           this.failingSinceMs = null;
         }
         return (performance.now() - started) / 1000;
@@ -225,8 +230,8 @@ export class Worker<P = unknown> {
         const delayMs = backoff.next();
         // One line an operator can read: what failed and where; the stack only at debug level.
         const e = toError(err);
-        this.log.warn({ error: e.message, redis: this.options.sink.target, attempt: backoff.attempts, delayMs }, 'redis apply failed; retrying');
-        this.log.debug({ err: e }, 'redis apply failed: stack');
+        this.log.warn({ error: e.message, [this.#cache]: this.options.sink.target, attempt: backoff.attempts, delayMs }, `${this.#cache} apply failed; retrying`);
+        this.log.debug({ err: e }, `${this.#cache} apply failed: stack`);
         await sleep(delayMs, this.abort.signal);
         if (this.abort.signal.aborted) return null;
       }

@@ -157,7 +157,10 @@ export class MemcachedServer {
             if (/bind|address already in use/i.test(logTail(this.logFile, 5))) throw new PortInUseError(this.#port);
             throw new AbortWaitError('memcached exited during start');
           }
-          return (await version(this.#port)).startsWith('VERSION');
+          // The server answering must be ours: two servers started at once can be handed the same free
+          // port, and the one that fails to bind it would otherwise take the other's answer for its own.
+          const pid = await serverPid(this.#port);
+          return this.#binary === undefined ? pid !== undefined : pid === proc.pid;
         },
         { timeoutMs: 30_000, intervalMs: 20, message: `memcached to answer on port ${this.#port}` },
       );
@@ -177,20 +180,22 @@ class PortInUseError extends Error {
   }
 }
 
-async function version(port: number): Promise<string> {
-  return await new Promise<string>((resolve, reject) => {
+/** The pid the server on `port` reports (`stats`), or undefined when none answers. */
+async function serverPid(port: number): Promise<number | undefined> {
+  return await new Promise<number | undefined>((resolve) => {
     const socket = createConnection({ host: '127.0.0.1', port });
     let reply = '';
-    socket.setTimeout(1_000, () => socket.destroy(new Error('version timed out')));
-    socket.once('error', reject);
-    socket.once('connect', () => socket.write('version\r\n'));
+    socket.setTimeout(1_000, () => socket.destroy());
+    socket.once('error', () => resolve(undefined));
+    socket.once('connect', () => socket.write('stats\r\n'));
     socket.on('data', (chunk) => {
       reply += chunk.toString('latin1');
-      if (reply.includes('\r\n')) {
+      if (reply.includes('END\r\n')) {
         socket.end();
-        resolve(reply.slice(0, reply.indexOf('\r\n')));
+        const pid = /^STAT pid (\d+)\r$/m.exec(reply);
+        resolve(pid === null ? undefined : Number(pid[1]));
       }
     });
-    socket.once('close', () => reject(new Error('connection closed before a reply')));
+    socket.once('close', () => resolve(undefined));
   });
 }

@@ -110,7 +110,10 @@ export class MetaConnection {
         this.#socket = socket;
         this.#connecting = null;
         this.#buffer = Buffer.alloc(0);
-        socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+        // A connection given up (a timeout) must not hand its late replies to the requests of the next one.
+        socket.on('data', (chunk: Buffer) => {
+          if (socket === this.#socket) this.#onData(chunk);
+        });
         socket.on('error', (err) => this.#fail(new MetaConnectionError(`memcached ${this.address}: ${err.message}`, { cause: err }), socket));
         socket.on('close', () => this.#fail(new MetaConnectionError(`memcached ${this.address} closed the connection`), socket));
         resolve(socket);

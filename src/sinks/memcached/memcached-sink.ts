@@ -37,6 +37,7 @@ const CAS_ROUNDS = 16;
  * which have no stream here, go to the log.
  */
 export class MemcachedSink implements Sink {
+  readonly kind = 'memcached';
   readonly target: string;
   readonly #ring: KetamaRing;
   readonly #connections: MetaConnection[];
