@@ -240,8 +240,13 @@ function derive(spec: QueryRuleSpec, input: QueryInput): DerivedRule[] {
   }
 
   // Every column the query reads, per table: an update touching none of them changes no result.
+  // ORDER BY and GROUP BY may name an output column (`count(*) AS n ... ORDER BY n`): not a table's.
+  const outputNames = new Set(asArray(select['targetList']).flatMap((t) => {
+    const name = ((t as Node)['ResTarget'] as Node | undefined)?.['name'];
+    return typeof name === 'string' ? [name] : [];
+  }));
   for (const field of ['targetList', 'groupClause', 'sortClause', 'havingClause', 'distinctClause', 'windowClause'] as const) {
-    const refs = references(select[field], resolve);
+    const refs = references(select[field], resolve, field === 'sortClause' || field === 'groupClause' ? outputNames : undefined);
     if (refs.sublink) throw new Refused(`subqueries are not supported (in ${field}): ${HAND_WRITTEN}`);
   }
   for (const conjunct of conditions) references(conjunct, resolve);
@@ -601,7 +606,7 @@ function splitAnd(node: Node): Node[] {
 }
 
 /** Columns (recorded as read by their table), parameters and subqueries anywhere below `node`. */
-function references(node: unknown, resolve: Resolve): { columns: ColumnTerm[]; params: number[]; sublink: boolean } {
+function references(node: unknown, resolve: Resolve, outputNames?: ReadonlySet<string>): { columns: ColumnTerm[]; params: number[]; sublink: boolean } {
   const out = { columns: [] as ColumnTerm[], params: [] as number[], sublink: false };
   const visit = (value: unknown): void => {
     if (Array.isArray(value)) {
@@ -619,7 +624,10 @@ function references(node: unknown, resolve: Resolve): { columns: ColumnTerm[]; p
       return;
     }
     if (n['ColumnRef'] !== undefined) {
-      const r = resolve(asArray((n['ColumnRef'] as Node)['fields']) as Node[]);
+      const fields = asArray((n['ColumnRef'] as Node)['fields']) as Node[];
+      const only = fields.length === 1 ? ((fields[0]!['String'] as Node | undefined)?.['sval'] as string | undefined) : undefined;
+      if (only !== undefined && outputNames?.has(only)) return;
+      const r = resolve(fields);
       if (Array.isArray(r)) {
         // `*` or `alias.*` reads every column (count(*) is no column reference: it reads none).
         for (const o of r) o.read = null;

@@ -93,6 +93,12 @@ describe('rules derived from a query', () => {
     expect(out.rules[1]!.spec.lookup!['query']!.sql).toBe('SELECT DISTINCT a.email AS email FROM public.users AS a WHERE a.id = $1');
   });
 
+  it('ORDER BY and GROUP BY may name an output column, which is no column of a table', () => {
+    const rules = derive({ query: 'SELECT c.user_id AS author, count(*) AS n FROM comments c JOIN users u ON u.id = c.user_id WHERE u.name = $1 GROUP BY author ORDER BY n DESC', params: ['name'], invalidate: ['top:{name}'] });
+    expect(rules['c']!.when).toEqual({ changed: ['user_id'] });
+    expect(rules['u']!.when).toEqual({ changed: ['id', 'name'] });
+  });
+
   it(':name placeholders, as ORMs write them, name the parameters themselves', () => {
     const rules = derive({ query: 'SELECT c.id FROM comments c JOIN users u ON u.id = c.user_id WHERE u.name = :name AND u.email = :email', invalidate: ['k:{name}:{email}'] });
     expect(rules['u']).toMatchObject({ invalidate: ['k:{name}:{email}'] });
