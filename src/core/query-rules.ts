@@ -11,30 +11,33 @@
 // values). That holds for a path; with parameters on two tables a transaction can change rows on both
 // branches, and no lookup after the commit can see the result as it was. Such queries are refused.
 import { numberNamedPlaceholders } from '../lib/sql-lexer.js';
-import { escapeGlob } from './glob.js';
-import type { LookupSpec, RuleSpec } from './rule-spec.js';
-import { parseTemplate, TemplateSyntaxError } from './template.js';
+import { coarseHint, coarseRules } from './query-coarse.js';
+import { checkParams, keyParameters, rewriteTemplate } from './query-params.js';
+import {
+  addFilter,
+  asArray,
+  asEquality,
+  collectFrom,
+  describe,
+  HAND_WRITTEN,
+  qualifiedName,
+  quoteIdent,
+  references,
+  Refused,
+  resolver,
+  splitAnd,
+  type ColumnTerm,
+  type DerivedRule,
+  type Node,
+  type Occurrence,
+  type QueryInput,
+} from './query-tree.js';
+import type { LookupSpec, QueryRuleSpec, RuleSpec } from './rule-spec.js';
 
-/** A query rule as written in a mapping file, after schema validation. */
-export interface QueryRuleSpec {
-  /** The SELECT the application runs, with $1..$n for its parameters. */
-  query: string;
-  /** Names of $1..$n, in order: the key templates use them. */
-  params?: string[] | undefined;
-  invalidate?: string[] | undefined;
-  bump?: string[] | undefined;
-  tags?: string[] | undefined;
-  patterns?: string[] | undefined;
-  fallback?: RuleSpec['fallback'];
-  lookupTimeoutMs?: number | undefined;
-  lookupRetries?: number | undefined;
-  /**
-   * For a query whose shape is not supported: cover it coarsely instead of refusing it. Any change to a
-   * table the query mentions then deletes every key of the rule: by pattern (a parameter matches
-   * anything), or by a tag the application registers the keys under.
-   */
-  coarse?: 'pattern' | { tag: string } | undefined;
-}
+export type { QueryRuleSpec } from './rule-spec.js';
+export type { DerivedRule } from './query-tree.js';
+import { UnionFind } from './union-find.js';
+
 
 /** What the parser gives for one SQL text: its parse tree (libpg_query's JSON), or throws. */
 export type ParseSql = (sql: string) => unknown;
@@ -47,11 +50,6 @@ export interface QueryProblem {
   severity?: 'warning';
 }
 
-/** One table occurrence's derived rule, with the alias it has in the query (for messages and explain). */
-export interface DerivedRule {
-  alias: string;
-  spec: RuleSpec & { lookup?: Record<string, LookupSpec> };
-}
 
 export interface DerivedRules {
   rules: DerivedRule[];
@@ -61,41 +59,6 @@ export interface DerivedRules {
 /** The lookup a derived rule walks its join path with. */
 export const QUERY_LOOKUP = 'query';
 
-type Node = Record<string, unknown>;
-
-interface Occurrence {
-  alias: string;
-  schema: string;
-  table: string;
-  /** Columns the query reads; null: all of them (`*`). */
-  read: Set<string> | null;
-  /** Conditions on this occurrence alone, as SQL (those that could be written back; others are dropped). */
-  filters: string[];
-}
-
-interface ColumnTerm {
-  kind: 'column';
-  occurrence: Occurrence;
-  column: string;
-}
-
-/** Why a query rule cannot be derived. 'shape': the query is valid but not supported (coarse can cover it). */
-class Refused extends Error {
-  constructor(
-    message: string,
-    readonly path: (string | number)[] = ['query'],
-    readonly kind: 'shape' | 'input' = 'shape',
-  ) {
-    super(message);
-  }
-}
-
-interface QueryInput {
-  tree: unknown;
-  select: Node;
-  paramNames: string[];
-  keyParams: Set<number>;
-}
 
 /**
  * Derives the per-table rules of one query rule. Problems say why a query is refused, and what to
@@ -127,17 +90,6 @@ export function deriveQueryRules(spec: QueryRuleSpec, parse: ParseSql): DerivedR
 }
 
 /** What `coarse: pattern` would derive, as the hand-written rules it amounts to. */
-function coarseHint(spec: QueryRuleSpec, input: QueryInput): string {
-  try {
-    const { rules } = coarseRules({ ...spec, coarse: 'pattern' }, input);
-    const written = rules.map((r) => `{ ${Object.entries(r.spec).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join(', ')} }`);
-    return `. Set "coarse: pattern" to cover it coarsely (any change to the tables it mentions deletes every key of the rule), as these rules written by hand would: ${written.join('; ')}`;
-  } catch {
-    return '';
-  }
-}
-
-/** The text of a query rule's SQL that is parsed: `:name` placeholders numbered. */
 export function queryText(query: string): string {
   return numberNamedPlaceholders(query)?.sql ?? query;
 }
@@ -164,9 +116,6 @@ function readInput(spec: QueryRuleSpec, parse: ParseSql): QueryInput {
   const keyParams = keyParameters(spec, paramNames);
   return { tree, select, paramNames, keyParams };
 }
-
-const HAND_WRITTEN =
-  'write its rules by hand (one per table: its keys, a lookup back to the parameters\' table, and a fallback tag or version bump where a key cannot be named)';
 
 function derive(spec: QueryRuleSpec, input: QueryInput): DerivedRule[] {
   const { select, paramNames, keyParams } = input;
@@ -432,433 +381,4 @@ function bfs(start: Occurrence, adjacency: ReadonlyMap<Occurrence, ReadonlySet<O
     }
   }
   return seen;
-}
-
-// --- coarse rules, for queries of an unsupported shape ---
-
-/**
- * One rule per table the query mentions anywhere (joins, subqueries, CTEs, set operations): any change
- * deletes every key of the rule, a parameter matching anything. Never wrong; a SCAN per change with
- * patterns, or nothing to scan with a tag the application registers the keys under.
- */
-function coarseRules(spec: QueryRuleSpec, input: QueryInput): { rules: DerivedRule[]; summary: string } {
-  const tables = mentionedTables(input.tree);
-  if (tables.length === 0) throw new Refused('the query mentions no table', ['query'], 'input');
-  const tag = typeof spec.coarse === 'object' ? spec.coarse.tag : undefined;
-  const asPattern = (source: string) =>
-    parseTemplate(source)
-      .parts.map((part) => (part.kind === 'text' ? escapeGlob(part.text).replace(/\{/g, '{{').replace(/\}/g, '}}') : '*'))
-      .join('');
-  const fixed = (kind: 'bump' | 'tags') =>
-    (spec[kind] ?? []).map((source, i) => {
-      if (parseTemplate(source).columns.length > 0) {
-        throw new Refused(`"${source}" names a parameter: a coarse rule cannot name it (only invalidate and patterns keys can be matched by pattern)`, [kind, i], 'input');
-      }
-      return source;
-    });
-  const patterns = [...(tag === undefined ? (spec.invalidate ?? []) : []), ...(spec.patterns ?? [])].map(asPattern);
-  const tags = [...fixed('tags'), ...(tag === undefined ? [] : [tag])];
-  const bump = fixed('bump');
-  const rules = tables.map(({ schema, table }) => {
-    const derived: RuleSpec = { table: qualifiedName(schema, table) };
-    if (patterns.length > 0) derived.patterns = patterns;
-    if (tags.length > 0) derived.tags = tags;
-    if (bump.length > 0) derived.bump = bump;
-    if (spec.fallback !== undefined) derived.fallback = spec.fallback;
-    return { alias: qualifiedName(schema, table), spec: derived };
-  });
-  const what = [
-    ...patterns.map((p) => `pattern "${p}"`),
-    ...(tag === undefined ? [] : [`tag "${tag}"`]),
-  ];
-  const summary =
-    `any change to ${tables.map((t) => qualifiedName(t.schema, t.table)).join(', ')} deletes every key of this rule ` +
-    `(${what.join(', ') || 'its fixed keys'}${patterns.length > 0 ? ': a SCAN of the keyspace each time' : ''})`;
-  return { rules, summary };
-}
-
-/** Every table the query names, anywhere, sorted; names of its CTEs left out. */
-function mentionedTables(tree: unknown): Array<{ schema: string; table: string }> {
-  const ctes = new Set<string>();
-  const found = new Map<string, { schema: string; table: string }>();
-  const visit = (value: unknown): void => {
-    if (Array.isArray(value)) return value.forEach(visit);
-    if (value === null || typeof value !== 'object') return;
-    const n = value as Node;
-    const range = n['RangeVar'] as Node | undefined;
-    if (range !== undefined) {
-      const table = String(range['relname']);
-      const schema = typeof range['schemaname'] === 'string' ? range['schemaname'] : undefined;
-      if (schema !== undefined || !ctes.has(table)) {
-        const key = `${schema ?? 'public'}.${table}`;
-        if (!found.has(key)) found.set(key, { schema: schema ?? 'public', table });
-      }
-    }
-    for (const v of Object.values(n)) visit(v);
-  };
-  // CTE names first: a CTE may be used before (textually) the WITH that names it is visited.
-  const collectCtes = (value: unknown): void => {
-    if (Array.isArray(value)) return value.forEach(collectCtes);
-    if (value === null || typeof value !== 'object') return;
-    const n = value as Node;
-    const cte = n['CommonTableExpr'] as Node | undefined;
-    if (cte !== undefined && typeof cte['ctename'] === 'string') ctes.add(cte['ctename']);
-    for (const v of Object.values(n)) collectCtes(v);
-  };
-  collectCtes(tree);
-  visit(tree);
-  return [...found.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, t]) => t);
-}
-
-// --- the FROM clause ---
-
-function collectFrom(item: unknown, occurrences: Occurrence[], conditions: Node[]): void {
-  const node = item as Node;
-  const range = node['RangeVar'] as Node | undefined;
-  if (range !== undefined) {
-    const table = String(range['relname']);
-    const schema = typeof range['schemaname'] === 'string' ? range['schemaname'] : 'public';
-    const alias = ((range['alias'] as Node | undefined)?.['aliasname'] as string | undefined) ?? table;
-    if (occurrences.some((o) => o.alias === alias)) throw new Refused(`"${alias}" names two tables of the query: give each its own alias`);
-    occurrences.push({ alias, schema, table, read: new Set(), filters: [] });
-    return;
-  }
-  const join = node['JoinExpr'] as Node | undefined;
-  if (join !== undefined) {
-    const type = join['jointype'];
-    if (type !== 'JOIN_INNER') {
-      throw new Refused(`${String(type).replace('JOIN_', '')} JOIN is not supported, only inner joins on equalities: ${HAND_WRITTEN}`);
-    }
-    if (join['isNatural'] === true) throw new Refused('NATURAL JOIN is not supported: write the join with ON a.column = b.column');
-    if (join['usingClause'] !== undefined) throw new Refused('JOIN ... USING is not supported: write the join with ON a.column = b.column');
-    collectFrom(join['larg'], occurrences, conditions);
-    collectFrom(join['rarg'], occurrences, conditions);
-    if (join['quals'] !== undefined) conditions.push(join['quals'] as Node);
-    return;
-  }
-  if (node['RangeSubselect'] !== undefined) throw new Refused(`subqueries in FROM are not supported: ${HAND_WRITTEN}`);
-  if (node['RangeFunction'] !== undefined) throw new Refused(`functions in FROM are not supported: ${HAND_WRITTEN}`);
-  throw new Refused(`unsupported FROM item ${Object.keys(node)[0]}`);
-}
-
-/** A column reference: the column it names, or the tables a `*` / `alias.*` covers. */
-type Resolve = (fields: readonly Node[]) => ColumnTerm | Occurrence[];
-
-/** Column references to the occurrence and column they name. */
-function resolver(occurrences: readonly Occurrence[]): Resolve {
-  return (fields) => {
-    const names = fields.map((f) => (f['String'] as Node | undefined)?.['sval'] as string | undefined);
-    const star = fields.length > 0 && fields[fields.length - 1]!['A_Star'] !== undefined;
-    const qualifier = names.slice(0, -1);
-    const column = star ? undefined : names[names.length - 1];
-    let occurrence: Occurrence | undefined;
-    if (qualifier.length === 0) {
-      if (star) return [...occurrences];
-      if (occurrences.length > 1) {
-        throw new Refused(`column "${column}" is not qualified: in a query on several tables, write it as alias.${column}`);
-      }
-      occurrence = occurrences[0];
-    } else {
-      const [a, b] = qualifier.length === 1 ? [undefined, qualifier[0]] : [qualifier[qualifier.length - 2], qualifier[qualifier.length - 1]];
-      occurrence = occurrences.find((o) => (a === undefined ? o.alias === b : o.schema === a && o.table === b && o.alias === o.table));
-      if (occurrence === undefined) throw new Refused(`"${qualifier.join('.')}" in "${names.join('.')}" names no table of the query`);
-    }
-    if (star) return [occurrence!];
-    return { kind: 'column', occurrence: occurrence!, column: column! };
-  };
-}
-
-// --- expressions ---
-
-type Operand = ColumnTerm | { kind: 'param'; number: number } | { kind: 'const' };
-
-function operand(node: unknown, resolve: Resolve): Operand | undefined {
-  const n = node as Node;
-  if (n['TypeCast'] !== undefined) {
-    // A cast of a parameter or a constant keeps it one; a cast of a column is an expression of it.
-    const inner = operand((n['TypeCast'] as Node)['arg'], resolve);
-    return inner?.kind === 'column' ? undefined : inner;
-  }
-  if (n['ParamRef'] !== undefined) return { kind: 'param', number: Number((n['ParamRef'] as Node)['number']) };
-  if (n['A_Const'] !== undefined) return { kind: 'const' };
-  if (n['ColumnRef'] !== undefined) {
-    const r = resolve(asArray((n['ColumnRef'] as Node)['fields']) as Node[]);
-    return Array.isArray(r) ? undefined : r;
-  }
-  return undefined;
-}
-
-function asEquality(node: Node, resolve: Resolve): [Operand, Operand] | undefined {
-  const e = node['A_Expr'] as Node | undefined;
-  if (e === undefined || e['kind'] !== 'AEXPR_OP' || operatorName(e) !== '=') return undefined;
-  const a = operand(e['lexpr'], resolve);
-  const b = operand(e['rexpr'], resolve);
-  if (a === undefined || b === undefined) return undefined;
-  if (a.kind === 'param' && b.kind === 'param') return undefined;
-  if (a.kind !== 'column' && b.kind !== 'column') return undefined;
-  return [a, b];
-}
-
-function splitAnd(node: Node): Node[] {
-  const b = node['BoolExpr'] as Node | undefined;
-  if (b !== undefined && b['boolop'] === 'AND_EXPR') return asArray(b['args']).flatMap((arg) => splitAnd(arg as Node));
-  return [node];
-}
-
-/** Columns (recorded as read by their table), parameters and subqueries anywhere below `node`. */
-function references(node: unknown, resolve: Resolve, outputNames?: ReadonlySet<string>): { columns: ColumnTerm[]; params: number[]; sublink: boolean } {
-  const out = { columns: [] as ColumnTerm[], params: [] as number[], sublink: false };
-  const visit = (value: unknown): void => {
-    if (Array.isArray(value)) {
-      for (const v of value) visit(v);
-      return;
-    }
-    if (value === null || typeof value !== 'object') return;
-    const n = value as Node;
-    if (n['SubLink'] !== undefined || n['RangeSubselect'] !== undefined) {
-      out.sublink = true;
-      return;
-    }
-    if (n['ParamRef'] !== undefined) {
-      out.params.push(Number((n['ParamRef'] as Node)['number']));
-      return;
-    }
-    if (n['ColumnRef'] !== undefined) {
-      const fields = asArray((n['ColumnRef'] as Node)['fields']) as Node[];
-      const only = fields.length === 1 ? ((fields[0]!['String'] as Node | undefined)?.['sval'] as string | undefined) : undefined;
-      if (only !== undefined && outputNames?.has(only)) return;
-      const r = resolve(fields);
-      if (Array.isArray(r)) {
-        // `*` or `alias.*` reads every column (count(*) is no column reference: it reads none).
-        for (const o of r) o.read = null;
-      } else {
-        out.columns.push(r);
-        r.occurrence.read?.add(r.column);
-      }
-      return;
-    }
-    for (const v of Object.values(n)) visit(v);
-  };
-  visit(node);
-  return out;
-}
-
-function addFilter(occurrence: Occurrence, condition: Node, resolve: Resolve): void {
-  const sql = deparse(condition, resolve);
-  if (sql !== undefined) occurrence.filters.push(sql);
-}
-
-/**
- * SQL text of a condition on one table, for the lookups that join it; undefined for anything outside
- * this small subset (then the condition is left out, which can only add results, never lose one).
- */
-function deparse(node: unknown, resolve: Resolve): string | undefined {
-  const n = node as Node;
-  if (n['ColumnRef'] !== undefined) {
-    const r = resolve(asArray((n['ColumnRef'] as Node)['fields']) as Node[]);
-    return Array.isArray(r) ? undefined : `${quoteIdent(r.occurrence.alias)}.${quoteIdent(r.column)}`;
-  }
-  if (n['A_Const'] !== undefined) return constant(n['A_Const'] as Node);
-  if (n['TypeCast'] !== undefined) {
-    const cast = n['TypeCast'] as Node;
-    const arg = deparse(cast['arg'], resolve);
-    const names = asArray((cast['typeName'] as Node | undefined)?.['names']).map((x) => (x as Node)['String'] as Node | undefined);
-    const type = names.map((s) => s?.['sval']).filter((s): s is string => typeof s === 'string' && s !== 'pg_catalog');
-    if (arg === undefined || type.length !== 1 || !/^[a-z_][a-z0-9_ ]*$/.test(type[0]!)) return undefined;
-    return `(${arg})::${type[0]}`;
-  }
-  if (n['A_Expr'] !== undefined) {
-    const e = n['A_Expr'] as Node;
-    const op = operatorName(e);
-    const left = deparse(e['lexpr'], resolve);
-    if (left === undefined || op === undefined || !/^[=<>!~*]+$/.test(op)) return undefined;
-    if (e['kind'] === 'AEXPR_OP' || e['kind'] === 'AEXPR_LIKE' || e['kind'] === 'AEXPR_ILIKE') {
-      const right = deparse(e['rexpr'], resolve);
-      return right === undefined ? undefined : `(${left} ${op} ${right})`;
-    }
-    if (e['kind'] === 'AEXPR_IN') {
-      const items = asArray((e['rexpr'] as Node | undefined)?.['List'] !== undefined ? ((e['rexpr'] as Node)['List'] as Node)['items'] : e['rexpr']).map((x) => deparse(x, resolve));
-      if (items.length === 0 || items.some((x) => x === undefined)) return undefined;
-      return `(${left} ${op === '=' ? 'IN' : 'NOT IN'} (${items.join(', ')}))`;
-    }
-    return undefined;
-  }
-  if (n['BoolExpr'] !== undefined) {
-    const b = n['BoolExpr'] as Node;
-    const args = asArray(b['args']).map((x) => deparse(x, resolve));
-    if (args.some((x) => x === undefined)) return undefined;
-    if (b['boolop'] === 'NOT_EXPR') return `(NOT ${args[0]})`;
-    return `(${args.join(b['boolop'] === 'OR_EXPR' ? ' OR ' : ' AND ')})`;
-  }
-  if (n['NullTest'] !== undefined) {
-    const t = n['NullTest'] as Node;
-    const arg = deparse(t['arg'], resolve);
-    return arg === undefined ? undefined : `(${arg} IS ${t['nulltesttype'] === 'IS_NULL' ? '' : 'NOT '}NULL)`;
-  }
-  if (n['BooleanTest'] !== undefined) {
-    const t = n['BooleanTest'] as Node;
-    const arg = deparse(t['arg'], resolve);
-    const test = String(t['booltesttype']).replace(/^IS_/, 'IS ').replace('_', ' ');
-    return arg === undefined ? undefined : `(${arg} ${test})`;
-  }
-  return undefined;
-}
-
-function constant(c: Node): string | undefined {
-  if (c['isnull'] === true) return 'NULL';
-  const ival = c['ival'] as Node | undefined;
-  if (ival !== undefined) return String(ival['ival'] ?? 0);
-  const fval = c['fval'] as Node | undefined;
-  if (fval !== undefined) return String(fval['fval']);
-  const boolval = c['boolval'] as Node | undefined;
-  if (boolval !== undefined) return boolval['boolval'] === true ? 'true' : 'false';
-  const sval = c['sval'] as Node | undefined;
-  if (sval !== undefined) return `'${String(sval['sval'] ?? '').replace(/'/g, "''")}'`;
-  return undefined;
-}
-
-function operatorName(e: Node): string | undefined {
-  const names = asArray(e['name']).map((x) => ((x as Node)['String'] as Node | undefined)?.['sval']);
-  return names.length === 1 && typeof names[0] === 'string' ? names[0] : undefined;
-}
-
-function describe(node: Node): string {
-  const sub = node['SubLink'] as Node | undefined;
-  if (sub !== undefined) {
-    const type = sub['subLinkType'];
-    return type === 'EXISTS_SUBLINK' ? 'EXISTS (SELECT ...)' : type === 'ANY_SUBLINK' ? 'IN (SELECT ...)' : type === 'ALL_SUBLINK' ? 'ALL (SELECT ...)' : '(SELECT ...)';
-  }
-  const e = node['A_Expr'] as Node | undefined;
-  if (e !== undefined) return `an expression with ${operatorName(e) ?? 'an operator'}`;
-  const b = node['BoolExpr'] as Node | undefined;
-  if (b !== undefined) return `${String(b['boolop']).replace('_EXPR', '')}`;
-  return Object.keys(node)[0] ?? 'an expression';
-}
-
-// --- parameters and keys ---
-
-function checkParams(names: readonly string[], select: Node): string[] {
-  const numbers = new Set<number>();
-  const visit = (value: unknown): void => {
-    if (Array.isArray(value)) return value.forEach(visit);
-    if (value === null || typeof value !== 'object') return;
-    const n = value as Node;
-    if (n['ParamRef'] !== undefined) numbers.add(Number((n['ParamRef'] as Node)['number']));
-    for (const v of Object.values(n)) visit(v);
-  };
-  visit(select);
-  const highest = Math.max(0, ...numbers);
-  if (names.length !== highest) {
-    throw new Refused(
-      `the query uses ${highest === 0 ? 'no parameter' : `$1..$${highest}`} but params names ${names.length}: give each ` +
-        `placeholder a name, in order, for the key templates`,
-      ['params'],
-      'input',
-    );
-  }
-  for (let n = 1; n <= highest; n++) {
-    if (!numbers.has(n)) throw new Refused(`the query never uses $${n} (params[${n - 1}] "${names[n - 1]}")`, ['params', n - 1], 'input');
-  }
-  names.forEach((name, i) => {
-    if (names.indexOf(name) !== i) throw new Refused(`parameter name "${name}" is given twice`, ['params', i], 'input');
-  });
-  return [...names];
-}
-
-/** The parameters the key templates use, checked to be parameter names. */
-function keyParameters(spec: QueryRuleSpec, names: readonly string[]): Set<number> {
-  const used = new Set<number>();
-  let count = 0;
-  for (const kind of ['invalidate', 'bump', 'tags', 'patterns'] as const) {
-    (spec[kind] ?? []).forEach((source, i) => {
-      count++;
-      let columns: readonly string[];
-      try {
-        const t = parseTemplate(source);
-        columns = t.columns;
-      } catch (err) {
-        if (err instanceof TemplateSyntaxError) {
-          const known = names.length === 0 ? 'the query has no parameter' : `parameters: ${names.join(', ')}`;
-          throw new Refused(`${err.message} (a query rule's keys name its parameters; ${known})`, [kind, i], 'input');
-        }
-        throw err;
-      }
-      for (const column of columns) {
-        const n = names.indexOf(column);
-        if (n < 0) {
-          const known = names.length === 0 ? 'the query has no parameter' : `its parameters are ${names.join(', ')}`;
-          throw new Refused(`"{${column}}" in "${source}" is not a parameter of the query (${known})`, [kind, i], 'input');
-        }
-        used.add(n + 1);
-      }
-    });
-  }
-  if (count === 0) throw new Refused('rule has no action: give it "invalidate", "bump", "tags" or "patterns"', [], 'input');
-  return used;
-}
-
-/** A template over parameter names, with each name replaced by what renders it in the derived rule. */
-function rewriteTemplate(source: string, render: ReadonlyMap<string, string>): string {
-  const t = parseTemplate(source);
-  return t.parts
-    .map((part) => (part.kind === 'text' ? part.text.replace(/\{/g, '{{').replace(/\}/g, '}}') : part.kind === 'column' ? render.get(part.name)! : ''))
-    .join('');
-}
-
-// --- small helpers ---
-
-function asArray(value: unknown): unknown[] {
-  return Array.isArray(value) ? value : value === undefined || value === null ? [] : [value];
-}
-
-function quoteIdent(name: string): string {
-  return /^[a-z_][a-z0-9_]*$/.test(name) ? name : `"${name.replace(/"/g, '""')}"`;
-}
-
-/** `schema.table` as mapping files and SQL both write it, quoting what needs it. */
-function qualifiedName(schema: string, table: string): string {
-  return `${quoteIdent(schema)}.${quoteIdent(table)}`;
-}
-
-class UnionFind {
-  readonly #parent = new Map<string, string>();
-
-  add(x: string): void {
-    if (!this.#parent.has(x)) this.#parent.set(x, x);
-  }
-
-  find(x: string): string {
-    this.add(x);
-    let root = x;
-    while (this.#parent.get(root) !== root) root = this.#parent.get(root)!;
-    let at = x;
-    while (at !== root) {
-      const next = this.#parent.get(at)!;
-      this.#parent.set(at, root);
-      at = next;
-    }
-    return root;
-  }
-
-  union(a: string, b: string): void {
-    const ra = this.find(a);
-    const rb = this.find(b);
-    if (ra !== rb) this.#parent.set(ra, rb);
-  }
-
-  members(x: string): string[] {
-    const root = this.find(x);
-    return [...this.#parent.keys()].filter((k) => this.find(k) === root);
-  }
-
-  groups(): string[][] {
-    const byRoot = new Map<string, string[]>();
-    for (const k of [...this.#parent.keys()]) {
-      const root = this.find(k);
-      let list = byRoot.get(root);
-      if (list === undefined) byRoot.set(root, (list = []));
-      list.push(k);
-    }
-    return [...byRoot.values()];
-  }
 }

@@ -1,8 +1,8 @@
 import { scanSql } from '../lib/sql-lexer.js';
 import type { Operation } from './change.js';
 import { OPERATIONS } from './change.js';
-import { deriveQueryRules, type ParseSql, type QueryRuleSpec } from './query-rules.js';
-import type { ActionsSpec, LookupSpec, RuleSpec } from './rule-spec.js';
+import { deriveQueryRules, type ParseSql } from './query-rules.js';
+import type { ActionsSpec, LookupSpec, QueryRuleSpec, RuleSpec } from './rule-spec.js';
 import { parseTemplate, TemplateSyntaxError, type Template } from './template.js';
 
 export type { ActionsSpec, LookupSpec, RuleSpec } from './rule-spec.js';
