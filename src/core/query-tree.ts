@@ -1,6 +1,5 @@
 // The parts of a query rule's parse tree (libpg_query's JSON) that the derivation reads: the tables of
 // FROM and their aliases, column references, equalities, and conditions written back as SQL.
-
 import type { LookupSpec, RuleSpec } from './rule-spec.js';
 
 export type Node = Record<string, unknown>;
