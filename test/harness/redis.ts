@@ -190,7 +190,10 @@ export class RedisServer {
             if (/address already in use/i.test(readLogFrom(this.logFile, logStart))) throw new PortInUseError(this.#port);
             throw new AbortWaitError('redis-server exited during start');
           }
-          return (await ping(this.#port)) === 'PONG';
+          // The server answering must be ours: two servers started at once can be handed the same free
+          // port, and the one that fails to bind it would otherwise take the other's answer for its own.
+          const pid = await serverPid(this.#port);
+          return this.#inContainer ? pid !== undefined : pid === proc.pid;
         },
         { timeoutMs: this.#startTimeoutMs, intervalMs: 20, message: `redis to answer PING on port ${this.#port}` },
       );
@@ -233,21 +236,27 @@ class PortInUseError extends Error {
   }
 }
 
-/** One PING over a raw socket: no client library, no reconnect logic between us and the answer. */
-async function ping(port: number): Promise<string> {
-  return await new Promise<string>((resolve, reject) => {
+/**
+ * The pid of the server answering on `port` (INFO's process_id), over a raw socket: no client library,
+ * no reconnect logic between us and the answer. Undefined when nothing answers yet, or while it loads.
+ */
+async function serverPid(port: number): Promise<number | undefined> {
+  return await new Promise<number | undefined>((resolve) => {
     const socket = createConnection({ host: '127.0.0.1', port });
     let reply = '';
-    socket.setTimeout(1_000, () => socket.destroy(new Error('PING timed out')));
-    socket.once('error', reject);
-    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.setTimeout(1_000, () => socket.destroy());
+    socket.once('error', () => resolve(undefined));
+    socket.once('connect', () => socket.write('INFO\r\n'));
     socket.on('data', (chunk) => {
       reply += chunk.toString('utf8');
-      if (reply.includes('\r\n')) {
+      const pid = /process_id:(\d+)\r\n/.exec(reply);
+      // Still loading its data (an append-only file after a restart), it is not ready yet.
+      const loading = /\r\nloading:(\d)\r\n/.exec(reply);
+      if ((pid !== null && loading !== null) || reply.startsWith('-')) {
         socket.end();
-        resolve(reply.slice(1, reply.indexOf('\r\n')));
+        resolve(pid === null || loading?.[1] !== '0' ? undefined : Number(pid[1]));
       }
     });
-    socket.once('close', () => reject(new Error('connection closed before a reply')));
+    socket.once('close', () => resolve(undefined));
   });
 }
