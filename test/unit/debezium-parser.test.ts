@@ -129,6 +129,11 @@ describe('parseDebeziumRecord', () => {
     ['a JSON string', '"c"', /not a JSON object/],
     ['unknown op', { op: 'x', source }, /unknown or missing "op": "x"/],
     ['no source', { before: null, after: { id: 1 }, op: 'c' }, /missing source.schema/],
+    [
+      'a MariaDB connector event',
+      { before: null, after: { id: 1 }, op: 'c', source: { connector: 'mariadb', db: 'app', table: 'users', file: 'mysql-bin.000003', pos: 154 } },
+      /^an event of Debezium's mariadb connector \(app\.users\): only the PostgreSQL connector's events are read$/,
+    ],
     ['insert without after', { before: null, after: null, source, op: 'c' }, /insert without "after"/],
     ['after not an object', { before: null, after: 3, source, op: 'c' }, /not an object or null/],
   ])('a malformed event (%s) is reported, not thrown', (_name, value, reason) => {

@@ -69,6 +69,12 @@ export function decodeDebeziumRecord(record: KafkaRecord, options: { snapshotInv
   if (op === 'message') return { kind: 'skip', why: 'message' };
   if (op === 'snapshot' && !options.snapshotInvalidates) return { kind: 'skip', why: 'snapshot' };
   const source = payload['source'];
+  const connector = isObject(source) && typeof source['connector'] === 'string' ? source['connector'] : undefined;
+  if (connector !== undefined && connector !== 'postgresql') {
+    // MySQL and MariaDB name a table by database, not schema: say so rather than "missing source.schema".
+    const where = isObject(source) ? [source['db'], source['table']].filter((v) => typeof v === 'string').join('.') : '';
+    return { kind: 'malformed', reason: `an event of Debezium's ${connector} connector${where === '' ? '' : ` (${where})`}: only the PostgreSQL connector's events are read` };
+  }
   if (!isObject(source) || typeof source['schema'] !== 'string' || typeof source['table'] !== 'string') {
     return { kind: 'malformed', reason: 'missing source.schema or source.table' };
   }
