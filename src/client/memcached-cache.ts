@@ -9,7 +9,7 @@
 // `keepStale`, are served it meanwhile. No lease keys and no scripts: the CAS is the fence.
 import { appliedKey } from '../lib/cache-keys.js';
 import { KetamaRing } from '../lib/memcached/ketama.js';
-import { encodeKey, MetaConnection, replyFlag, type MetaCommand, type MetaReply } from '../lib/memcached/meta-connection.js';
+import { MetaConnection, replyFlag, storableKey, type MetaCommand, type MetaReply } from '../lib/memcached/meta-connection.js';
 import { splitServer } from '../lib/memcached/servers.js';
 import type { Cache } from './cache.js';
 import { commitLsn, commitTimeoutMs, waitForApplied } from './commit.js';
@@ -78,7 +78,7 @@ export function createMemcachedCache(servers: readonly string[], options: Memcac
       stats.uncachedLoads++;
       return await loader();
     };
-    if (encodeKey(full) === undefined) {
+    if (!storableKey(full)) {
       report(new UncacheableValueError(full, 'memcached keys are at most 250 bytes'), 'read');
       return await uncached();
     }
@@ -186,7 +186,7 @@ export function createMemcachedCache(servers: readonly string[], options: Memcac
     },
     async invalidate(key) {
       const full = fullKey(key);
-      if (encodeKey(full) === undefined) return;
+      if (!storableKey(full)) return;
       const reply = await one(full, { verb: 'md', key: full }, 'md');
       if (reply.code !== 'HD' && reply.code !== 'NF') throw new Error(`memcached answered ${reply.code} to md`);
       waiters.wake(full);

@@ -161,10 +161,16 @@ export class MetaConnection {
  * which nothing can be stored under.
  */
 export function encodeKey(key: string): { token: string; base64: boolean } | undefined {
+  if (!storableKey(key)) return undefined;
   const bytes = Buffer.from(key, 'utf8');
-  if (bytes.length === 0 || bytes.length > MAX_KEY_BYTES) return undefined;
   const plain = bytes.every((b) => b > 0x20 && b < 0x7f);
   return plain ? { token: key, base64: false } : { token: bytes.toString('base64'), base64: true };
+}
+
+/** Whether memcached can hold anything under `key` (1 to 250 bytes), without encoding it. */
+export function storableKey(key: string): boolean {
+  const length = Buffer.byteLength(key, 'utf8');
+  return length > 0 && length <= MAX_KEY_BYTES;
 }
 
 /** The bytes of one command. */

@@ -4,7 +4,7 @@ import { appliedKey } from '../../lib/cache-keys.js';
 import { planKeyOperations, type KeyPlan } from '../../lib/key-operations.js';
 import { KetamaRing } from '../../lib/memcached/ketama.js';
 import { splitServer } from '../../lib/memcached/servers.js';
-import { encodeKey, MetaConnection, replyFlag, type MetaCommand, type MetaReply } from '../../lib/memcached/meta-connection.js';
+import { MetaConnection, replyFlag, storableKey, type MetaCommand, type MetaReply } from '../../lib/memcached/meta-connection.js';
 import { SinkUnavailableError, toError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Sink, SinkBatch } from '../../ports/sink.js';
@@ -102,11 +102,17 @@ export class MemcachedSink implements Sink {
     return this.#connections[this.#ring.indexFor(key)]!;
   }
 
+  /** The connection of a version key's server; a key memcached cannot hold fails the batch, named. */
+  #versionConnection(key: string): MetaConnection {
+    if (!storableKey(key)) throw new Error(`version key ${JSON.stringify(key)} is longer than memcached allows (250 bytes)`);
+    return this.#connectionFor(key);
+  }
+
   async #deleteAll(keys: readonly string[]): Promise<void> {
     const byServer = new Map<MetaConnection, string[]>();
     for (const key of keys) {
       // memcached refuses a longer key, so nothing can be cached under it: there is nothing to delete.
-      if (encodeKey(key) === undefined) continue;
+      if (!storableKey(key)) continue;
       const connection = this.#connectionFor(key);
       let list = byServer.get(connection);
       if (list === undefined) byServer.set(connection, (list = []));
@@ -126,8 +132,7 @@ export class MemcachedSink implements Sink {
   async #incrementAll(keys: readonly string[]): Promise<void> {
     await Promise.all(
       keys.map(async (key) => {
-        if (encodeKey(key) === undefined) throw new Error(`version key ${JSON.stringify(key)} is longer than memcached allows (250 bytes)`);
-        const connection = this.#connectionFor(key);
+        const connection = this.#versionConnection(key);
         // Created at 1 when missing, as Redis' INCR does; no expiry.
         const [reply] = await this.#request(connection, [{ verb: 'ma', key, flags: ['N0', 'J1'] }]);
         if (reply!.code !== 'HD') throw unexpected(connection, `ma ${key}`, reply!);
@@ -140,8 +145,7 @@ export class MemcachedSink implements Sink {
    * expiry: read with its CAS, then write with that CAS, again if someone wrote in between.
    */
   async #raiseTo(key: string, value: string, compare: (a: string, b: string) => number): Promise<void> {
-    if (encodeKey(key) === undefined) throw new Error(`version key ${JSON.stringify(key)} is longer than memcached allows (250 bytes)`);
-    const connection = this.#connectionFor(key);
+    const connection = this.#versionConnection(key);
     const data = Buffer.from(value);
     for (let round = 0; round < CAS_ROUNDS; round++) {
       const [read] = await this.#request(connection, [{ verb: 'mg', key, flags: ['v', 'c', 't'] }]);
