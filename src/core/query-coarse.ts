@@ -1,11 +1,11 @@
 // Coarse rules for a query rule whose shape is not supported: every table the query mentions deletes every
 // key of the rule. Never wrong; a SCAN per change with patterns, or a tag the application registers keys under.
 import { escapeGlob } from './glob.js';
-import type { RuleSpec } from './rule-spec.js';
-import { parseTemplate } from './template.js';
 import { qualifiedName, Refused, type DerivedRule, type Node, type QueryInput } from './query-tree.js';
-import type { QueryRuleSpec } from './rule-spec.js';
+import type { QueryRuleSpec, RuleSpec } from './rule-spec.js';
+import { parseTemplate } from './template.js';
 
+/** What `coarse: pattern` would derive, as the hand-written rules it amounts to: the hint of a refusal. */
 export function coarseHint(spec: QueryRuleSpec, input: QueryInput): string {
   try {
     const { rules } = coarseRules({ ...spec, coarse: 'pattern' }, input);
@@ -15,8 +15,6 @@ export function coarseHint(spec: QueryRuleSpec, input: QueryInput): string {
     return '';
   }
 }
-
-/** The text of a query rule's SQL that is parsed: `:name` placeholders numbered. */
 
 /**
  * One rule per table the query mentions anywhere (joins, subqueries, CTEs, set operations): any change
