@@ -53,6 +53,6 @@ export const IMAGES = {
   redis: () => process.env.CDC_TEST_REDIS_IMAGE || 'redis:7',
   kafka: () => process.env.CDC_TEST_KAFKA_IMAGE || 'apache/kafka:3.9.1',
   kafka4: () => process.env.CDC_TEST_KAFKA4_IMAGE || 'apache/kafka:4.4.0',
-  connect: () => process.env.CDC_TEST_CONNECT_IMAGE || 'quay.io/debezium/connect:3.0.8.Final',
+  connect: () => process.env.CDC_TEST_CONNECT_IMAGE || 'quay.io/debezium/connect:3.0.1.Final',
   memcached: () => process.env.CDC_TEST_MEMCACHED_IMAGE || 'memcached:1.6',
 };

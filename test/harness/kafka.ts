@@ -1,9 +1,9 @@
 // A throwaway Kafka broker (KRaft: one process that is both broker and controller, no ZooKeeper) and a
-// Kafka Connect worker (standalone) running the Debezium PostgreSQL connector, for the integration tests
-// of the Debezium source. Both are plain JVMs started from the jars that test/kafka/pom.xml fetches
-// (`mvn -q -f test/kafka/pom.xml dependency:copy-dependencies`, which .ci/run does), each with its own
-// temp dir, free ports, a log file, and the same cleanup as the Postgres and Redis harnesses: a test
-// process that dies, even by kill -9, takes its JVMs with it (orphan-guard.ts).
+// Kafka Connect worker (standalone) running the Debezium PostgreSQL and MariaDB connectors, for the
+// integration tests of the Debezium source. Both are plain JVMs started from the jars that
+// test/kafka/pom.xml fetches (`mvn -q -f test/kafka/pom.xml dependency:copy-dependencies`, which .ci/run
+// does), each with its own temp dir, free ports, a log file, and the same cleanup as the Postgres and
+// Redis harnesses: a test process that dies, even by kill -9, takes its JVMs with it (orphan-guard.ts).
 import { createHash, randomBytes } from 'node:crypto';
 import {
   accessSync,
@@ -21,6 +21,7 @@ import {
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
+import mysql, { type RowDataPacket } from 'mysql2/promise';
 import pg from 'pg';
 import { backendFor, IMAGES } from './backend.js';
 import { addressInNetwork } from './container-addresses.js';
@@ -593,8 +594,11 @@ export class KafkaBroker {
 export interface ConnectWorkerOptions {
   /** The broker's bootstrap address, "127.0.0.1:port". */
   bootstrap: string;
-  /** Where Debezium connects; the harness's Postgres: { host: '127.0.0.1', port: pg.port, user: 'postgres' }. */
-  postgres: { host: string; port: number; user: string; password?: string; database?: string };
+  /**
+   * Where the PostgreSQL connectors connect; the harness's Postgres: { host: '127.0.0.1', port: pg.port,
+   * user: 'postgres' }. Needed only by createPostgresConnector (a MariaDB connector names its server itself).
+   */
+  postgres?: { host: string; port: number; user: string; password?: string; database?: string };
   /**
    * JsonConverter's schemas.enable for keys and values. true (the Kafka default): every message is
    * { schema, payload }; false: the payload alone. Default true.
@@ -639,6 +643,44 @@ export interface PostgresConnectorOptions {
   timeoutMs?: number;
 }
 
+/** Where a MariaDB connector connects: a MariaDbServer (mariadb.ts) fits. */
+export interface MariaDbConnection {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+}
+
+export interface MariaDbConnectorOptions {
+  /** Connector name (unique per worker). */
+  name: string;
+  /** The server to capture, and the account Debezium reads it with (the harness's `cdc` user). */
+  server: MariaDbConnection;
+  /** Databases to capture (database.include.list). */
+  databases: string[];
+  /** Qualified table names, "shop.items" (table.include.list); default every table of `databases`. */
+  tables?: string[];
+  /** Row topics are <topicPrefix>.<database>.<table>; DDL goes to <topicPrefix>, the schema history to <topicPrefix>.schema-history. */
+  topicPrefix: string;
+  /** database.server.id, the replica id Debezium's binlog client uses: unique among the server's replicas. Default 5400 + n. */
+  serverId?: number;
+  /** 'initial' (existing rows as op "r" first) or 'no_data' (the schema only, then changes). Default 'no_data'. */
+  snapshotMode?: 'initial' | 'no_data' | 'when_needed' | 'always' | 'initial_only' | 'recovery';
+  /** include.schema.changes: DDL events on the <topicPrefix> topic. Default true. */
+  includeSchemaChanges?: boolean;
+  /** This connector's JsonConverter schemas.enable (keys and values), overriding the worker's. Default: the worker's. */
+  schemasEnable?: boolean;
+  /** Further connector properties, after the harness defaults (so they win). */
+  settings?: Record<string, string | number | boolean>;
+  /** Wait until Debezium's binlog client is connected (a new "Binlog Dump" thread on the server). Default true. */
+  waitForStreaming?: boolean;
+  /** Default 90_000. */
+  timeoutMs?: number;
+}
+
+/** database.server.id of the next MariaDB connector without one: distinct within a test process. */
+let nextMariaDbServerId = 5400;
+
 export interface ConnectorStatus {
   name: string;
   connector: { state: string; worker_id: string; trace?: string };
@@ -647,7 +689,8 @@ export interface ConnectorStatus {
 
 /**
  * A standalone Kafka Connect worker: offsets in a file of its temp dir, a REST API on a free port, the
- * Debezium PostgreSQL connector on its classpath. Connectors are created through the REST API.
+ * Debezium PostgreSQL and MariaDB connectors on its classpath. Connectors are created through the REST
+ * API; one worker can serve connectors of both kinds.
  */
 export class ConnectWorker {
   readonly dir: string;
@@ -733,6 +776,7 @@ export class ConnectWorker {
   /** The Debezium properties the harness uses; exported through createPostgresConnector's result too. */
   postgresConnectorConfig(options: PostgresConnectorOptions): Record<string, string> {
     const pgOptions = this.#options.postgres;
+    if (pgOptions === undefined) throw new Error('a PostgreSQL connector needs the worker started with the postgres option');
     const database = this.#inContainer ? this.#reachable(pgOptions.host, pgOptions.port, 'Postgres') : pgOptions;
     const config: Record<string, string | number | boolean> = {
       'connector.class': 'io.debezium.connector.postgresql.PostgresConnector',
@@ -769,17 +813,8 @@ export class ConnectWorker {
       'retriable.restart.connector.wait.ms': 1_000,
       'status.update.interval.ms': 1_000,
       'poll.interval.ms': 100,
-      ...(options.schemasEnable === undefined
-        ? {}
-        : {
-            'key.converter': 'org.apache.kafka.connect.json.JsonConverter',
-            'value.converter': 'org.apache.kafka.connect.json.JsonConverter',
-            'key.converter.schemas.enable': options.schemasEnable,
-            'value.converter.schemas.enable': options.schemasEnable,
-          }),
-      ...options.settings,
     };
-    return Object.fromEntries(Object.entries(config).map(([key, value]) => [key, String(value)]));
+    return connectorProperties(config, options);
   }
 
   /**
@@ -789,14 +824,82 @@ export class ConnectWorker {
    */
   async createPostgresConnector(options: PostgresConnectorOptions): Promise<ConnectorStatus> {
     const config = this.postgresConnectorConfig(options);
-    this.#connectors.set(options.name, config);
-    await this.rest('PUT', `/connectors/${encodeURIComponent(options.name)}/config`, config);
     const timeoutMs = options.timeoutMs ?? 90_000;
-    const status = await this.waitForConnectorRunning(options.name, timeoutMs);
+    const status = await this.#putConnector(options.name, config, timeoutMs);
     if (options.waitForStreaming ?? true) {
       await this.#waitForSlotActive(options.slot, config['database.dbname'] ?? 'postgres', timeoutMs);
     }
     return status;
+  }
+
+  /**
+   * The Debezium MariaDB connector's properties the harness uses. Left at Debezium's defaults, which the
+   * worker must decode: decimal.handling.mode=precise (DECIMAL as org.apache.kafka.connect.data.Decimal,
+   * base64 two's complement bytes), time.precision.mode=adaptive_time_microseconds (DATE days, TIME
+   * MicroTime, DATETIME Timestamp/MicroTimestamp by precision, TIMESTAMP ZonedTimestamp text),
+   * bigint.unsigned.handling.mode=long (BIGINT UNSIGNED as int64: values above 2^63-1 wrap to negative),
+   * binary.handling.mode=bytes (base64 text in JSON). What each column type becomes, schema included:
+   * test/fixtures/debezium-mariadb/types.json (test/harness/mariadb.test.ts writes it).
+   */
+  mariaDbConnectorConfig(options: MariaDbConnectorOptions): Record<string, string> {
+    const server = this.#inContainer ? this.#reachable(options.server.host, options.server.port, 'MariaDB') : options.server;
+    const config: Record<string, string | number | boolean> = {
+      'connector.class': 'io.debezium.connector.mariadb.MariaDbConnector',
+      'tasks.max': 1,
+      'database.hostname': server.host,
+      'database.port': server.port,
+      'database.user': options.server.user,
+      'database.password': options.server.password,
+      'database.server.id': options.serverId ?? nextMariaDbServerId++,
+      'topic.prefix': options.topicPrefix,
+      'database.include.list': options.databases.map(escapeRegexTable).join(','),
+      ...(options.tables === undefined ? {} : { 'table.include.list': options.tables.map(escapeRegexTable).join(',') }),
+      'snapshot.mode': options.snapshotMode ?? 'no_data',
+      // DDL is read from the binlog into a history kept in Kafka: a restarted connector rebuilds its
+      // table schemas from it.
+      'schema.history.internal.kafka.bootstrap.servers': this.#connectorBootstrap(),
+      'schema.history.internal.kafka.topic': `${options.topicPrefix}.schema-history`,
+      'include.schema.changes': options.includeSchemaChanges ?? true,
+      // The harness's server has no TLS. The connector's default, 'preferred', is passed on as is to the
+      // MariaDB JDBC driver (3.2.0 in Debezium 3.0.1), which knows no such SslMode: validation fails with
+      // "Unable to connect: error parsing url : Wrong argument value 'preferred' for SslMode".
+      'database.ssl.mode': 'disabled',
+      // No time zone setting: the harness's server runs in UTC (mariadb.ts: --default-time-zone=+00:00), and
+      // the JDBC session of the snapshot follows the server's zone by default (database.timezone=auto; the
+      // MySQL connector's database.connectionTimeZone means nothing to the MariaDB driver).
+      // A delete is followed by a null-valued message with the same key (for log compaction).
+      'tombstones.on.delete': true,
+      // Debezium skips TRUNCATE by default ("t"): the cache invalidator needs them.
+      'skipped.operations': 'none',
+      // Fast feedback in tests: retry a lost connection quickly, hand changes to Connect every 100 ms.
+      'retriable.restart.connector.wait.ms': 1_000,
+      'poll.interval.ms': 100,
+    };
+    return connectorProperties(config, options);
+  }
+
+  /**
+   * Creates (or reconfigures) a Debezium MariaDB connector and waits until its task is RUNNING and, unless
+   * waitForStreaming is false, until its binlog client is connected to the server: changes committed after
+   * this resolves are captured.
+   */
+  async createMariaDbConnector(options: MariaDbConnectorOptions): Promise<ConnectorStatus> {
+    const config = this.mariaDbConnectorConfig(options);
+    const waitForStreaming = options.waitForStreaming ?? true;
+    // The binlog dump threads before: the connector's is the one that appears after (threads of other
+    // connectors on the same server, with the same user, are told apart that way).
+    const before = waitForStreaming ? await binlogDumpThreads(options.server) : new Set<number>();
+    const timeoutMs = options.timeoutMs ?? 90_000;
+    const status = await this.#putConnector(options.name, config, timeoutMs);
+    if (waitForStreaming) await this.#waitForBinlogDump(options.name, options.server, before, timeoutMs);
+    return status;
+  }
+
+  /** Creates or reconfigures a connector (kept for restart()) and waits until it runs. */
+  async #putConnector(name: string, config: Record<string, string>, timeoutMs: number): Promise<ConnectorStatus> {
+    this.#connectors.set(name, config);
+    await this.rest('PUT', `/connectors/${encodeURIComponent(name)}/config`, config);
+    return await this.waitForConnectorRunning(name, timeoutMs);
   }
 
   /** Waits until the connector and all its tasks are RUNNING; fails at once on FAILED, with the trace. */
@@ -824,7 +927,10 @@ export class ConnectWorker {
     return await this.rest<ConnectorStatus>('GET', `/connectors/${encodeURIComponent(name)}/status`);
   }
 
-  /** Deletes a connector (its slot stays: drop it with pg_drop_replication_slot once inactive). */
+  /**
+   * Deletes a connector. A PostgreSQL connector's slot stays (drop it with pg_drop_replication_slot once
+   * inactive); a MariaDB connector's schema history topic stays.
+   */
   async deleteConnector(name: string): Promise<void> {
     this.#connectors.delete(name);
     await this.rest('DELETE', `/connectors/${encodeURIComponent(name)}`);
@@ -916,14 +1022,7 @@ export class ConnectWorker {
       'task.shutdown.graceful.timeout.ms': 5_000,
       ...(this.#inContainer
         ? {
-            'bootstrap.servers': this.#options.bootstrap
-              .split(',')
-              .map((server) => {
-                const at = server.lastIndexOf(':');
-                const address = this.#reachable(server.slice(0, at), Number(server.slice(at + 1)), 'the Kafka broker');
-                return `${address.host}:${address.port}`;
-              })
-              .join(','),
+            'bootstrap.servers': this.#connectorBootstrap(),
             'offset.storage.file.filename': CONTAINER_CONNECT_OFFSETS,
             listeners: `http://0.0.0.0:${CONTAINER_CONNECT_PORT}`,
             // The image keeps Debezium's connectors as plugins, off the classpath.
@@ -1013,8 +1112,42 @@ export class ConnectWorker {
     }
   }
 
+  /** The broker as the worker reaches it: its own clients, and the MariaDB schema history's, run inside it. */
+  #connectorBootstrap(): string {
+    if (!this.#inContainer) return this.#options.bootstrap;
+    return this.#options.bootstrap
+      .split(',')
+      .map((server) => {
+        const at = server.lastIndexOf(':');
+        const address = this.#reachable(server.slice(0, at), Number(server.slice(at + 1)), 'the Kafka broker');
+        return `${address.host}:${address.port}`;
+      })
+      .join(',');
+  }
+
+  /** Waits until a binlog dump thread not in `before` runs on the server, while the connector is not FAILED. */
+  async #waitForBinlogDump(name: string, server: MariaDbConnection, before: Set<number>, timeoutMs: number): Promise<void> {
+    await waitFor(
+      async () => {
+        if (!this.running) throw new AbortWaitError(`kafka connect exited (${this.#describeExit()})`);
+        const threads = await binlogDumpThreads(server);
+        if ([...threads].some((id) => !before.has(id))) return true;
+        const status = await this.connectorStatus(name);
+        const failed = [status.connector, ...status.tasks].find((s) => s.state === 'FAILED');
+        if (failed !== undefined) throw new AbortWaitError(`connector ${name} FAILED: ${failed.trace ?? '(no trace)'}`);
+        return false;
+      },
+      { timeoutMs, intervalMs: 200, message: `connector ${name}'s binlog client to connect to MariaDB at ${server.host}:${server.port}` },
+    ).catch((err: unknown) => {
+      const message = err instanceof Error ? err.message : String(err);
+      throw new Error(`${message}\n--- last lines of the connect log ---\n${logTail(this.logFile, 40)}`, { cause: err });
+    });
+  }
+
   async #waitForSlotActive(slot: string, database: string, timeoutMs: number): Promise<void> {
-    const { host, port, user, password } = this.#options.postgres;
+    const postgres = this.#options.postgres;
+    if (postgres === undefined) throw new Error('a PostgreSQL connector needs the worker started with the postgres option');
+    const { host, port, user, password } = postgres;
     await waitFor(
       async () => {
         if (!this.running) throw new AbortWaitError(`kafka connect exited (${this.#describeExit()})`);
@@ -1039,7 +1172,54 @@ export class ConnectWorker {
   }
 }
 
-/** table.include.list entries are regular expressions: "public.items" must not also match "public_items". */
+/** The ids of the server's binlog dump threads (replicas and Debezium's binlog clients) of `server.user`. */
+async function binlogDumpThreads(server: MariaDbConnection): Promise<Set<number>> {
+  const connection = await mysql.createConnection({
+    host: server.host,
+    port: server.port,
+    user: server.user,
+    password: server.password,
+    connectTimeout: 5_000,
+  });
+  connection.on('error', () => undefined);
+  try {
+    const [rows] = await connection.query<RowDataPacket[]>(
+      "SELECT ID AS id FROM information_schema.PROCESSLIST WHERE COMMAND = 'Binlog Dump' AND USER = ?",
+      [server.user],
+    );
+    return new Set(rows.map((row) => Number(row.id)));
+  } finally {
+    await connection.end().catch(() => connection.destroy());
+  }
+}
+
+/**
+ * A connector's properties as Connect takes them (strings), with its own JsonConverter settings when
+ * `schemasEnable` is given (overriding the worker's) and the caller's `settings` last, so that they win.
+ */
+function connectorProperties(
+  config: Record<string, string | number | boolean>,
+  options: { schemasEnable?: boolean | undefined; settings?: Record<string, string | number | boolean> | undefined },
+): Record<string, string> {
+  const all: Record<string, string | number | boolean> = {
+    ...config,
+    ...(options.schemasEnable === undefined
+      ? {}
+      : {
+          'key.converter': 'org.apache.kafka.connect.json.JsonConverter',
+          'value.converter': 'org.apache.kafka.connect.json.JsonConverter',
+          'key.converter.schemas.enable': options.schemasEnable,
+          'value.converter.schemas.enable': options.schemasEnable,
+        }),
+    ...options.settings,
+  };
+  return Object.fromEntries(Object.entries(all).map(([key, value]) => [key, String(value)]));
+}
+
+/**
+ * table.include.list (and database.include.list) entries are regular expressions: "public.items" must not
+ * also match "public_items".
+ */
 function escapeRegexTable(table: string): string {
   return table.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
@@ -1058,10 +1238,11 @@ export async function sharedKafkaBroker(options?: KafkaBrokerOptions): Promise<K
 /**
  * The test file's Connect worker, on the shared broker unless `bootstrap` is given; started on the first
  * call (options count only then) and destroyed after the file's last test. One worker serves every
- * connector of the file; createPostgresConnector's schemasEnable picks the message shape per connector.
+ * connector of the file; the schemasEnable of createPostgresConnector and createMariaDbConnector picks the
+ * message shape per connector. `postgres` may be left out by a file whose connectors are all MariaDB ones.
  */
 export async function sharedConnectWorker(
-  options: Omit<ConnectWorkerOptions, 'bootstrap'> & { bootstrap?: string },
+  options: Omit<ConnectWorkerOptions, 'bootstrap'> & { bootstrap?: string } = {},
 ): Promise<ConnectWorker> {
   sharedWorkerPromise ??= (async () => {
     const bootstrap = options.bootstrap ?? (await sharedKafkaBroker()).bootstrap();

@@ -1,6 +1,6 @@
-// What integration tests use: one Postgres and one Redis per test file (vitest runs each file in its own
-// worker), started on first use and destroyed after the file's last test, plus unique names so tests in
-// a file never share a database, slot, publication or key prefix.
+// What integration tests use: one Postgres, one Redis and one MariaDB per test file (vitest runs each file
+// in its own worker), started on first use and destroyed after the file's last test, plus unique names so
+// tests in a file never share a database, slot, publication or key prefix.
 import { randomBytes } from 'node:crypto';
 import { afterAll } from 'vitest';
 import { backendFor, inContainer } from './backend.js';
@@ -9,14 +9,18 @@ import { findPostgresBinDir, missingPostgresMessage } from './postgres-binaries.
 import { PostgresServer, type PostgresServerOptions } from './postgres.js';
 import { findRedisServer, missingRedisMessage } from './redis-binaries.js';
 import { missingMemcachedMessage } from './memcached-binaries.js';
+import { findMariaDbBinaries, missingMariaDbMessage } from './mariadb-binaries.js';
+import type { MariaDbServer, MariaDbServerOptions } from './mariadb.js';
 import { RedisServer } from './redis.js';
 
 /**
  * 'postgres' and 'redis': a server, from binaries or in a container (server-backend.ts).
  * 'postgres-binaries' and 'redis-binaries': tests that need the binaries themselves (a standby from a base
  * backup, TLS files in the data dir, a Redis Cluster or Sentinel on ports of their own).
+ * 'mariadb': a MariaDB server, from binaries only (mariadb.ts), that Kafka Connect can reach: not where
+ * Kafka runs in containers.
  */
-export type ServiceKind = 'postgres' | 'redis' | 'memcached' | 'postgres-binaries' | 'redis-binaries';
+export type ServiceKind = 'postgres' | 'redis' | 'memcached' | 'mariadb' | 'postgres-binaries' | 'redis-binaries';
 
 export { isCI } from './ci.js';
 
@@ -46,6 +50,13 @@ function missingReason(kind: ServiceKind): string | undefined {
       const choice = backendFor('memcached');
       return choice.backend !== undefined ? undefined : `${missingMemcachedMessage()} Containers: ${choice.reason}.`;
     }
+    case 'mariadb':
+      if (findMariaDbBinaries() === undefined) return missingMariaDbMessage();
+      // MariaDB never runs in a container: a Kafka Connect container could not reach one on this machine's
+      // loopback, nor is there a MariaDB among the containers it can reach.
+      return inContainer('kafka')
+        ? 'the MariaDB tests need Kafka Connect from binaries (java and the Kafka jars), and Kafka runs in containers here, where Connect cannot reach a MariaDB of this machine'
+        : undefined;
     case 'postgres-binaries':
       if (findPostgresBinDir() === undefined) return `this test needs the PostgreSQL binaries themselves: ${missingPostgresMessage()}`;
       return inContainer('postgres') ? 'this test needs the PostgreSQL binaries themselves, and Postgres runs in containers here' : undefined;
@@ -57,6 +68,7 @@ function missingReason(kind: ServiceKind): string | undefined {
 
 let postgres: Promise<PostgresServer> | undefined;
 let redis: Promise<RedisServer> | undefined;
+let mariadb: Promise<MariaDbServer> | undefined;
 
 /**
  * The test file's Postgres, started on the first call. Options count only on that first call. A test
@@ -73,6 +85,23 @@ export async function sharedRedis(): Promise<RedisServer> {
   return await redis;
 }
 
+/**
+ * The test file's MariaDB, started on the first call (options count only then). A test that stops or kills
+ * it should restart it before it ends, or use its own MariaDbServer.start().
+ */
+export async function sharedMariaDb(options?: MariaDbServerOptions): Promise<MariaDbServer> {
+  // Imported on first use: test files without MariaDB do not load mysql2.
+  mariadb ??= import('./mariadb.js').then(async ({ MariaDbServer }) => await MariaDbServer.start(options));
+  return await mariadb;
+}
+
+/** A new database on the file's MariaDB, named uniquely; returns its name and URL. */
+export async function createMariaDbTestDatabase(prefix = 'db'): Promise<{ name: string; url: string }> {
+  const server = await sharedMariaDb();
+  const name = uniqueName(prefix);
+  return { name, url: await server.createDatabase(name) };
+}
+
 /** A new database on the file's Postgres, named uniquely; returns its name and connection string. */
 export async function createTestDatabase(prefix = 'db'): Promise<{ name: string; url: string }> {
   const server = await sharedPostgres();
@@ -83,8 +112,9 @@ export async function createTestDatabase(prefix = 'db'): Promise<{ name: string;
 let counter = 0;
 
 /**
- * A name unique across test files and runs, valid as a Postgres identifier, a replication slot name
- * (lower-case letters, digits and underscores, at most 63 bytes) and a Redis key prefix.
+ * A name unique across test files and runs, valid as a Postgres or MariaDB identifier, a replication slot
+ * name (lower-case letters, digits and underscores, at most 63 bytes), a Kafka topic prefix and a Redis
+ * key prefix.
  */
 export function uniqueName(prefix = 't'): string {
   counter += 1;
@@ -95,9 +125,10 @@ export function uniqueName(prefix = 't'): string {
 }
 
 async function destroyShared(): Promise<void> {
-  const started = [postgres, redis];
+  const started = [postgres, redis, mariadb];
   postgres = undefined;
   redis = undefined;
+  mariadb = undefined;
   const results = await Promise.allSettled(
     started.map(async (server) => {
       if (server === undefined) return;
