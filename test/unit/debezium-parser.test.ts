@@ -128,11 +128,17 @@ describe('parseDebeziumRecord', () => {
     ['JSON null', 'null', /not a JSON object/],
     ['a JSON string', '"c"', /not a JSON object/],
     ['unknown op', { op: 'x', source }, /unknown or missing "op": "x"/],
-    ['no source', { before: null, after: { id: 1 }, op: 'c' }, /missing source.schema/],
+    ['no source', { before: null, after: { id: 1 }, op: 'c' }, /^missing source$/],
+    ['no source.schema', { before: null, after: { id: 1 }, op: 'c', source: { connector: 'postgresql', table: 'users' } }, /missing source.schema or source.table/],
     [
-      'a MariaDB connector event',
-      { before: null, after: { id: 1 }, op: 'c', source: { connector: 'mariadb', db: 'app', table: 'users', file: 'mysql-bin.000003', pos: 154 } },
-      /^an event of Debezium's mariadb connector \(app\.users\): only the PostgreSQL connector's events are read$/,
+      'a MariaDB event without source.db',
+      { before: null, after: { id: 1 }, op: 'c', source: { connector: 'mariadb', table: 'users', file: 'mysql-bin.000003', pos: 154 } },
+      /^an event of Debezium's mariadb connector without source.db or source.table$/,
+    ],
+    [
+      'an event of a connector not read',
+      { before: null, after: { id: 1 }, op: 'c', source: { connector: 'sqlserver', db: 'app', schema: 'dbo', table: 'users' } },
+      /^an event of Debezium's sqlserver connector: only the PostgreSQL, MySQL and MariaDB connectors' events are read$/,
     ],
     ['insert without after', { before: null, after: null, source, op: 'c' }, /insert without "after"/],
     ['after not an object', { before: null, after: 3, source, op: 'c' }, /not an object or null/],
@@ -190,10 +196,13 @@ describe('old rows under each replica identity', () => {
     expect(everything.info(at('public', 'logs')).identity).toEqual({ kind: 'message-key' });
   });
 
-  it('warns at start about each mapped table whose identity nobody declared', async () => {
+  it('warns once about each mapped table whose identity nobody declared, with its first event', async () => {
     const lines: string[] = [];
     const log = { ...silentLogger(), warn: (fields: { table: string }, message: string) => lines.push(`${fields.table}: ${message}`) };
-    await new DeclaredIdentities({ users: 'full' }, [['public', 'users'], ['public', 'orders']], log as never).start();
+    const declared = new DeclaredIdentities({ users: 'full' }, [['public', 'users'], ['public', 'orders']], log as never);
+    await declared.start();
+    expect(lines).toEqual([]);
+    for (const table of ['users', 'orders', 'orders', 'unmapped']) declared.info({ schema: 'public', table, lsn: null });
     expect(lines).toEqual(['public.orders: replica identity unknown: old rows of updates and deletes are read as their message key only']);
   });
 

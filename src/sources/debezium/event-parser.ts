@@ -1,6 +1,7 @@
 import type { Change, Operation, Row } from '../../core/change.js';
 import { keyColumnsOf, oldRowOf, type EventTable, type TableInfo } from './identity.js';
 import { keyFields, readMessage, type MessageJson } from './message-json.js';
+import { binlogTextValue } from './binlog-values.js';
 import { JsonNumber, textValue, type ColumnType, type FieldType } from './values.js';
 
 export interface KafkaRecord {
@@ -13,6 +14,11 @@ export interface KafkaRecord {
 
 /** A change event read from its message, values not yet converted (that needs the table's types). */
 export interface DebeziumEvent extends EventTable {
+  /**
+   * Whose event: PostgreSQL's connector, or MySQL's or MariaDB's (the binlog connectors, which send
+   * the whole old row and whose values are decoded by their own rules).
+   */
+  connector: 'postgresql' | BinlogConnector;
   op: Operation;
   before: Record<string, unknown> | null;
   after: Record<string, unknown> | null;
@@ -42,13 +48,21 @@ const OPS: Record<string, Operation | 'snapshot' | 'message'> = {
   m: 'message',
 };
 
+/** Debezium's connectors that read a MySQL-protocol binlog; their events share one shape. */
+const BINLOG_CONNECTORS: ReadonlySet<string> = new Set<BinlogConnector>(['mysql', 'mariadb']);
+export type BinlogConnector = 'mysql' | 'mariadb';
+
+export function isBinlogConnector(connector: string): connector is BinlogConnector {
+  return BINLOG_CONNECTORS.has(connector);
+}
+
 /** Debezium's heartbeat topics: `<topic.heartbeat.prefix>.<topic.prefix>`, the prefix `__debezium-heartbeat` by default. */
 const HEARTBEAT_TOPIC = /^__debezium-heartbeat\./;
 const HEARTBEAT_SCHEMA = 'io.debezium.connector.common.Heartbeat';
 
 /**
- * One Debezium (PostgreSQL connector) message, JSON converter, with or without the schema
- * envelope. Pure: the source turns `malformed` into a dead letter and keeps consuming. Whatever is
+ * One Debezium message (the PostgreSQL, MySQL or MariaDB connector), JSON converter, with or
+ * without the schema envelope. Pure: the source turns `malformed` into a dead letter and keeps consuming. Whatever is
  * not a change event, a tombstone, a heartbeat, transaction metadata or a schema change is
  * malformed: a message skipped for looking empty could be a change the worker failed to read.
  */
@@ -69,14 +83,16 @@ export function decodeDebeziumRecord(record: KafkaRecord, options: { snapshotInv
   if (op === 'message') return { kind: 'skip', why: 'message' };
   if (op === 'snapshot' && !options.snapshotInvalidates) return { kind: 'skip', why: 'snapshot' };
   const source = payload['source'];
-  const connector = isObject(source) && typeof source['connector'] === 'string' ? source['connector'] : undefined;
-  if (connector !== undefined && connector !== 'postgresql') {
-    // MySQL and MariaDB name a table by database, not schema: say so rather than "missing source.schema".
-    const where = isObject(source) ? [source['db'], source['table']].filter((v) => typeof v === 'string').join('.') : '';
-    return { kind: 'malformed', reason: `an event of Debezium's ${connector} connector${where === '' ? '' : ` (${where})`}: only the PostgreSQL connector's events are read` };
+  if (!isObject(source)) return { kind: 'malformed', reason: 'missing source' };
+  const connector = typeof source['connector'] === 'string' ? source['connector'] : 'postgresql';
+  const binlog = isBinlogConnector(connector);
+  if (!binlog && connector !== 'postgresql') {
+    return { kind: 'malformed', reason: `an event of Debezium's ${connector} connector: only the PostgreSQL, MySQL and MariaDB connectors' events are read` };
   }
-  if (!isObject(source) || typeof source['schema'] !== 'string' || typeof source['table'] !== 'string') {
-    return { kind: 'malformed', reason: 'missing source.schema or source.table' };
+  // PostgreSQL names a table by schema; MySQL and MariaDB by database, which rules name the same way.
+  const namespace = binlog ? source['db'] : source['schema'];
+  if (typeof namespace !== 'string' || typeof source['table'] !== 'string') {
+    return { kind: 'malformed', reason: binlog ? `an event of Debezium's ${connector} connector without source.db or source.table` : 'missing source.schema or source.table' };
   }
   const before = payload['before'] ?? null;
   const after = payload['after'] ?? null;
@@ -86,12 +102,13 @@ export function decodeDebeziumRecord(record: KafkaRecord, options: { snapshotInv
   const operation: Operation = op === 'snapshot' ? 'insert' : op;
   if ((operation === 'insert' || operation === 'update') && after === null) return { kind: 'malformed', reason: `${operation} without "after"` };
   if (operation === 'delete' && before === null) return { kind: 'malformed', reason: 'delete without "before"' };
-  const lsn = source['lsn'] instanceof JsonNumber && /^\d+$/.test(source['lsn'].text) ? BigInt(source['lsn'].text) : null;
+  const lsn = !binlog && source['lsn'] instanceof JsonNumber && /^\d+$/.test(source['lsn'].text) ? BigInt(source['lsn'].text) : null;
   return {
     kind: 'event',
     event: {
-      schema: source['schema'],
+      schema: namespace,
       table: source['table'],
+      connector: binlog ? connector : 'postgresql',
       lsn,
       op: operation,
       before: operation === 'update' || operation === 'delete' ? before : null,
@@ -109,6 +126,7 @@ export function decodeDebeziumRecord(record: KafkaRecord, options: { snapshotInv
  * form (or unknown), and the old row cut down to what the table's replica identity made real.
  */
 export function toChange(event: DebeziumEvent, table: TableInfo): Change {
+  if (event.connector !== 'postgresql') return binlogChange(event);
   const before = rowOf(event.before, event.fields, table.columns);
   const after = rowOf(event.after, event.fields, table.columns);
   return {
@@ -123,6 +141,37 @@ export function toChange(event: DebeziumEvent, table: TableInfo): Change {
     version: null,
     position: event.position,
   };
+}
+
+/**
+ * A MySQL or MariaDB event: the binlog carries the whole old row (Debezium refuses to start unless
+ * binlog_row_image is FULL), so `before` is used as sent; values are decoded from the schema
+ * envelope alone (there is no catalog to read their types from), and are unknown without it.
+ */
+function binlogChange(event: DebeziumEvent): Change {
+  return {
+    schema: event.schema,
+    table: event.table,
+    op: event.op,
+    before: binlogRowOf(event.before, event.fields),
+    after: binlogRowOf(event.after, event.fields),
+    keyColumns: event.messageKey,
+    // Binlog positions order commits on one server only, and Debezium follows a failover to another
+    // server, whose positions are unrelated; GTID sequences order commits within one domain only.
+    // Neither can be compared across everything that bumps one version key: INCR.
+    version: null,
+    position: event.position,
+  };
+}
+
+function binlogRowOf(value: Record<string, unknown> | null, fields: ReadonlyMap<string, FieldType>): Row | null {
+  if (value === null) return null;
+  const row: Record<string, string | null | undefined> = Object.create(null);
+  for (const column of Object.keys(value)) {
+    const text = binlogTextValue(value[column], fields.get(column));
+    if (text !== undefined) row[column] = text;
+  }
+  return row;
 }
 
 /** Both steps, for one message whose table is known (tests, `explain`). */

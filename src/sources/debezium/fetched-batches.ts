@@ -2,8 +2,11 @@ import type { Logger } from '../../log.js';
 import type { BatchQueue } from '../batch-queue.js';
 import { toError } from '../../errors.js';
 import { decodeDebeziumRecord, toChange, type Decoded, type DebeziumEvent } from './event-parser.js';
-import type { TableCatalog } from './identity.js';
+import type { TableCatalog, TableInfo } from './identity.js';
 import type { PartitionPosition } from './offset-commits.js';
+
+/** MySQL and MariaDB: the binlog carries whole old rows (Debezium requires binlog_row_image=FULL). */
+const WHOLE_ROWS: TableInfo = { identity: { kind: 'full' } };
 
 /** A partition's place in what the worker has been handed: the next offset to commit. */
 export interface KafkaPosition extends PartitionPosition {
@@ -42,6 +45,8 @@ export class FetchedBatches {
   private messagesWaiting = 0;
   private draining = false;
   private closed = false;
+  /** Topics already warned about: MySQL or MariaDB events without the schema envelope. */
+  private readonly warnedNoEnvelope = new Set<string>();
 
   constructor(
     private readonly options: {
@@ -98,6 +103,20 @@ export class FetchedBatches {
     }
   }
 
+  /**
+   * Without the schema envelope a MySQL or MariaDB value cannot be read exactly (a DECIMAL is base64,
+   * a DATETIME a number of ms, a BIGINT UNSIGNED may have wrapped) and there is no catalog to tell:
+   * every value is unknown, so rules take their fallback or write dead letters. Said once per topic.
+   */
+  private warnNoEnvelope(topic: string, event: DebeziumEvent): void {
+    if (this.warnedNoEnvelope.has(topic)) return;
+    this.warnedNoEnvelope.add(topic);
+    this.options.log.error(
+      { topic, connector: event.connector, table: `${event.schema}.${event.table}`, hint: 'set value.converter.schemas.enable=true (and key.converter.schemas.enable=true) on the connector' },
+      'events without the schema envelope: MySQL and MariaDB values are read only with it, so every value is unknown (fallbacks or dead letters)',
+    );
+  }
+
   private async decode(batch: FetchedBatch): Promise<void> {
     const { queue, tables } = this.options;
     const nowMs = Date.now();
@@ -108,7 +127,10 @@ export class FetchedBatches {
       const m = batch.messages[i]!;
       const d = decodeDebeziumRecord({ topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value }, options);
       decoded[i] = d;
-      if (d.kind === 'event') events.push(d.event);
+      if (d.kind !== 'event') continue;
+      // The PostgreSQL connector's old rows depend on the table's replica identity; MySQL and MariaDB send them whole.
+      if (d.event.connector === 'postgresql') events.push(d.event);
+      else if (d.event.fields.size === 0) this.warnNoEnvelope(batch.topic, d.event);
     }
     // Throws only once the source is closing (it keeps retrying until then).
     if (events.length > 0) await tables.prepare(events, batch.keepAlive);
@@ -117,7 +139,7 @@ export class FetchedBatches {
       const d = decoded[i]!;
       const m = batch.messages[i]!;
       if (d.kind === 'event') {
-        queue.pushChange(toChange(d.event, tables.info(d.event)), d.event.commitTimeMs ?? Number(m.timestamp), m.value?.length ?? 0);
+        queue.pushChange(toChange(d.event, d.event.connector === 'postgresql' ? tables.info(d.event) : WHOLE_ROWS), d.event.commitTimeMs ?? Number(m.timestamp), m.value?.length ?? 0);
       } else if (d.kind === 'malformed') {
         this.options.log.error({ topic: batch.topic, partition: batch.partition, offset: m.offset, reason: d.reason }, 'malformed event');
         queue.pushDeadLetter(

@@ -80,7 +80,8 @@ export type IdentityDeclaration = 'full' | 'default' | 'nothing' | { index: stri
 /**
  * Identities declared in the config (`source.tableIdentities`), for a source without a database
  * to read them from. `"*"` covers every table not named. A mapped table nobody declared is warned
- * about once, at start, and its old rows are read as their message key only.
+ * about once, with its first event from the PostgreSQL connector, and its old rows are read as their
+ * message key only.
  */
 export class DeclaredIdentities implements TableCatalog {
   private readonly declared = new Map<string, IdentityDeclaration>();
@@ -100,15 +101,7 @@ export class DeclaredIdentities implements TableCatalog {
     this.fallback = declarations['*'];
   }
 
-  async start(): Promise<void> {
-    for (const [schema, table] of this.mappedTables) {
-      if (this.declarationOf(schema, table) !== undefined) continue;
-      this.log.warn(
-        { table: tableKey(schema, table), hint: 'declare it in source.tableIdentities, or set source.url for the worker to read it' },
-        'replica identity unknown: old rows of updates and deletes are read as their message key only',
-      );
-    }
-  }
+  async start(): Promise<void> {}
 
   async prepare(): Promise<void> {}
 
@@ -116,8 +109,16 @@ export class DeclaredIdentities implements TableCatalog {
     const key = tableKey(event.schema, event.table);
     let info = this.infos.get(key);
     if (info === undefined) {
-      info = infoOf(this.declarationOf(event.schema, event.table));
+      const declaration = this.declarationOf(event.schema, event.table);
+      info = infoOf(declaration);
       this.infos.set(key, info);
+      // Said with the table's first PostgreSQL event, not at start: MySQL and MariaDB events need no identity.
+      if (declaration === undefined && this.mappedTables.some(([schema, table]) => schema === event.schema && table === event.table)) {
+        this.log.warn(
+          { table: key, hint: 'declare it in source.tableIdentities, or set source.url for the worker to read it' },
+          'replica identity unknown: old rows of updates and deletes are read as their message key only',
+        );
+      }
     }
     return info;
   }

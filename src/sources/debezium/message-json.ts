@@ -151,11 +151,17 @@ function schemaInfo(schema: Record<string, unknown>): SchemaInfo {
 
 function fieldType(column: Record<string, unknown>): FieldType {
   const parameters = column['parameters'];
-  const scale = isObject(parameters) && typeof parameters['scale'] === 'string' && /^-?\d+$/.test(parameters['scale']) ? Number(parameters['scale']) : undefined;
+  const integer = (name: string): number | undefined =>
+    isObject(parameters) && typeof parameters[name] === 'string' && /^-?\d+$/.test(parameters[name]) ? Number(parameters[name]) : undefined;
+  const scale = integer('scale');
+  const length = integer('length');
+  const sourceType = isObject(parameters) ? parameters['__debezium.source.column.type'] : undefined;
   return {
     ...(typeof column['type'] === 'string' ? { type: column['type'] } : {}),
     ...(typeof column['name'] === 'string' ? { name: column['name'] } : {}),
     ...(scale !== undefined ? { scale } : {}),
+    ...(length !== undefined ? { length } : {}),
+    ...(typeof sourceType === 'string' ? { sourceType } : {}),
   };
 }
 

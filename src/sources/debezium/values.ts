@@ -35,6 +35,10 @@ export interface FieldType {
   name?: string;
   /** parameters.scale of a Decimal. */
   scale?: number;
+  /** parameters.length of io.debezium.data.Bits: the column's number of bits. */
+  length?: number;
+  /** parameters.__debezium.source.column.type, when the connector propagates source types ("BIGINT UNSIGNED"). */
+  sourceType?: string;
 }
 
 /** What the database catalog says of a column. */
@@ -81,7 +85,7 @@ export function textValue(value: unknown, field: FieldType | undefined, column?:
   return primitive(value);
 }
 
-function fromLogical(value: unknown, field: FieldType): Value | undefined {
+export function fromLogical(value: unknown, field: FieldType): Value | undefined {
   const n = value instanceof JsonNumber && /^-?\d+$/.test(value.text) ? BigInt(value.text) : undefined;
   switch (field.name) {
     case 'org.apache.kafka.connect.data.Decimal':
@@ -204,7 +208,7 @@ function doubleAsNumeric(text: string, column: ColumnType): Value | undefined {
   return decimalFromDigits(text, column.scale);
 }
 
-function primitive(value: unknown): Value | undefined {
+export function primitive(value: unknown): Value | undefined {
   if (typeof value === 'string') return value;
   if (value instanceof JsonNumber) return value.text;
   if (typeof value === 'boolean') return value ? 'true' : 'false';
