@@ -12,6 +12,12 @@ import { redisChecks } from './check/redis-checks.js';
 import { exitCode, fail, formatReport, type CheckLine } from './check/report.js';
 import { serverChecks, slotChecks } from './check/server-checks.js';
 import { tableChecks } from './check/table-checks.js';
+import { debeziumChecks } from './check/debezium-checks.js';
+import { sampleTopics } from '../lib/kafka-topics.js';
+
+/** The last messages of each partition `check` reads from a Debezium source's topics. */
+const SAMPLED_PER_PARTITION = 20;
+const KAFKA_TIMEOUT_MS = 10_000;
 
 export interface CheckWanted {
   slot: string;
@@ -22,30 +28,37 @@ export interface CheckWanted {
 }
 
 /**
- * `check`: the online preflight. Gathers facts from the database and the cache (reads, plus one probe
- * key in Redis; memcached is asked its version), turns them into one line per check, and returns the report and exit code:
+ * `check`: the online preflight. Gathers facts from the source (the database; for a Debezium source,
+ * the last messages of its topics) and the cache (reads, plus one probe key in Redis; memcached is
+ * asked its version), turns them into one line per check, and returns the report and exit code:
  * 0 when nothing failed (warnings allowed), 1 otherwise.
  */
 export async function runCheck(loaded: LoadedConfig): Promise<{ text: string; exitCode: 0 | 1 }> {
   const { config, rules } = loaded;
   const source = config.source;
-  if (source.kind !== 'postgres') throw new Error('check runs against a postgres source');
-  const [postgres, cache, http] = await Promise.all([
-    gatherPostgresFacts({
-      url: source.url,
-      slot: source.slot,
-      publication: source.publication,
-      tables: rules.tables,
-      lookups: lookupQueries(rules),
-    }).catch((err: unknown) => toError(err)),
+  const [sourceLines, cache, http] = await Promise.all([
+    source.kind === 'postgres'
+      ? gatherPostgresFacts({
+          url: source.url,
+          slot: source.slot,
+          publication: source.publication,
+          tables: rules.tables,
+          lookups: lookupQueries(rules),
+        }).then(
+          (facts) => postgresChecks(facts, { slot: source.slot, publication: source.publication, rules, replicaIdentity: source.replicaIdentity }),
+          (err: unknown) => [stopped('database', toError(err))],
+        )
+      : sampleTopics({ brokers: source.brokers, topics: source.topics, topicPattern: source.topicPattern, perPartition: SAMPLED_PER_PARTITION, timeoutMs: KAFKA_TIMEOUT_MS }).then(
+          (samples) => debeziumChecks(samples, rules, source.topicPattern),
+          (err: unknown) => [fail(`kafka: unreachable: ${toError(err).message}`, 'start the brokers, or correct source.brokers')],
+        ),
     config.memcached !== undefined
       ? gatherMemcachedFacts(config.memcached.servers)
       : gatherRedisFacts({ url: config.redis.url, cluster: config.redis.cluster, sentinel: config.redis.sentinel, keyPrefix: config.redis.keyPrefix }).catch((err: unknown) => toError(err)),
     config.http.port === 0 ? null : httpPortFree(config.http.host, config.http.port),
   ]);
-  const wanted = { slot: source.slot, publication: source.publication, rules, replicaIdentity: source.replicaIdentity };
   const lines = [
-    ...(postgres instanceof Error ? [stopped('database', postgres)] : postgresChecks(postgres, wanted)),
+    ...sourceLines,
     ...(Array.isArray(cache)
       ? memcachedChecks(cache)
       : cache instanceof Error
@@ -53,7 +66,7 @@ export async function runCheck(loaded: LoadedConfig): Promise<{ text: string; ex
         : redisChecks(cache, { cluster: config.redis.cluster !== undefined, waitReplicas: config.redis.waitReplicas })),
     ...httpChecks(config.http.host, config.http.port, http),
   ];
-  return { text: formatReport(lines, [...urlSecrets(source.url), ...(config.redis.cluster ?? config.redis.sentinel?.nodes ?? [config.redis.url ?? '']).flatMap(urlSecrets), ...(config.redis.sentinel?.password === undefined ? [] : [config.redis.sentinel.password])]), exitCode: exitCode(lines) };
+  return { text: formatReport(lines, [...(source.url === undefined ? [] : urlSecrets(source.url)), ...(config.redis.cluster ?? config.redis.sentinel?.nodes ?? [config.redis.url ?? '']).flatMap(urlSecrets), ...(config.redis.sentinel?.password === undefined ? [] : [config.redis.sentinel.password])]), exitCode: exitCode(lines) };
 }
 
 /** A query that failed where none should (the connection dropped mid-check, say). */
