@@ -165,6 +165,24 @@ describe('docker-compose.yml', () => {
     expect(config['name']).toBeUndefined();
   });
 
+  it('the mariadb profile: a row-based binary log, the same Connect, the MariaDB connector registered idempotently', () => {
+    const mariadb = compose.services['mariadb']!;
+    expect(mariadb.command).toEqual(expect.arrayContaining(['--binlog-format=ROW', '--binlog-row-image=FULL']));
+    expect(binds(mariadb).find((b) => b.container.startsWith('/docker-entrypoint-initdb.d/'))?.host).toBe(join(ROOT, 'examples', 'mariadb', 'schema.sql'));
+    const register = compose.services['register-mariadb-connector'] as Service & { entrypoint?: string[] };
+    expect(register.image).toBe(compose.services['connect']!.image);
+    const call = register.entrypoint!.join(' ');
+    expect(call).toMatch(/-X PUT .*http:\/\/connect:8083\/connectors\/shop\/config$/);
+    const config = JSON.parse(readFileSync(binds(register).find((b) => b.container === /--data @(\S+)/.exec(call)![1]!)!.host, 'utf8')) as Record<string, string>;
+    expect(config['connector.class']).toBe('io.debezium.connector.mariadb.MariaDbConnector');
+    expect(config['value.converter.schemas.enable']).toBe('true');
+    expect(config['skipped.operations']).toBe('none');
+    const worker = compose.services['worker-mariadb']!;
+    const workerConfig = parse(readFileSync(binds(worker).find((b) => b.container === '/etc/cdc-invalidator/cdc-invalidator.yaml')!.host, 'utf8')) as { source: { topics: string[] } };
+    expect(workerConfig.source.topics).toEqual([`${config['topic.prefix']}.app.users`, `${config['topic.prefix']}.app.comments`]);
+    expect(binds(worker).find((b) => b.container === '/etc/cdc-invalidator/mappings')?.host).toBe(join(ROOT, 'examples', 'mariadb', 'mappings'));
+  });
+
   it('mounts files that exist', () => {
     for (const [name, service] of Object.entries(compose.services)) {
       for (const bind of binds(service)) {
