@@ -1,6 +1,7 @@
 // Real events of Debezium 3.0.1's MariaDB connector (test/fixtures/debezium-mariadb, recorded by
 // test/harness/mariadb.test.ts with MARIADB_FIXTURES=1 against MariaDB 10.11), through the parser:
-// the table is database.table, old rows are whole, values are in the documented text form.
+// the table is database.table, old rows are whole, values are in the documented text form. MySQL's
+// connector writes the same shape, with source.connector "mysql".
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { describeMessage } from '../../src/commands/check/debezium-checks.js';
@@ -75,5 +76,12 @@ describe("Debezium's MariaDB connector events", () => {
     const bare = Buffer.from(JSON.stringify((JSON.parse(fixture('insert').toString()) as { payload: unknown }).payload));
     expect(describeMessage(bare)).toMatchObject({ kind: 'event', connector: 'mariadb', envelope: false });
     expect(describeMessage(Buffer.from('{}'))).toMatchObject({ kind: 'malformed' });
+  });
+
+  it("MySQL's connector: the same shape, read the same way (source.connector mysql, a server-uuid GTID)", () => {
+    const message = JSON.parse(fixture('update').toString()) as { payload: { source: Record<string, unknown> } };
+    Object.assign(message.payload.source, { connector: 'mysql', db: 'shop', gtid: '3e11fa47-71ca-11e1-9e33-c80aa9429562:23' });
+    const parsed = parseDebeziumRecord(record(Buffer.from(JSON.stringify(message))), { snapshotInvalidates: false });
+    expect(parsed.kind === 'change' && parsed.change).toMatchObject({ schema: 'shop', table: 'items', op: 'update', before: { id: '1', name: 'pen' }, after: { id: '1', name: 'red pen' } });
   });
 });
