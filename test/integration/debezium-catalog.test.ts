@@ -66,4 +66,22 @@ describe.skipIf(servicesMissing('postgres'))('the debezium catalog', () => {
       await catalog.close();
     }
   });
+
+  it('warns about a mapped table missing from the database with its first PostgreSQL event, not at start (a MariaDB table is in none)', async () => {
+    const db = await createTestDatabase('dbzmiss');
+    await (await sharedPostgres()).query('CREATE TABLE public.here (id int PRIMARY KEY)', [], db.name);
+    const lines: string[] = [];
+    const logger: Record<string, unknown> = { ...silentLogger(), warn: (fields: { table: string }, message: string) => lines.push(`${fields.table}: ${message}`) };
+    logger['child'] = () => logger;
+    const catalog = new PostgresCatalog({ url: db.url, tables: [['public', 'here'], ['public', 'gone'], ['shop', 'users']], logger: logger as never });
+    try {
+      await catalog.start();
+      expect(lines).toEqual([]);
+      expect(catalog.info({ schema: 'public', table: 'here', lsn: null }).identity).toEqual({ kind: 'columns', columns: ['id'] });
+      for (let i = 0; i < 2; i++) expect(catalog.info({ schema: 'public', table: 'gone', lsn: null }).identity).toEqual({ kind: 'message-key' });
+      expect(lines).toEqual(['public.gone: mapped table not found in the database: old rows of its changes are read as their message key only']);
+    } finally {
+      await catalog.close();
+    }
+  });
 });

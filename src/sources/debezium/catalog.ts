@@ -106,8 +106,18 @@ export class PostgresCatalog implements TableCatalog {
   }
 
   info(event: EventTable): TableInfo {
-    const entry = this.entries.get(tableKey(event.schema, event.table));
-    if (entry === undefined) return { identity: { kind: 'message-key' } };
+    const key = tableKey(event.schema, event.table);
+    const entry = this.entries.get(key);
+    if (entry === undefined) {
+      if (this.mapped.has(key) && !this.warnedMissing.has(key)) {
+        this.warnedMissing.add(key);
+        this.log.warn(
+          { table: key, hint: 'check that source.url is the database Debezium reads; it is looked for again when its changes arrive' },
+          'mapped table not found in the database: old rows of its changes are read as their message key only',
+        );
+      }
+      return { identity: { kind: 'message-key' } };
+    }
     const previous = entry.previous;
     if (previous === null || (event.lsn !== null && event.lsn > entry.since)) return entry.info;
     if (event.lsn !== null && event.lsn <= previous.until) return { ...entry.info, identity: previous.identity };
@@ -200,14 +210,9 @@ export class PostgresCatalog implements TableCatalog {
       const identity = identities.get(key);
       const entry = this.entries.get(key);
       if (identity === undefined) {
+        // Said with the table's first PostgreSQL event (info): a mapped table of a MySQL or MariaDB
+        // connector is in no PostgreSQL database, and needs none.
         this.entries.delete(key);
-        if (!this.warnedMissing.has(key)) {
-          this.warnedMissing.add(key);
-          this.log.warn(
-            { table: key, hint: 'check that source.url is the database Debezium reads; it is looked for again when its changes arrive' },
-            'mapped table not found in the database: old rows of its changes are read as their message key only',
-          );
-        }
         continue;
       }
       this.warnedMissing.delete(key);
