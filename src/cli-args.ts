@@ -120,7 +120,7 @@ export const USAGE = `usage: cdc-invalidator <command> [--config FILE] [options]
 commands:
   run        run the worker until SIGTERM or SIGINT
   validate   check the config and every mapping file, offline
-  check      check the database and Redis against the config and mappings, online
+  check      check the database (or Kafka topics) and Redis against the config and mappings, online
   explain    print the key operations one change would produce
   teardown   drop the replication slot and the publication the worker created (--yes)
 
@@ -148,7 +148,9 @@ Connects to nothing.`,
 
 Connects to the database and Redis as the config says and checks what the worker needs: server
 settings, the role's privileges, the slot and publication, each mapped table and its replica identity,
-the lookups, Redis' version, mode, replicas and scripts, and that the HTTP port is free. Changes nothing.`,
+the lookups, Redis' version, mode, replicas and scripts, and that the HTTP port is free. For a
+debezium source, reads the last messages of its topics instead of the database and says which connector
+and tables each carries and whether the rules map them. Changes nothing.`,
   explain: `usage: cdc-invalidator explain [--config FILE] --table T --op insert|update|delete|truncate [--before JSON] [--after JSON]
        cdc-invalidator explain [--config FILE] --rule FILE[#rules[N]]|all
 
