@@ -26,7 +26,7 @@ import pg from 'pg';
 import { backendFor, IMAGES } from './backend.js';
 import { addressInNetwork } from './container-addresses.js';
 import type { ServerContainer } from './containers.js';
-import { freePort } from './free-port.js';
+import { freePort, PortInUseError, retryOnPortInUse } from './free-port.js';
 import { OrphanGuard } from './orphan-guard.js';
 import {
   logSize,
@@ -44,7 +44,6 @@ import { findJava, kafkaLibDir, kafkaMissingReason } from './kafka-binaries.js';
 export { findJava, kafkaLibDir, kafkaMissingReason } from './kafka-binaries.js';
 import { AbortWaitError, waitFor } from './wait-for.js';
 
-const START_ATTEMPTS = 5;
 /** The broker's ports inside its container (server-backend.ts): clients, other containers, controller. */
 const CONTAINER_KAFKA_PORT = 9092;
 const CONTAINER_INTERNAL_PORT = 9094;
@@ -208,12 +207,6 @@ function describeExit(proc: RunningServer): string {
   return status.signal !== null ? `signal ${status.signal}` : `exit code ${status.code}`;
 }
 
-class PortInUseError extends Error {
-  constructor(what: string) {
-    super(`${what}: port already in use`);
-  }
-}
-
 async function portOpen(port: number): Promise<boolean> {
   return await new Promise<boolean>((resolvePromise) => {
     const socket = createConnection({ host: '127.0.0.1', port });
@@ -292,18 +285,14 @@ export class KafkaBroker {
       const quiet = ['kafka.log', 'state.change.logger', 'kafka.coordinator', 'org.apache.kafka.storage', 'org.apache.kafka.raft', 'org.apache.kafka.image', 'org.apache.kafka.metadata', 'org.apache.kafka.controller', 'kafka.server.metadata'];
       writeFileSync(join(broker.dir, 'log4j.properties'), log4jProperties(quiet));
       writeFileSync(join(broker.dir, 'log4j2.properties'), log4j2Properties(quiet));
-      for (let attempt = 1; ; attempt++) {
+      return await retryOnPortInUse(async (attempt) => {
         broker.#port = await freePort();
         broker.#controllerPort = await freePort();
         broker.#writeConfig();
-        try {
-          if (attempt === 1 && !broker.#inContainer) await broker.#format();
-          await broker.#startOnce();
-          return broker;
-        } catch (err: unknown) {
-          if (attempt >= START_ATTEMPTS || !(err instanceof PortInUseError)) throw err;
-        }
-      }
+        if (attempt === 1 && !broker.#inContainer) await broker.#format();
+        await broker.#startOnce();
+        return broker;
+      });
     } catch (err: unknown) {
       await broker.destroy().catch(() => undefined);
       throw err;
@@ -728,16 +717,12 @@ export class ConnectWorker {
         join(worker.dir, 'log4j.properties'),
         log4jProperties(['org.reflections', 'org.eclipse.jetty', 'org.glassfish', 'org.apache.kafka.clients', 'org.apache.kafka.common', 'org.apache.kafka.connect.runtime.isolation']),
       );
-      for (let attempt = 1; ; attempt++) {
+      return await retryOnPortInUse(async () => {
         worker.#restPort = await freePort();
         worker.#writeConfig();
-        try {
-          await worker.#startOnce();
-          return worker;
-        } catch (err: unknown) {
-          if (attempt >= START_ATTEMPTS || !(err instanceof PortInUseError)) throw err;
-        }
-      }
+        await worker.#startOnce();
+        return worker;
+      });
     } catch (err: unknown) {
       await worker.destroy().catch(() => undefined);
       throw err;

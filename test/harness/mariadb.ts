@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import mysql, { type Connection, type Pool, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise';
-import { freePort } from './free-port.js';
+import { freePort, PortInUseError, retryOnPortInUse } from './free-port.js';
 import { findMariaDbBinaries, missingMariaDbMessage, type MariaDbBinaries } from './mariadb-binaries.js';
 import { OrphanGuard } from './orphan-guard.js';
 import {
@@ -40,7 +40,6 @@ export interface ExecResult {
   insertId: number;
 }
 
-const START_ATTEMPTS = 5;
 /** The user tests and Debezium connect as (over TCP); ALL PRIVILEGES covers what Debezium needs. */
 const USER = 'cdc';
 const PASSWORD = 'cdc-test-password';
@@ -89,16 +88,10 @@ export class MariaDbServer {
     const server = new MariaDbServer(binaries, mariaDbTempDir(), options);
     try {
       await server.#installDb();
-      for (let attempt = 1; ; attempt++) {
-        // The free port can be taken before mariadbd binds it (another test worker): pick another one.
+      await retryOnPortInUse(async () => {
         server.#port = await freePort();
-        try {
-          await server.#startOnce();
-          break;
-        } catch (err: unknown) {
-          if (attempt >= START_ATTEMPTS || !(err instanceof PortInUseError)) throw err;
-        }
-      }
+        await server.#startOnce();
+      });
       await server.#createUser();
       return server;
     } catch (err: unknown) {
@@ -350,12 +343,6 @@ export class MariaDbServer {
   #env(): NodeJS.ProcessEnv {
     // MYSQL_* variables (MYSQL_PWD, MYSQL_UNIX_PORT, MYSQL_TCP_PORT) and locales of the caller stay out.
     return { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C', LANG: 'C', TZ: 'UTC', HOME: this.dir };
-  }
-}
-
-class PortInUseError extends Error {
-  constructor(port: number) {
-    super(`port ${port} is already in use`);
   }
 }
 

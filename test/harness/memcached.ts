@@ -5,13 +5,12 @@ import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { backendFor, IMAGES } from './backend.js';
 import type { ServerContainer } from './containers.js';
-import { freePort } from './free-port.js';
+import { freePort, PortInUseError, retryOnPortInUse } from './free-port.js';
 import { OrphanGuard } from './orphan-guard.js';
 import { findMemcached, missingMemcachedMessage } from './memcached-binaries.js';
 import { logTail, makeTempDir, removeDir, runningAsRoot, ServerProcess, type RunningServer } from './server-process.js';
 import { AbortWaitError, waitFor } from './wait-for.js';
 
-const START_ATTEMPTS = 5;
 
 export { findMemcached, missingMemcachedMessage } from './memcached-binaries.js';
 
@@ -41,15 +40,11 @@ export class MemcachedServer {
     }
     const server = new MemcachedServer(binary, makeTempDir('cdc-memcached-'));
     try {
-      for (let attempt = 1; ; attempt++) {
+      return await retryOnPortInUse(async () => {
         server.#port = await freePort();
-        try {
-          await server.#startOnce();
-          return server;
-        } catch (err: unknown) {
-          if (attempt >= START_ATTEMPTS || !(err instanceof PortInUseError)) throw err;
-        }
-      }
+        await server.#startOnce();
+        return server;
+      });
     } catch (err: unknown) {
       await server.destroy().catch(() => undefined);
       throw err;
@@ -171,12 +166,6 @@ export class MemcachedServer {
       const message = err instanceof Error ? err.message : String(err);
       throw new Error(`${message}\n--- last lines of the memcached log ---\n${logTail(this.logFile)}`, { cause: err });
     }
-  }
-}
-
-class PortInUseError extends Error {
-  constructor(port: number) {
-    super(`port ${port} is already in use`);
   }
 }
 

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import pg, { type QueryResultRow } from 'pg';
 import { backendFor, IMAGES } from './backend.js';
 import type { ServerContainer } from './containers.js';
-import { freePort } from './free-port.js';
+import { freePort, PortInUseError, retryOnPortInUse } from './free-port.js';
 import { OrphanGuard } from './orphan-guard.js';
 import { findPostgresBinDir, missingPostgresMessage } from './postgres-binaries.js';
 import {
@@ -52,7 +52,6 @@ export interface DataDirSetup {
 }
 
 const SUPERUSER = 'postgres';
-const START_ATTEMPTS = 5;
 
 export class PostgresServer {
   readonly dir: string;
@@ -292,18 +291,11 @@ export class PostgresServer {
   }
 
   async #startOnFreePort(): Promise<void> {
-    // The free port can be taken between freePort() and the postmaster's bind (another test worker);
-    // then pick another one.
-    for (let attempt = 1; ; attempt++) {
+    await retryOnPortInUse(async () => {
       this.#port = await freePort();
       if (this.#containerSettings === undefined) this.#writeFile('harness-port.conf', `port = ${this.#port}\n`);
-      try {
-        await this.#startOnce();
-        return;
-      } catch (err: unknown) {
-        if (attempt >= START_ATTEMPTS || !(err instanceof PortInUseError)) throw err;
-      }
-    }
+      await this.#startOnce();
+    });
   }
 
   /** Starts the postmaster (or the container) once; a port already taken is a PortInUseError. */
@@ -398,12 +390,6 @@ export class PostgresServer {
     const children = childPids(proc.pid);
     killQuietly(proc.pid);
     for (const pid of children) killQuietly(pid);
-  }
-}
-
-class PortInUseError extends Error {
-  constructor(port: number) {
-    super(`port ${port} is already in use`);
   }
 }
 

@@ -4,7 +4,7 @@ import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { backendFor, IMAGES } from './backend.js';
 import type { ServerContainer } from './containers.js';
-import { freePort } from './free-port.js';
+import { freePort, PortInUseError, retryOnPortInUse } from './free-port.js';
 import { OrphanGuard } from './orphan-guard.js';
 import { findRedisServer, missingRedisMessage } from './redis-binaries.js';
 import {
@@ -27,7 +27,6 @@ export interface RedisServerOptions {
   startTimeoutMs?: number;
 }
 
-const START_ATTEMPTS = 5;
 
 export class RedisServer {
   readonly dir: string;
@@ -66,16 +65,11 @@ export class RedisServer {
     }
     const server = new RedisServer(binary, makeTempDir('cdc-redis-'), options);
     try {
-      for (let attempt = 1; ; attempt++) {
-        // The free port can be taken before redis binds it (another test worker): pick another one.
+      return await retryOnPortInUse(async () => {
         server.#port = await freePort();
-        try {
-          await server.#startOnce();
-          return server;
-        } catch (err: unknown) {
-          if (attempt >= START_ATTEMPTS || !(err instanceof PortInUseError)) throw err;
-        }
-      }
+        await server.#startOnce();
+        return server;
+      });
     } catch (err: unknown) {
       await server.destroy().catch(() => undefined);
       throw err;
@@ -227,12 +221,6 @@ export class RedisServer {
     const run = this.#container.current;
     if (run === undefined) throw new Error('the redis container did not start');
     return run;
-  }
-}
-
-class PortInUseError extends Error {
-  constructor(port: number) {
-    super(`port ${port} is already in use`);
   }
 }
 
