@@ -31,7 +31,8 @@ function outcome(r) {
 function staleCell(r, kind) {
   if (!measured(r)) return '–';
   const c = client(r, kind);
-  return `**${c.staleKeys}** of ${c.keys}`;
+  const race = c.raceKeys > 0 ? ` (and ${c.raceKeys} by its own race)` : '';
+  return `**${c.staleKeys}** of ${c.keys}${race}`;
 }
 
 const lines = [
@@ -54,7 +55,13 @@ const lines = [
   '  standby has replayed it (and, with `consistency.replicas`, the worker\'s second pass has run), and every',
   '  key has been read once more, the keys whose cached value differs from the primary\'s row. Nothing but',
   '  the TTL would ever remove them. A control run must show some (the test fails otherwise, so that the',
-  '  scenario can fail at all); a run with the setting must show none.',
+  '  scenario can fail at all); a run with the setting must show none. Textbook cache-aside also has a race',
+  '  of its own that no worker setting closes ([docs/client.md](docs/client.md); the lease client closes it):',
+  '  a fill that read the row before the worker\'s invalidation of the row\'s last write and wrote the cache',
+  '  after it. Each stale key is told apart by times the test records: when the fill that left its value',
+  '  read the row, and when the worker\'s last invalidation of the key (from its notifications, `redis.notifyChannel`)',
+  '  reached the test. Keys stale that way are shown in brackets and do not count; an invalidation applied',
+  '  before the commit was visible (the fill read after it) or never applied for the last write counts.',
   '- **Staleness window**: for each write, the time from its commit returning to the writer until a reader',
   '  was first given that version or a later one; p50 and p99 over every write of the run. "never": more',
   '  than that share of the writes were never seen before the run ended (stale until the TTL).',

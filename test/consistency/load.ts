@@ -17,6 +17,8 @@ export interface Write {
   id: number;
   /** The version the update gave the row (row versions grow by one per committed update). */
   v: number;
+  /** performance.now() when the update was sent. */
+  sentAt: number;
   /** performance.now() when the commit returned to the writer. */
   committedAt: number;
 }
@@ -46,8 +48,9 @@ export class Writers {
       let next = performance.now();
       while (!this.#stopping) {
         const id = ids[Math.floor(Math.random() * ids.length)]!;
+        const sentAt = performance.now();
         const { rows } = await client.query<{ v: number }>('UPDATE public.items SET v = v + 1 WHERE id = $1 RETURNING v', [id]);
-        this.writes.push({ id, v: rows[0]!.v, committedAt: performance.now() });
+        this.writes.push({ id, v: rows[0]!.v, sentAt, committedAt: performance.now() });
         next += intervalMs;
         const now = performance.now();
         if (next < now) next = now;
@@ -142,6 +145,11 @@ export interface ReaderCounts {
 export class Readers {
   readonly observations = new Observations();
   readonly #counts: Record<ClientKind, ReaderCounts> = { 'cache-aside': { reads: 0, fills: 0 }, 'lease client': { reads: 0, fills: 0 } };
+  /**
+   * Per row read through textbook cache-aside, the fill whose SET completed last (what the key holds):
+   * when its SELECT started and its SET completed (performance.now()).
+   */
+  readonly lastFill = new Map<number, { selectedAt: number; setAt: number }>();
   /** Per row, the latest start of a read that has returned. */
   readonly #lastReadStart = new Map<number, number>();
   readonly #pool: pg.Pool;
@@ -163,8 +171,11 @@ export class Readers {
         const key = `${options.prefix}item:${id}`;
         const cached = await plainRedis.get(key);
         if (cached !== null) return JSON.parse(cached) as number;
+        const selectedAt = performance.now();
         const v = await load(id);
         await plainRedis.set(key, JSON.stringify(v), 'EX', CACHE_TTL_SECONDS);
+        const setAt = performance.now();
+        if (setAt > (this.lastFill.get(id)?.setAt ?? -Infinity)) this.lastFill.set(id, { selectedAt, setAt });
         this.#counts['cache-aside'].fills++;
         return v;
       });

@@ -11,10 +11,21 @@ export interface ClientFigures {
   client: ClientKind;
   /** Hot keys read through this client. */
   keys: number;
-  /** Keys whose cached value differed from the primary's row after quiescence. */
+  /**
+   * Keys whose cached value differed from the primary's row after quiescence, but for those of
+   * `raceKeys`.
+   */
   staleKeys: number;
   /** The first few of them: key, cached value, the primary's value. */
   staleSample: string[];
+  /**
+   * Textbook cache-aside only: stale keys its own race left, which no worker setting closes (the lease
+   * client does): the fill that wrote the stale value read the row before the worker's last
+   * invalidation of the key reached the test and wrote it after. An invalidation applied before the
+   * commit was visible, or never applied, leaves a fill that read after it: counted in staleKeys.
+   */
+  raceKeys?: number;
+  raceSample?: string[];
   reads: number;
   /** Misses that read the row and stored it. */
   fills: number;

@@ -1,6 +1,7 @@
 // One run of a consistency scenario: its own database (hot rows in public.items, mapped by `item:{id}`),
 // Redis key prefix, slot and publication, the built worker (`node dist/cli.js run`) with the run's
 // `consistency:` settings, and the checks after quiescence.
+import { performance } from 'node:perf_hooks';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -46,6 +47,13 @@ export class ConsistencyRig {
   readonly slot: string;
   readonly ids: Record<ClientKind, number[]>;
   readonly redis: Redis;
+  /**
+   * When the worker's last invalidation of each key (bare: `item:6`) reached this process
+   * (performance.now()), from its notifications (redis.notifyChannel).
+   */
+  readonly invalidatedAt = new Map<string, number>();
+  readonly #notifyChannel = uniqueName('invalidated');
+  readonly #subscriber: Redis;
   readonly #primary: PostgresServer;
   readonly #dir: string;
   readonly #configPath: string;
@@ -63,6 +71,11 @@ export class ConsistencyRig {
       'lease client': Array.from({ length: n }, (_, i) => n + 1 + i),
     };
     this.redis = new Redis(options.redis.url());
+    this.#subscriber = new Redis(options.redis.url());
+    this.#subscriber.on('message', (_channel: string, message: string) => {
+      const at = performance.now();
+      for (const key of (JSON.parse(message) as { keys: string[] }).keys) this.invalidatedAt.set(key.slice(this.prefix.length), at);
+    });
     this.#dir = mkdtempSync(join(tmpdir(), 'cdc-consistency-'));
     mkdirSync(join(this.#dir, 'mappings'));
     writeFileSync(join(this.#dir, 'mappings', 'rules.yaml'), RULES);
@@ -71,7 +84,7 @@ export class ConsistencyRig {
     writeFileSync(
       this.#configPath,
       `source:\n  kind: postgres\n  url: "${this.url}"\n  slot: ${this.slot}\n  publication: ${uniqueName('pub')}\n  heartbeatSeconds: 1\n` +
-        `redis:\n  url: "${options.redis.url()}"\n  keyPrefix: "${this.prefix}"\n` +
+        `redis:\n  url: "${options.redis.url()}"\n  keyPrefix: "${this.prefix}"\n  notifyChannel: ${this.#notifyChannel}\n` +
         `mappings: ./mappings\nhttp:\n  port: 0\n${consistency ?? ''}`,
     );
   }
@@ -86,7 +99,9 @@ export class ConsistencyRig {
       [],
       database,
     );
-    return new ConsistencyRig(options, database);
+    const rig = new ConsistencyRig(options, database);
+    await rig.#subscriber.subscribe(rig.#notifyChannel);
+    return rig;
   }
 
   get url(): string {
@@ -163,14 +178,14 @@ export class ConsistencyRig {
   }
 
   /** Hot keys whose cached value differs from the primary's row now (a missing key is not stale). */
-  async staleKeys(kind: ClientKind): Promise<string[]> {
+  async staleKeys(kind: ClientKind): Promise<Array<{ id: number; text: string }>> {
     const ids = this.ids[kind];
     const rows = await this.sql<{ id: number; v: number }>('SELECT id, v FROM public.items WHERE id = ANY($1)', [ids]);
     const cached = await this.redis.mget(...rows.map((r) => `${this.prefix}item:${r.id}`));
-    const stale: string[] = [];
+    const stale: Array<{ id: number; text: string }> = [];
     rows.forEach((row, i) => {
       const value = cached[i];
-      if (value !== null && value !== undefined && JSON.parse(value) !== row.v) stale.push(`item:${row.id} cached ${value}, primary ${row.v}`);
+      if (value !== null && value !== undefined && JSON.parse(value) !== row.v) stale.push({ id: row.id, text: `item:${row.id} cached ${value}, primary ${row.v}` });
     });
     return stale;
   }
@@ -185,6 +200,7 @@ export class ConsistencyRig {
       clearTimeout(timer);
     }
     this.redis.disconnect();
+    this.#subscriber.disconnect();
     // An abandoned slot holds WAL for ever.
     await waitFor(
       async () => {
