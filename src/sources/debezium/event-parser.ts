@@ -1,6 +1,7 @@
 import type { Change, Operation, Row } from '../../core/change.js';
-import { keyColumnsOf, oldRowOf, type EventTable, type TableInfo } from './identity.js';
+import { keyColumnsOf, oldRowOf, type EventTable, type TableCatalog, type TableInfo } from './identity.js';
 import { keyFields, readMessage, type MessageJson } from './message-json.js';
+import { eventTable, isReadConnector, type ReadConnector } from '../../lib/debezium-connectors.js';
 import { binlogTextValue } from './binlog-values.js';
 import { JsonNumber, textValue, type ColumnType, type FieldType } from './values.js';
 
@@ -18,7 +19,7 @@ export interface DebeziumEvent extends EventTable {
    * Whose event: PostgreSQL's connector, or MySQL's or MariaDB's (the binlog connectors, which send
    * the whole old row and whose values are decoded by their own rules).
    */
-  connector: 'postgresql' | BinlogConnector;
+  connector: ReadConnector;
   op: Operation;
   before: Record<string, unknown> | null;
   after: Record<string, unknown> | null;
@@ -48,14 +49,6 @@ const OPS: Record<string, Operation | 'snapshot' | 'message'> = {
   m: 'message',
 };
 
-/** Debezium's connectors that read a MySQL-protocol binlog; their events share one shape. */
-const BINLOG_CONNECTORS: ReadonlySet<string> = new Set<BinlogConnector>(['mysql', 'mariadb']);
-export type BinlogConnector = 'mysql' | 'mariadb';
-
-export function isBinlogConnector(connector: string): connector is BinlogConnector {
-  return BINLOG_CONNECTORS.has(connector);
-}
-
 /** Debezium's heartbeat topics: `<topic.heartbeat.prefix>.<topic.prefix>`, the prefix `__debezium-heartbeat` by default. */
 const HEARTBEAT_TOPIC = /^__debezium-heartbeat\./;
 const HEARTBEAT_SCHEMA = 'io.debezium.connector.common.Heartbeat';
@@ -84,14 +77,12 @@ export function decodeDebeziumRecord(record: KafkaRecord, options: { snapshotInv
   if (op === 'snapshot' && !options.snapshotInvalidates) return { kind: 'skip', why: 'snapshot' };
   const source = payload['source'];
   if (!isObject(source)) return { kind: 'malformed', reason: 'missing source' };
-  const connector = typeof source['connector'] === 'string' ? source['connector'] : 'postgresql';
-  const binlog = isBinlogConnector(connector);
-  if (!binlog && connector !== 'postgresql') {
+  const { connector, namespace, table } = eventTable(source);
+  if (!isReadConnector(connector)) {
     return { kind: 'malformed', reason: `an event of Debezium's ${connector} connector: only the PostgreSQL, MySQL and MariaDB connectors' events are read` };
   }
-  // PostgreSQL names a table by schema; MySQL and MariaDB by database, which rules name the same way.
-  const namespace = binlog ? source['db'] : source['schema'];
-  if (typeof namespace !== 'string' || typeof source['table'] !== 'string') {
+  const binlog = connector !== 'postgresql';
+  if (typeof namespace !== 'string' || typeof table !== 'string') {
     return { kind: 'malformed', reason: binlog ? `an event of Debezium's ${connector} connector without source.db or source.table` : 'missing source.schema or source.table' };
   }
   const before = payload['before'] ?? null;
@@ -107,8 +98,8 @@ export function decodeDebeziumRecord(record: KafkaRecord, options: { snapshotInv
     kind: 'event',
     event: {
       schema: namespace,
-      table: source['table'],
-      connector: binlog ? connector : 'postgresql',
+      table,
+      connector,
       lsn,
       op: operation,
       before: operation === 'update' || operation === 'delete' ? before : null,
@@ -122,11 +113,13 @@ export function decodeDebeziumRecord(record: KafkaRecord, options: { snapshotInv
 }
 
 /**
- * The normalised change of an event, given what is known of its table: values in PostgreSQL's text
- * form (or unknown), and the old row cut down to what the table's replica identity made real.
+ * The normalised change of an event: values in PostgreSQL's text form (or unknown), and for the
+ * PostgreSQL connector the old row cut down to what the table's replica identity made real (`tables`
+ * is asked only then).
  */
-export function toChange(event: DebeziumEvent, table: TableInfo): Change {
+export function toChange(event: DebeziumEvent, tables: Pick<TableCatalog, 'info'>): Change {
   if (event.connector !== 'postgresql') return binlogChange(event);
+  const table = tables.info(event);
   const before = rowOf(event.before, event.fields, table.columns);
   const after = rowOf(event.after, event.fields, table.columns);
   return {
@@ -153,8 +146,8 @@ function binlogChange(event: DebeziumEvent): Change {
     schema: event.schema,
     table: event.table,
     op: event.op,
-    before: binlogRowOf(event.before, event.fields),
-    after: binlogRowOf(event.after, event.fields),
+    before: rowOf(event.before, event.fields, BINLOG),
+    after: rowOf(event.after, event.fields, BINLOG),
     keyColumns: event.messageKey,
     // Binlog positions order commits on one server only, and Debezium follows a failover to another
     // server, whose positions are unrelated; GTID sequences order commits within one domain only.
@@ -164,16 +157,6 @@ function binlogChange(event: DebeziumEvent): Change {
   };
 }
 
-function binlogRowOf(value: Record<string, unknown> | null, fields: ReadonlyMap<string, FieldType>): Row | null {
-  if (value === null) return null;
-  const row: Record<string, string | null | undefined> = Object.create(null);
-  for (const column of Object.keys(value)) {
-    const text = binlogTextValue(value[column], fields.get(column));
-    if (text !== undefined) row[column] = text;
-  }
-  return row;
-}
-
 /** Both steps, for one message whose table is known (tests, `explain`). */
 export function parseDebeziumRecord(
   record: KafkaRecord,
@@ -181,8 +164,9 @@ export function parseDebeziumRecord(
 ): Parsed {
   const decoded = decodeDebeziumRecord(record, options);
   if (decoded.kind !== 'event') return decoded;
-  const table = options.table?.(decoded.event) ?? { identity: { kind: 'message-key' } };
-  return { kind: 'change', change: toChange(decoded.event, table), commitTimeMs: decoded.event.commitTimeMs };
+  const table = options.table;
+  const tables = { info: (event: EventTable): TableInfo => table?.(event) ?? { identity: { kind: 'message-key' } } };
+  return { kind: 'change', change: toChange(decoded.event, tables), commitTimeMs: decoded.event.commitTimeMs };
 }
 
 /** Debezium's messages that carry no row change, recognised by their exact shape. */
@@ -198,11 +182,19 @@ function notAChange(payload: Record<string, unknown>, topic: string, schemaName:
   return undefined;
 }
 
-function rowOf(value: Record<string, unknown> | null, fields: ReadonlyMap<string, FieldType>, columns: ReadonlyMap<string, ColumnType> | undefined): Row | null {
+/** rowOf's `columns` for MySQL and MariaDB events: their values are decoded by the binlog rules. */
+const BINLOG = 'binlog';
+
+/**
+ * A row's values in text form, the unknown ones left out: PostgreSQL's decoded with the column types
+ * of the catalog when read, MySQL's and MariaDB's (`BINLOG`) from the schema envelope alone.
+ */
+function rowOf(value: Record<string, unknown> | null, fields: ReadonlyMap<string, FieldType>, columns: ReadonlyMap<string, ColumnType> | undefined | typeof BINLOG): Row | null {
   if (value === null) return null;
   const row: Record<string, string | null | undefined> = Object.create(null);
   for (const column of Object.keys(value)) {
-    const text = textValue(value[column], fields.get(column), columns?.get(column));
+    const field = fields.get(column);
+    const text = columns === BINLOG ? binlogTextValue(value[column], field) : textValue(value[column], field, columns?.get(column));
     if (text !== undefined) row[column] = text;
   }
   return row;

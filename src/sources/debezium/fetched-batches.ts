@@ -2,11 +2,8 @@ import type { Logger } from '../../log.js';
 import type { BatchQueue } from '../batch-queue.js';
 import { toError } from '../../errors.js';
 import { decodeDebeziumRecord, toChange, type Decoded, type DebeziumEvent } from './event-parser.js';
-import type { TableCatalog, TableInfo } from './identity.js';
+import type { TableCatalog } from './identity.js';
 import type { PartitionPosition } from './offset-commits.js';
-
-/** MySQL and MariaDB: the binlog carries whole old rows (Debezium requires binlog_row_image=FULL). */
-const WHOLE_ROWS: TableInfo = { identity: { kind: 'full' } };
 
 /** A partition's place in what the worker has been handed: the next offset to commit. */
 export interface KafkaPosition extends PartitionPosition {
@@ -139,7 +136,7 @@ export class FetchedBatches {
       const d = decoded[i]!;
       const m = batch.messages[i]!;
       if (d.kind === 'event') {
-        queue.pushChange(toChange(d.event, d.event.connector === 'postgresql' ? tables.info(d.event) : WHOLE_ROWS), d.event.commitTimeMs ?? Number(m.timestamp), m.value?.length ?? 0);
+        queue.pushChange(toChange(d.event, tables), d.event.commitTimeMs ?? Number(m.timestamp), m.value?.length ?? 0);
       } else if (d.kind === 'malformed') {
         this.options.log.error({ topic: batch.topic, partition: batch.partition, offset: m.offset, reason: d.reason }, 'malformed event');
         queue.pushDeadLetter(
