@@ -1,5 +1,6 @@
 import type { RuleSet } from '../../core/rules.js';
 import { tableKey } from '../../core/rules.js';
+import { eventTable, isBinlogConnector, isReadConnector } from '../../lib/debezium-connectors.js';
 import type { SampledMessage, TopicSamples } from '../../lib/kafka-topics.js';
 import { fail, listing, ok, plural, warn, type CheckLine } from './report.js';
 
@@ -9,8 +10,6 @@ export type MessageKind =
   | { kind: 'other' }
   | { kind: 'malformed'; reason: string };
 
-const BINLOG = new Set(['mysql', 'mariadb']);
-const READ = new Set(['postgresql', ...BINLOG]);
 
 /**
  * Only what `check` reports (the connector, the table, whether the schema envelope is there); the
@@ -36,10 +35,9 @@ export function describeMessage(value: Buffer | null): MessageKind {
     return known || transaction || schemaChange ? { kind: 'other' } : { kind: 'malformed', reason: 'not a Debezium event: no "op"' };
   }
   if (!isObject(source)) return { kind: 'malformed', reason: 'missing source' };
-  const connector = typeof source['connector'] === 'string' ? source['connector'] : 'postgresql';
-  const namespace = BINLOG.has(connector) ? source['db'] : source['schema'];
-  if (typeof namespace !== 'string' || typeof source['table'] !== 'string') return { kind: 'malformed', reason: `an event of Debezium's ${connector} connector without its table` };
-  return { kind: 'event', connector, schema: namespace, table: source['table'], envelope, op: payload['op'] };
+  const { connector, namespace, table } = eventTable(source);
+  if (typeof namespace !== 'string' || typeof table !== 'string') return { kind: 'malformed', reason: `an event of Debezium's ${connector} connector without its table` };
+  return { kind: 'event', connector, schema: namespace, table, envelope, op: payload['op'] };
 }
 
 interface TopicFacts {
@@ -101,7 +99,7 @@ function topicFacts(messages: readonly SampledMessage[]): TopicFacts {
       facts.events++;
       facts.connectors.add(d.connector);
       facts.tables.set(tableKey(d.schema, d.table), d.table);
-      if (!d.envelope && BINLOG.has(d.connector)) facts.withoutEnvelope++;
+      if (!d.envelope && isBinlogConnector(d.connector)) facts.withoutEnvelope++;
     }
   }
   return facts;
@@ -118,14 +116,14 @@ function topicLines(topic: string, held: bigint, facts: TopicFacts, mapped: Read
     return lines;
   }
   const connectors = [...facts.connectors].sort();
-  const unread = connectors.filter((c) => !READ.has(c));
+  const unread = connectors.filter((c) => !isReadConnector(c));
   if (unread.length > 0) {
     lines.push(fail(`topic ${topic}: events of Debezium's ${listing(unread)} connector`, 'the worker reads the PostgreSQL, MySQL and MariaDB connectors\' events; their events become dead letters'));
   }
   if (facts.withoutEnvelope > 0) {
     lines.push(
       fail(
-        `topic ${topic}: ${connectors.filter((c) => BINLOG.has(c)).join(', ')} events without the schema envelope: their values cannot be read exactly, so every key is unknown`,
+        `topic ${topic}: ${connectors.filter(isBinlogConnector).join(', ')} events without the schema envelope: their values cannot be read exactly, so every key is unknown`,
         'set value.converter.schemas.enable=true and key.converter.schemas.enable=true on the connector',
       ),
     );
